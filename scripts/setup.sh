@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dicyc needs, only those missing. Safe to run again.
+#   scripts/setup.sh            everything: build, tests, benchmarks, and the Python reference
+#   scripts/setup.sh --minimal  what building and testing need (no Python)
+set -euo pipefail
+
+BUILD_PKGS=(build-essential cmake ninja-build pkg-config
+  libeigen3-dev libboost-test-dev libboost-math-dev libcxxopts-dev libbenchmark-dev
+  libdnnl-dev libnifti2-dev xtensor-dev libpng-dev zlib1g-dev)
+PY_PKGS=(python3 python3-numpy python3-scipy python3-skimage python3-torch)
+
+pkgs=("${BUILD_PKGS[@]}")
+if [[ "${1:-}" != "--minimal" ]]; then pkgs+=("${PY_PKGS[@]}"); fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then missing+=("$p"); fi
+done
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+echo "setup: installing ${missing[*]}"
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

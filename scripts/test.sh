@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builds dicyc and runs every test through ctest. The README's test command; .ci/run calls it.
+# The CUDA translation units are compiled with nvcc (sm_90) when a CUDA toolkit is found; the GPU
+# tests skip cleanly on a machine without a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --minimal
+
+CUDA=OFF
+NVCC="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
+if [[ -x "$NVCC" ]]; then CUDA=ON; fi
+if [[ "${DICYC_NO_CUDA:-0}" == 1 ]]; then CUDA=OFF; fi
+
+BUILD=${BUILD_DIR:-build/test}
+start=$(date +%s)
+CUDA_ARGS=()
+if [[ $CUDA == ON ]]; then CUDA_ARGS=(-DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90); fi
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDICYC_CUDA=$CUDA "${CUDA_ARGS[@]}"
+cmake --build "$BUILD" -j "$(nproc)"
+echo "test.sh: build took $(( $(date +%s) - start )) s (CUDA=$CUDA)"
+ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)"
+echo "test.sh: total $(( $(date +%s) - start )) s"

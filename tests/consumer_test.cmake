@@ -1,0 +1,20 @@
+# Installs the build tree into a prefix, then configures, builds and runs examples/embed against it
+# through find_package(dicyc CONFIG REQUIRED).
+foreach(v SRC BUILD WORK GENERATOR)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "consumer_test: ${v} not set")
+  endif()
+endforeach()
+file(REMOVE_RECURSE "${WORK}")
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "consumer_test: '${ARGN}' failed (${rc}):\n${out}\n${err}")
+  endif()
+  message("${out}")
+endfunction()
+run(${CMAKE_COMMAND} --install "${BUILD}" --prefix "${WORK}/prefix")
+run(${CMAKE_COMMAND} -S "${SRC}/examples/embed" -B "${WORK}/build" -G "${GENERATOR}"
+    -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=${WORK}/prefix")
+run(${CMAKE_COMMAND} --build "${WORK}/build")
+run("${WORK}/build/embed")

@@ -1,0 +1,216 @@
+// Convolution tests, written once and compiled for Dim = 2 and 3 (test_conv2d.cpp, test_conv3d.cpp).
+#pragma once
+
+#include "test_util.hpp"
+
+namespace dt {
+
+using dicyc::ops::ConvOptions;
+template <class D>
+using Ctx = dicyc::core::Context<D>;
+
+struct Contexts {
+  Ctx<Eigen::DefaultDevice> cpu;
+  Ctx<Eigen::ThreadPoolDevice> pool{2};
+};
+inline Contexts& contexts() {
+  static Contexts c;
+  return c;
+}
+
+template <int Dim>
+struct ConvCase {
+  ConvOptions<Dim> opts;
+  Shape<Dim + 2> in;
+  bool transpose;
+  std::string label;
+};
+
+/// Forward on device `ctx` in scalar S; inputs and output as double on the host.
+template <int Dim, class S, class Dev>
+std::vector<double> run_forward(Ctx<Dev>& ctx, const ConvCase<Dim>& c, const std::vector<double>& x,
+                                const std::vector<double>& w, const std::vector<double>& b) {
+  using namespace dicyc;
+  const auto ws = c.transpose ? ops::conv_transpose_weight_shape(c.opts) : ops::conv_weight_shape(c.opts);
+  const auto ys = c.transpose ? ops::conv_transpose_output_shape(c.opts, c.in) : ops::conv_output_shape(c.opts, c.in);
+  auto X = core::Tensor<S, Dim + 2, Dev>::from_host(ctx, c.in, convert<S>(x));
+  auto W = core::Tensor<S, Dim + 2, Dev>::from_host(ctx, ws, convert<S>(w));
+  auto B = core::Tensor<S, 1, Dev>::from_host(ctx, Shape<1>(c.opts.out_channels()), convert<S>(b));
+  core::Tensor<S, Dim + 2, Dev> Y(ctx, ys);
+  auto ym = Y.map();
+  auto bm = B.cmap();
+  if (c.transpose) ops::conv_transpose_forward<Dim>(ctx, c.opts, X.cmap(), W.cmap(), &bm, ym);
+  else ops::conv_forward<Dim>(ctx, c.opts, X.cmap(), W.cmap(), &bm, ym);
+  return convert<double>(Y.to_host());
+}
+
+/// Backward; the gradients are pre-filled with `pre` to check that they accumulate.
+template <int Dim, class S, class Dev>
+void run_backward(Ctx<Dev>& ctx, const ConvCase<Dim>& c, const std::vector<double>& x, const std::vector<double>& w,
+                  const std::vector<double>& dy, std::vector<double>& dx, std::vector<double>& dw,
+                  std::vector<double>& db, double pre = 0.0) {
+  using namespace dicyc;
+  const auto ws = c.transpose ? ops::conv_transpose_weight_shape(c.opts) : ops::conv_weight_shape(c.opts);
+  const auto ys = c.transpose ? ops::conv_transpose_output_shape(c.opts, c.in) : ops::conv_output_shape(c.opts, c.in);
+  auto X = core::Tensor<S, Dim + 2, Dev>::from_host(ctx, c.in, convert<S>(x));
+  auto W = core::Tensor<S, Dim + 2, Dev>::from_host(ctx, ws, convert<S>(w));
+  auto DY = core::Tensor<S, Dim + 2, Dev>::from_host(ctx, ys, convert<S>(dy));
+  auto fill = [&](auto& t) { t.copy_from_host(std::vector<S>(static_cast<std::size_t>(t.size()), S(pre))); };
+  core::Tensor<S, Dim + 2, Dev> DX(ctx, c.in), DW(ctx, ws);
+  core::Tensor<S, 1, Dev> DB(ctx, Shape<1>(c.opts.out_channels()));
+  fill(DX);
+  fill(DW);
+  fill(DB);
+  auto dxm = DX.map();
+  auto dwm = DW.map();
+  auto dbm = DB.map();
+  if (c.transpose) ops::conv_transpose_backward<Dim>(ctx, c.opts, X.cmap(), W.cmap(), DY.cmap(), &dxm, &dwm, &dbm);
+  else ops::conv_backward<Dim>(ctx, c.opts, X.cmap(), W.cmap(), DY.cmap(), &dxm, &dwm, &dbm);
+  dx = convert<double>(DX.to_host());
+  dw = convert<double>(DW.to_host());
+  db = convert<double>(DB.to_host());
+}
+
+template <int Dim>
+struct CaseData {
+  std::vector<double> x, w, b;
+  Shape<Dim + 2> ws, ys;
+};
+
+template <int Dim>
+CaseData<Dim> make_data(const ConvCase<Dim>& c, std::uint64_t seed) {
+  using namespace dicyc;
+  CaseData<Dim> d;
+  d.ws = c.transpose ? ops::conv_transpose_weight_shape(c.opts) : ops::conv_weight_shape(c.opts);
+  d.ys = c.transpose ? ops::conv_transpose_output_shape(c.opts, c.in) : ops::conv_output_shape(c.opts, c.in);
+  d.x = random_vec<double>(num_elements(c.in), seed);
+  d.w = random_vec<double>(num_elements(d.ws), seed + 1, -0.5, 0.5);
+  d.b = random_vec<double>(c.opts.out_channels(), seed + 2);
+  return d;
+}
+
+template <int Dim>
+std::vector<double> reference(const ConvCase<Dim>& c, const CaseData<Dim>& d) {
+  Shape<Dim + 2> ys;
+  return c.transpose ? naive_conv_transpose<Dim>(c.opts, c.in, d.x, d.w, &d.b, ys)
+                     : naive_conv<Dim>(c.opts, c.in, d.x, d.w, &d.b, ys);
+}
+
+/// Forward against the naive reference: double, float (both GEMM backends), ThreadPool, half.
+template <int Dim>
+void check_forward(const ConvCase<Dim>& c) {
+  BOOST_TEST_CONTEXT(c.label) {
+    auto& cx = contexts();
+    const auto d = make_data(c, 11);
+    const auto ref = reference(c, d);
+    const double scale = std::max(1.0, max_abs(ref));
+    BOOST_CHECK_LT(max_abs_diff(run_forward<Dim, double>(cx.cpu, c, d.x, d.w, d.b), ref), 1e-12 * scale);
+    for (auto be : {dicyc::ops::GemmBackend::Eigen, dicyc::ops::GemmBackend::Dnnl}) {
+      if (!dicyc::ops::gemm_backend_available(be)) continue;
+      dicyc::ops::set_gemm_backend(be);
+      BOOST_TEST_CONTEXT("gemm " << dicyc::ops::to_string(be)) {
+        const auto yf = run_forward<Dim, float>(cx.cpu, c, d.x, d.w, d.b);
+        const auto yp = run_forward<Dim, float>(cx.pool, c, d.x, d.w, d.b);
+        BOOST_CHECK_LT(max_abs_diff(yf, ref), 2e-5 * scale);
+        BOOST_CHECK_LT(max_abs_diff(yp, yf), 1e-5 * scale);
+      }
+    }
+    dicyc::ops::set_gemm_backend(dicyc::ops::gemm_backend_available(dicyc::ops::GemmBackend::Dnnl)
+                                     ? dicyc::ops::GemmBackend::Dnnl
+                                     : dicyc::ops::GemmBackend::Eigen);
+    // Half: inputs are rounded to half, the product accumulates in float, the output is rounded
+    // to half. With |x| <= 1, |w| <= 0.5 and fan-in F, the error stays within ~1e-3 * sqrt(F) *
+    // scale; we ask for 1e-2 relative to the largest output.
+    const auto yh = run_forward<Dim, dicyc::half>(cx.pool, c, d.x, d.w, d.b);
+    BOOST_CHECK_LT(max_abs_diff(yh, ref), 1e-2 * scale);
+  }
+}
+
+/// Backward: double gradient check (input, weight, bias, with accumulation), then float parity
+/// across devices and backends, and half within tolerance.
+template <int Dim>
+void check_backward(const ConvCase<Dim>& c) {
+  BOOST_TEST_CONTEXT(c.label) {
+    auto& cx = contexts();
+    auto d = make_data(c, 21);
+    const auto g = random_vec<double>(dicyc::num_elements(d.ys), 99);
+    std::vector<double> dx, dw, db;
+    const double pre = 0.25;
+    run_backward<Dim, double>(cx.cpu, c, d.x, d.w, g, dx, dw, db, pre);
+    for (auto* v : {&dx, &dw, &db})
+      for (auto& e : *v) e -= pre;  // what was added on top of the pre-filled value
+    auto loss = [&] { return dot(run_forward<Dim, double>(cx.cpu, c, d.x, d.w, d.b), g); };
+    gradcheck(d.x, dx, loss, c.label + " d/dx");
+    gradcheck(d.w, dw, loss, c.label + " d/dw");
+    gradcheck(d.b, db, loss, c.label + " d/db");
+
+    std::vector<double> fx, fw, fb, px, pw, pb;
+    const double sx = std::max(1.0, max_abs(dx)), sw = std::max(1.0, max_abs(dw)), sb = std::max(1.0, max_abs(db));
+    for (auto be : {dicyc::ops::GemmBackend::Eigen, dicyc::ops::GemmBackend::Dnnl}) {
+      if (!dicyc::ops::gemm_backend_available(be)) continue;
+      dicyc::ops::set_gemm_backend(be);
+      BOOST_TEST_CONTEXT("gemm " << dicyc::ops::to_string(be)) {
+        run_backward<Dim, float>(cx.cpu, c, d.x, d.w, g, fx, fw, fb);
+        run_backward<Dim, float>(cx.pool, c, d.x, d.w, g, px, pw, pb);
+        BOOST_CHECK_LT(max_abs_diff(fx, dx), 2e-5 * sx);
+        BOOST_CHECK_LT(max_abs_diff(fw, dw), 2e-5 * sw);
+        BOOST_CHECK_LT(max_abs_diff(fb, db), 2e-5 * sb);
+        BOOST_CHECK_LT(max_abs_diff(px, fx), 1e-5 * sx);
+        BOOST_CHECK_LT(max_abs_diff(pw, fw), 1e-5 * sw);
+        BOOST_CHECK_LT(max_abs_diff(pb, fb), 1e-5 * sb);
+      }
+    }
+    dicyc::ops::set_gemm_backend(dicyc::ops::gemm_backend_available(dicyc::ops::GemmBackend::Dnnl)
+                                     ? dicyc::ops::GemmBackend::Dnnl
+                                     : dicyc::ops::GemmBackend::Eigen);
+    std::vector<double> hx, hw, hb;
+    run_backward<Dim, dicyc::half>(cx.pool, c, d.x, d.w, g, hx, hw, hb);
+    BOOST_CHECK_LT(max_abs_diff(hx, dx), 1e-2 * sx);
+    BOOST_CHECK_LT(max_abs_diff(hw, dw), 1e-2 * sw);
+    BOOST_CHECK_LT(max_abs_diff(hb, db), 1e-2 * sb);
+  }
+}
+
+/// Tiling the column buffer (tiny workspace) and the generic generate() path (what the GPU runs)
+/// both give the same results as the default CPU path.
+template <int Dim>
+void check_tiling_and_generic(const ConvCase<Dim>& c) {
+  BOOST_TEST_CONTEXT(c.label) {
+    Ctx<Eigen::DefaultDevice> small;
+    small.set_workspace_limit(4096);
+    auto& cx = contexts();
+    auto d = make_data(c, 31);
+    const auto g = random_vec<double>(dicyc::num_elements(d.ys), 7);
+    const auto y_full = run_forward<Dim, double>(cx.cpu, c, d.x, d.w, d.b);
+    const auto y_tiled = run_forward<Dim, double>(small, c, d.x, d.w, d.b);
+    BOOST_CHECK_LT(max_abs_diff(y_full, y_tiled), 1e-12);
+    std::vector<double> ax, aw, ab, bx, bw, bb;
+    run_backward<Dim, double>(cx.cpu, c, d.x, d.w, g, ax, aw, ab);
+    run_backward<Dim, double>(small, c, d.x, d.w, g, bx, bw, bb);
+    BOOST_CHECK_LT(max_abs_diff(ax, bx), 1e-12);
+    BOOST_CHECK_LT(max_abs_diff(aw, bw), 1e-12);
+
+    // im2col / col2im: CPU loops against the gather generators, on a column block [j0, j1).
+    const auto img_shape = c.transpose ? d.ys : c.in;
+    const auto grid_shape = c.transpose ? c.in : d.ys;
+    const Index ch = c.transpose ? c.opts.out_channels() : c.opts.in_channels();
+    const auto geo = dicyc::ops::detail::geometry(c.opts, ch, img_shape, grid_shape);
+    const Index j0 = geo.cols() / 3, j1 = geo.cols();
+    const auto img = random_vec<double>(dicyc::num_elements(img_shape), 5);
+    std::vector<double> c1(static_cast<std::size_t>(geo.rows() * (j1 - j0))), c2 = c1;
+    dicyc::ops::im2col_cpu<Dim>(cx.pool, geo, img.data(), c1.data(), j0, j1);
+    dicyc::ops::im2col_generic<Dim>(cx.cpu.device(), geo, img.data(), c2.data(), j0, j1);
+    BOOST_CHECK(c1 == c2);
+    const auto cols = random_vec<double>(static_cast<Index>(c1.size()), 6);
+    std::vector<double> i1 = img, i2 = img;
+    dicyc::ops::col2im_cpu<Dim>(cx.pool, geo, cols.data(), i1.data(), j0, j1);
+    dicyc::ops::col2im_generic<Dim>(cx.cpu.device(), geo, cols.data(), i2.data(), j0, j1);
+    BOOST_CHECK_LT(max_abs_diff(i1, i2), 1e-12);
+    // Adjointness: <im2col(img), cols> = <img, col2im(cols)>.
+    std::vector<double> zero(img.size(), 0.0);
+    dicyc::ops::col2im_cpu<Dim>(cx.cpu, geo, cols.data(), zero.data(), j0, j1);
+    BOOST_CHECK_CLOSE(dot(c1, cols), dot(img, zero), 1e-9);
+  }
+}
+
+}  // namespace dt
