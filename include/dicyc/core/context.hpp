@@ -25,6 +25,10 @@
 
 #include "dicyc/core/types.hpp"
 
+#if defined(EIGEN_USE_GPU)
+#include <cublas_v2.h>
+#endif
+
 namespace dicyc::core {
 
 template <class Device>
@@ -187,6 +191,56 @@ class Context<Eigen::ThreadPoolDevice> : public ContextSettings {
   std::unique_ptr<Eigen::ThreadPool> pool_;
   Device dev_;
   detail::BlockCache<Device> cache_;
+};
+#endif
+
+#if defined(EIGEN_USE_GPU)
+/// Number of CUDA devices visible, 0 when there is no GPU or no driver.
+inline int gpu_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+/// GPU context: an Eigen stream device on one CUDA device, and a cuBLAS handle on that stream.
+template <>
+class Context<Eigen::GpuDevice> : public ContextSettings {
+ public:
+  using Device = Eigen::GpuDevice;
+  explicit Context(int device_id = 0)
+      : stream_(checked(device_id)), dev_(stream_.get()), cache_(&dev_) {
+    DICYC_CHECK(cublasCreate(&cublas_) == CUBLAS_STATUS_SUCCESS, DeviceError, "cuBLAS initialisation failed");
+    cublasSetStream(cublas_, stream_->stream());
+  }
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  ~Context() {
+    cache_.release_all();
+    cublasDestroy(cublas_);
+  }
+
+  const Device& device() const { return dev_; }
+  int num_threads() const { return 1; }
+  void synchronize() const { dev_.synchronize(); }
+  detail::BlockCache<Device>& allocator() { return cache_; }
+  cublasHandle_t cublas() const { return cublas_; }
+  std::string name() const { return "cuda (compute " + std::to_string(dev_.majorDeviceVersion()) + "." +
+                                    std::to_string(dev_.minorDeviceVersion()) + ")"; }
+
+ private:
+  static std::unique_ptr<Eigen::GpuStreamDevice> checked(int id) {
+    const int n = gpu_device_count();
+    DICYC_CHECK(n > 0, DeviceError, "a GPU context was requested, but no CUDA device is available");
+    DICYC_CHECK(id >= 0 && id < n, DeviceError, "CUDA device " << id << " requested, but only " << n << " present");
+    return std::make_unique<Eigen::GpuStreamDevice>(id);
+  }
+  std::unique_ptr<Eigen::GpuStreamDevice> stream_;
+  Device dev_;
+  detail::BlockCache<Device> cache_;
+  cublasHandle_t cublas_ = nullptr;
 };
 #endif
 

@@ -169,4 +169,37 @@ void gemm(Context<Device>& ctx, bool ta, bool tb, Index m, Index n, Index k, con
   }
 }
 
+#if defined(EIGEN_USE_GPU)
+/// C = alpha * op(A) op(B) + beta * C on the GPU with cuBLAS (column-major, as ours). Half uses
+/// cublasGemmEx with float accumulation.
+template <class S, class Device, std::enable_if_t<core::is_gpu_v<Device>, int> = 0>
+void gemm(Context<Device>& ctx, bool ta, bool tb, Index m, Index n, Index k, const S* a, const S* b, S* c,
+          float alpha = 1.0f, float beta = 0.0f) {
+  DICYC_CHECK(m >= 0 && n >= 0 && k >= 0, ShapeError,
+              "gemm: negative extent m=" << m << " n=" << n << " k=" << k);
+  if (m == 0 || n == 0) return;
+  const int M = int(m), N = int(n), K = int(k);
+  const int lda = ta ? K : M, ldb = tb ? N : K, ldc = M;
+  const cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasStatus_t st;
+  if (k == 0) {
+    TensorMap<S, 2> C(c, m, n);
+    if (beta == 0.0f) C.device(ctx.device()) = C.constant(S(0));
+    else C.device(ctx.device()) = C * S(beta);
+    return;
+  }
+  if constexpr (std::is_same_v<S, double>) {
+    const double al = alpha, be = beta;
+    st = cublasDgemm(ctx.cublas(), oa, ob, M, N, K, &al, a, lda, b, ldb, &be, c, ldc);
+  } else if constexpr (std::is_same_v<S, float>) {
+    st = cublasSgemm(ctx.cublas(), oa, ob, M, N, K, &alpha, a, lda, b, ldb, &beta, c, ldc);
+  } else {
+    st = cublasGemmEx(ctx.cublas(), oa, ob, M, N, K, &alpha, a, CUDA_R_16F, lda, b, CUDA_R_16F, ldb, &beta, c,
+                      CUDA_R_16F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  }
+  DICYC_CHECK(st == CUBLAS_STATUS_SUCCESS, DeviceError,
+              "cuBLAS gemm failed with status " << int(st) << " for m=" << m << " n=" << n << " k=" << k);
+}
+#endif
+
 }  // namespace dicyc::ops

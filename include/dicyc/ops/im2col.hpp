@@ -60,11 +60,11 @@ namespace detail {
 template <int Dim, class S>
 struct Im2colGenerator {
   const S* img;
-  Index C, npix_img, npix_out;
+  Index C, npix_img, npix_out, j0;  // j0: the first column of the block being generated
   Eigen::array<Index, Dim> image, out, kernel, stride, pad;
 
   EIGEN_DEVICE_FUNC S operator()(const Eigen::array<Index, 2>& rc) const {
-    const Index r = rc[0], j = rc[1];
+    const Index r = rc[0], j = rc[1] + j0;
     const Index c = r % C;
     Index kidx = r / C;
     const Index n = j / npix_out;
@@ -138,25 +138,12 @@ Eigen::array<Index, Dim> to_eigen(const std::array<Index, Dim>& a) {
 /// im2col of columns [j0, j1) into `cols` (rows x (j1 - j0)), with generate() on any device.
 template <int Dim, class S, class Device>
 void im2col_generic(const Device& dev, const PatchGeometry<Dim>& g, const S* img, S* cols, Index j0, Index j1) {
-  detail::Im2colGenerator<Dim, S> gen{img, g.channels, g.image_pixels(), g.out_pixels(),
+  detail::Im2colGenerator<Dim, S> gen{img, g.channels, g.image_pixels(), g.out_pixels(), j0,
                                       detail::to_eigen<Dim>(g.image), detail::to_eigen<Dim>(g.out),
                                       detail::to_eigen<Dim>(g.kernel), detail::to_eigen<Dim>(g.stride),
                                       detail::to_eigen<Dim>(g.pad)};
   TensorMap<S, 2> out(cols, g.rows(), j1 - j0);
-  // The generator sees block-local column indices; shift them by j0 through a slice of a
-  // virtual full-width generator.
-  if (j0 == 0) {
-    out.device(dev) = out.generate(gen);
-  } else {
-    struct Shifted {
-      detail::Im2colGenerator<Dim, S> g;
-      Index j0;
-      EIGEN_DEVICE_FUNC S operator()(const Eigen::array<Index, 2>& rc) const {
-        return g(Eigen::array<Index, 2>{rc[0], rc[1] + j0});
-      }
-    };
-    out.device(dev) = out.generate(Shifted{gen, j0});
-  }
+  out.device(dev) = out.generate(gen);
 }
 
 /// image += col2im(cols) for columns [j0, j1), with generate() on any device.

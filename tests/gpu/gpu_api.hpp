@@ -1,0 +1,41 @@
+// Plain-C++ interface to the GPU instantiations in gpu_ops_*.cu, for the g++-compiled GPU parity
+// test. Only standard types cross it, so the nvcc and g++ translation units share no Eigen inline
+// code compiled under different macros.
+#pragma once
+
+#include <vector>
+
+namespace gpu_api {
+
+/// Number of CUDA devices (0 without a GPU or driver).
+int device_count();
+
+struct ConvDesc {
+  int dim = 2;
+  bool transpose = false;
+  long in_ch = 1, out_ch = 1;
+  long kernel[3] = {1, 1, 1}, stride[3] = {1, 1, 1}, pad[3] = {0, 0, 0}, out_pad[3] = {0, 0, 0};
+  long in_shape[5] = {1, 1, 1, 1, 1};  // (C, spatial..., N); the first dim + 2 entries are used
+};
+
+struct ConvResult {
+  std::vector<double> y, dx, dw, db;
+};
+
+/// Forward and backward of one conv (or transposed conv) on the GPU, in float or half.
+ConvResult conv_float(const ConvDesc& d, const std::vector<double>& x, const std::vector<double>& w,
+                      const std::vector<double>& b, const std::vector<double>& dy);
+ConvResult conv_half(const ConvDesc& d, const std::vector<double>& x, const std::vector<double>& w,
+                     const std::vector<double>& b, const std::vector<double>& dy);
+
+struct MiscResult {
+  std::vector<double> pad_y, pad_dx, in_y, in_dx, relu_dx, lrelu_y, tanh_y, tanh_dx;
+  double sum_abs = 0, sum_sq = 0, mean = 0;
+};
+
+/// Reflection pad (by 1), instance norm, activations and reductions on the GPU. The shape is
+/// (C, spatial..., N) with dim + 2 entries used.
+MiscResult misc_float(int dim, const long* shape, const std::vector<double>& x, const std::vector<double>& g);
+MiscResult misc_half(int dim, const long* shape, const std::vector<double>& x, const std::vector<double>& g);
+
+}  // namespace gpu_api

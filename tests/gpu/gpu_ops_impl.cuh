@@ -1,0 +1,140 @@
+// The GPU instantiations behind gpu_api.hpp, written once and compiled per scalar
+// (gpu_ops_float.cu, gpu_ops_half.cu). Everything here runs on Eigen::GpuDevice: im2col/col2im and
+// padding as generate() expressions, the GEMMs through cuBLAS, the rest as tensor expressions.
+#pragma once
+
+#include "dicyc/ops.hpp"
+#include "gpu_api.hpp"
+
+namespace gpu_impl {
+
+using namespace dicyc;
+using Gpu = Eigen::GpuDevice;
+
+template <class S>
+std::vector<S> to_s(const std::vector<double>& v) {
+  std::vector<S> o(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) o[i] = S(static_cast<float>(v[i]));
+  return o;
+}
+template <class S>
+std::vector<double> to_d(const std::vector<S>& v) {
+  std::vector<double> o(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) o[i] = static_cast<double>(static_cast<float>(v[i]));
+  return o;
+}
+
+inline core::Context<Gpu>& ctx() {
+  static core::Context<Gpu> c;
+  return c;
+}
+
+template <int Dim, class S>
+gpu_api::ConvResult conv(const gpu_api::ConvDesc& d, const std::vector<double>& x, const std::vector<double>& w,
+                         const std::vector<double>& b, const std::vector<double>& dy) {
+  constexpr int R = Dim + 2;
+  std::array<Index, Dim> k, s, p, op;
+  for (int i = 0; i < Dim; ++i) {
+    k[i] = d.kernel[i];
+    s[i] = d.stride[i];
+    p[i] = d.pad[i];
+    op[i] = d.out_pad[i];
+  }
+  const auto o = ops::ConvOptions<Dim>(d.in_ch, d.out_ch, k).stride(s).padding(p).output_padding(op);
+  Shape<R> xs;
+  for (int i = 0; i < R; ++i) xs[i] = d.in_shape[i];
+  auto& c = ctx();
+  const auto ws = d.transpose ? ops::conv_transpose_weight_shape(o) : ops::conv_weight_shape(o);
+  const auto ys = d.transpose ? ops::conv_transpose_output_shape(o, xs) : ops::conv_output_shape(o, xs);
+  auto X = core::Tensor<S, R, Gpu>::from_host(c, xs, to_s<S>(x));
+  auto W = core::Tensor<S, R, Gpu>::from_host(c, ws, to_s<S>(w));
+  auto B = core::Tensor<S, 1, Gpu>::from_host(c, Shape<1>(d.out_ch), to_s<S>(b));
+  auto DY = core::Tensor<S, R, Gpu>::from_host(c, ys, to_s<S>(dy));
+  core::Tensor<S, R, Gpu> Y(c, ys);
+  auto DX = core::Tensor<S, R, Gpu>::zeros(c, xs);
+  auto DW = core::Tensor<S, R, Gpu>::zeros(c, ws);
+  auto DB = core::Tensor<S, 1, Gpu>::zeros(c, Shape<1>(d.out_ch));
+  auto ym = Y.map();
+  auto bm = B.cmap();
+  auto dxm = DX.map();
+  auto dwm = DW.map();
+  auto dbm = DB.map();
+  if (d.transpose) {
+    ops::conv_transpose_forward<Dim>(c, o, X.cmap(), W.cmap(), &bm, ym);
+    ops::conv_transpose_backward<Dim>(c, o, X.cmap(), W.cmap(), DY.cmap(), &dxm, &dwm, &dbm);
+  } else {
+    ops::conv_forward<Dim>(c, o, X.cmap(), W.cmap(), &bm, ym);
+    ops::conv_backward<Dim>(c, o, X.cmap(), W.cmap(), DY.cmap(), &dxm, &dwm, &dbm);
+  }
+  return {to_d(Y.to_host()), to_d(DX.to_host()), to_d(DW.to_host()), to_d(DB.to_host())};
+}
+
+template <int Dim, class S>
+gpu_api::MiscResult misc(const long* shape, const std::vector<double>& x, const std::vector<double>& g) {
+  constexpr int R = Dim + 2;
+  using A = acc_t<S>;
+  Shape<R> xs;
+  for (int i = 0; i < R; ++i) xs[i] = shape[i];
+  auto& c = ctx();
+  gpu_api::MiscResult r;
+  auto X = core::Tensor<S, R, Gpu>::from_host(c, xs, to_s<S>(x));
+  auto G = core::Tensor<S, R, Gpu>::from_host(c, xs, to_s<S>(g));
+  const auto pad = ops::uniform_pad<Dim>(1);
+  const auto ps = ops::reflection_pad_output_shape<Dim>(xs, pad);
+  core::Tensor<S, R, Gpu> P(c, ps);
+  auto pm = P.map();
+  ops::reflection_pad_forward<Dim>(c, pad, X.cmap(), pm);
+  r.pad_y = to_d(P.to_host());
+  auto DX = core::Tensor<S, R, Gpu>::zeros(c, xs);
+  auto dxm = DX.map();
+  ops::reflection_pad_backward<Dim>(c, pad, P.cmap(), dxm);  // fold of the padded tensor itself
+  r.pad_dx = to_d(DX.to_host());
+
+  core::Tensor<S, R, Gpu> Y(c, xs);
+  core::Tensor<A, 2, Gpu> M(c, Shape<2>(xs[0], xs[R - 1])), I(c, Shape<2>(xs[0], xs[R - 1]));
+  auto ym = Y.map();
+  auto mm = M.map();
+  auto im = I.map();
+  ops::instance_norm_forward<Dim>(c, X.cmap(), ym, mm, im);
+  r.in_y = to_d(Y.to_host());
+  DX.set_zero();
+  ops::instance_norm_backward<Dim>(c, Y.cmap(), I.cmap(), G.cmap(), dxm);
+  r.in_dx = to_d(DX.to_host());
+
+  core::Tensor<S, R, Gpu> T(c, xs);
+  auto tm = T.map();
+  ops::relu_forward(c, X.cmap(), tm);
+  DX.set_zero();
+  ops::relu_backward(c, T.cmap(), G.cmap(), dxm);
+  r.relu_dx = to_d(DX.to_host());
+  ops::leaky_relu_forward(c, X.cmap(), tm, 0.2);
+  r.lrelu_y = to_d(T.to_host());
+  DX.set_zero();
+  ops::leaky_relu_backward(c, T.cmap(), G.cmap(), dxm, 0.2);
+  ops::tanh_forward(c, X.cmap(), tm);
+  r.tanh_y = to_d(T.to_host());
+  DX.set_zero();
+  ops::tanh_backward(c, T.cmap(), G.cmap(), dxm);
+  r.tanh_dx = to_d(DX.to_host());
+  r.sum_abs = double(ops::sum_abs(c, X.cmap()));
+  r.sum_sq = double(ops::sum_squares(c, X.cmap()));
+  r.mean = double(ops::mean(c, X.cmap()));
+  DX.set_zero();
+  ops::sum_abs_backward(c, X.cmap(), A(1), dxm);
+  ops::sum_squares_backward(c, X.cmap(), A(1), dxm);
+  ops::mean_backward(c, X.cmap(), A(1), dxm);
+  return r;
+}
+
+}  // namespace gpu_impl
+
+#define DICYC_GPU_API_DEFINE(SUFFIX, SCALAR)                                                                   \
+  gpu_api::ConvResult gpu_api::conv_##SUFFIX(const ConvDesc& d, const std::vector<double>& x,                 \
+                                             const std::vector<double>& w, const std::vector<double>& b,      \
+                                             const std::vector<double>& dy) {                                 \
+    return d.dim == 2 ? gpu_impl::conv<2, SCALAR>(d, x, w, b, dy) : gpu_impl::conv<3, SCALAR>(d, x, w, b, dy); \
+  }                                                                                                            \
+  gpu_api::MiscResult gpu_api::misc_##SUFFIX(int dim, const long* shape, const std::vector<double>& x,         \
+                                             const std::vector<double>& g) {                                  \
+    return dim == 2 ? gpu_impl::misc<2, SCALAR>(shape, x, g) : gpu_impl::misc<3, SCALAR>(shape, x, g);        \
+  }

@@ -1,0 +1,109 @@
+// GPU parity: the GPU instantiations (tests/gpu/*.cu, compiled by nvcc) against the CPU ops and
+// the naive references (compiled by g++). Without a CUDA device the program exits 77, which ctest
+// reports as skipped.
+#define BOOST_TEST_MODULE gpu
+#define BOOST_TEST_NO_MAIN
+#include "conv_cases.hpp"
+#include "gpu/gpu_api.hpp"
+
+#include <cstdio>
+
+using namespace dt;
+
+template <int Dim>
+gpu_api::ConvDesc desc(const ConvCase<Dim>& c) {
+  gpu_api::ConvDesc d;
+  d.dim = Dim;
+  d.transpose = c.transpose;
+  d.in_ch = c.opts.in_channels();
+  d.out_ch = c.opts.out_channels();
+  for (int i = 0; i < Dim; ++i) {
+    d.kernel[i] = c.opts.kernel_size()[i];
+    d.stride[i] = c.opts.stride()[i];
+    d.pad[i] = c.opts.padding()[i];
+    d.out_pad[i] = c.opts.output_padding()[i];
+  }
+  for (int i = 0; i < Dim + 2; ++i) d.in_shape[i] = c.in[i];
+  return d;
+}
+
+template <int Dim>
+void check_conv_case(const ConvCase<Dim>& c) {
+  BOOST_TEST_CONTEXT(c.label) {
+    auto d = make_data(c, 41);
+    const auto g = random_vec<double>(dicyc::num_elements(d.ys), 42);
+    const auto ref = reference(c, d);
+    std::vector<double> dx, dw, db;
+    run_backward<Dim, double>(contexts().cpu, c, d.x, d.w, g, dx, dw, db);
+    for (int h = 0; h < 2; ++h) {
+      const auto r = h ? gpu_api::conv_half(desc(c), d.x, d.w, d.b, g) : gpu_api::conv_float(desc(c), d.x, d.w, d.b, g);
+      const double tol = h ? 1e-2 : 1e-5;
+      BOOST_TEST_CONTEXT((h ? "half" : "float")) {
+        BOOST_CHECK_LT(max_abs_diff(r.y, ref), tol * std::max(1.0, max_abs(ref)));
+        BOOST_CHECK_LT(max_abs_diff(r.dx, dx), tol * std::max(1.0, max_abs(dx)));
+        BOOST_CHECK_LT(max_abs_diff(r.dw, dw), tol * std::max(1.0, max_abs(dw)));
+        BOOST_CHECK_LT(max_abs_diff(r.db, db), tol * std::max(1.0, max_abs(db)));
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(conv_gpu_equals_cpu) {
+  using O2 = ConvOptions<2>;
+  using O3 = ConvOptions<3>;
+  check_conv_case<2>({O2(3, 4, 7), Shape<4>(3, 9, 11, 2), false, "k7"});
+  check_conv_case<2>({O2(3, 5, 3).stride(2).padding(1), Shape<4>(3, 7, 9, 2), false, "k3 s2 p1"});
+  check_conv_case<2>({O2(2, 4, 4).stride(2).padding(1), Shape<4>(2, 7, 9, 2), false, "k4 s2 p1"});
+  check_conv_case<2>({O2(4, 3, 3).stride(2).padding(1).output_padding(1), Shape<4>(4, 3, 5, 2), true, "convT"});
+  check_conv_case<3>({O3(3, 4, 3).stride(2).padding(1), Shape<5>(3, 5, 3, 4, 2), false, "3d k3 s2 p1"});
+  check_conv_case<3>({O3(3, 2, 3).stride(2).padding(1).output_padding(1), Shape<5>(3, 3, 2, 3, 2), true, "3d convT"});
+}
+
+template <int Dim>
+void check_misc(const Shape<Dim + 2>& xs) {
+  using namespace dicyc;
+  auto& c = contexts().cpu;
+  const auto x = random_vec<double>(num_elements(xs), 51);
+  const auto g = random_vec<double>(num_elements(xs), 52);
+  long shape[5];
+  for (int i = 0; i < Dim + 2; ++i) shape[i] = xs[i];
+  // CPU double references through the CPU ops.
+  auto X = core::Tensor<double, Dim + 2, Eigen::DefaultDevice>::from_host(c, xs, x);
+  auto G = core::Tensor<double, Dim + 2, Eigen::DefaultDevice>::from_host(c, xs, g);
+  core::Tensor<double, Dim + 2, Eigen::DefaultDevice> Y(c, xs), DX(c, xs);
+  core::Tensor<double, 2, Eigen::DefaultDevice> M(c, Shape<2>(xs[0], xs[Dim + 1])), I(c, M.shape());
+  auto ym = Y.map();
+  auto dxm = DX.map();
+  auto mm = M.map();
+  auto im = I.map();
+  ops::instance_norm_forward<Dim>(c, X.cmap(), ym, mm, im);
+  DX.set_zero();
+  ops::instance_norm_backward<Dim>(c, Y.cmap(), I.cmap(), G.cmap(), dxm);
+  const auto in_y = Y.to_host(), in_dx = DX.to_host();
+  ops::tanh_forward(c, X.cmap(), ym);
+  const auto tanh_y = Y.to_host();
+  for (int h = 0; h < 2; ++h) {
+    BOOST_TEST_CONTEXT((h ? "half " : "float ") << shape_str(xs)) {
+      const auto r = h ? gpu_api::misc_half(Dim, shape, x, g) : gpu_api::misc_float(Dim, shape, x, g);
+      const double tol = h ? 2e-2 : 1e-5;
+      BOOST_CHECK_LT(max_abs_diff(r.in_y, in_y), tol * 5);
+      BOOST_CHECK_LT(max_abs_diff(r.in_dx, in_dx), tol * 5 * std::max(1.0, max_abs(in_dx)));
+      BOOST_CHECK_LT(max_abs_diff(r.tanh_y, tanh_y), tol);
+      BOOST_CHECK_CLOSE(r.sum_abs, ops::sum_abs(c, X.cmap()), h ? 0.5 : 1e-3);
+      BOOST_CHECK_CLOSE(r.mean, ops::mean(c, X.cmap()), h ? 2.0 : 1e-2);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(misc_gpu_equals_cpu) {
+  check_misc<2>(Shape<4>(3, 7, 9, 2));
+  check_misc<3>(Shape<5>(2, 5, 3, 4, 2));
+}
+
+int main(int argc, char** argv) {
+  if (gpu_api::device_count() == 0) {
+    std::printf("test_gpu: no CUDA device present, skipped\n");
+    return 77;
+  }
+  return boost::unit_test::unit_test_main([] { return true; }, argc, argv);
+}
