@@ -11,10 +11,22 @@
 // Backward computes the gradient of <y, dy> and ACCUMULATES (+=) into dx, dw and db. A null
 // destination skips that gradient (a frozen module, or no input gradient for the first layer).
 //
-// Implementation: im2col into a column buffer, then one GEMM per column block (ops/gemm.hpp). The
-// column buffer is tiled to the context's workspace limit. Backward recomputes the columns rather
-// than keeping them: measured-facts.md found materialized patches 4-5x faster than fused patch
-// contractions for the weight gradient, and recomputing keeps the forward's memory at PyTorch's.
+// Implementation: every product is a gather (ops/im2col.hpp, normal or transposed mode) followed
+// by a GEMM (ops/gemm.hpp); nothing scatters.
+//   conv forward        y  = W              x cols(x)             normal gather
+//   conv input grad     dx += W^(ci,co,k)   x cols_T(dy)          transposed gather, W's first two
+//                                                                  axes swapped (a small shuffle)
+//   conv weight grad    dW += dy            x cols(x)^T
+//   convT forward       y  = W^(co,ci,k)    x cols_T(x)
+//   convT input grad    dx += W             x cols(dy)
+//   convT weight grad   dW += x             x cols(dy)^T
+// On the CPU the columns are split into one contiguous range per pool thread, and each thread
+// walks its range in cache-sized blocks (about 1 MiB of columns): gather, then a single-threaded
+// GEMM (oneDNN or Eigen). Weight gradients reduce per-thread partial sums at the end. On the GPU
+// the gather is a generate() expression and the GEMM cuBLAS, tiled to the workspace limit.
+// Backward recomputes the columns rather than keeping them from the forward: measured-facts.md
+// found materialized patches 4-5x faster than fused patch contractions, and recomputing keeps
+// the forward's memory at PyTorch's. Half on the CPU converts to float at the op boundary.
 #pragma once
 
 #include <string>
@@ -169,10 +181,10 @@ void check_same(const std::string& L, const char* what, const Shape<Rank>& expec
                 << " instead");
 }
 
-/// Geometry of the conv from a (C, image) grid to an (out) grid.
+/// Geometry of the gather of a (channels, image) tensor onto an (out) grid.
 template <int Dim>
 PatchGeometry<Dim> geometry(const ConvOptions<Dim>& o, Index channels, const Shape<Dim + 2>& image,
-                            const Shape<Dim + 2>& out) {
+                            const Shape<Dim + 2>& out, bool transposed) {
   PatchGeometry<Dim> g;
   g.channels = channels;
   g.batch = image[Dim + 1];
@@ -183,56 +195,164 @@ PatchGeometry<Dim> geometry(const ConvOptions<Dim>& o, Index channels, const Sha
   g.kernel = o.kernel_size();
   g.stride = o.stride();
   g.pad = o.padding();
+  g.transposed = transposed;
   return g;
 }
 
-/// Column block width for a column buffer of `rows` rows within the workspace limit.
-template <class S, class Ctx>
-Index block_width(const Ctx& ctx, Index rows, Index cols) {
-  const Index w = static_cast<Index>(ctx.workspace_limit() / (sizeof(S) * std::max<Index>(rows, 1)));
-  return std::max<Index>(1, std::min(cols, w));
+/// Column block width: about `target` bytes of columns, at least 8 columns.
+template <class S>
+Index block_width(std::size_t target, Index rows, Index cols) {
+  const Index w = static_cast<Index>(target / (sizeof(S) * std::max<Index>(rows, 1)));
+  return std::max<Index>(1, std::min(cols, std::max<Index>(8, w)));
 }
 
-/// y(Cout, cols) += bias broadcast over columns.
+/// Y(m x cols) (+)= M(m x rows) * gather(src), M column-major contiguous.
+template <int Dim, class S, class Device>
+void patch_gemm(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, const S* M, Index m, S* y,
+                bool accumulate) {
+  const Index rows = g.rows(), cols = g.cols();
+  const float beta = accumulate ? 1.0f : 0.0f;
+  if (g.trivial()) {
+    gemm<S>(ctx, false, false, m, cols, rows, M, src, y, 1.0f, beta);
+    return;
+  }
+  if constexpr (core::is_gpu_v<Device>) {
+    const Index bw = block_width<S>(ctx.workspace_limit(), rows, cols);
+    core::Buffer<S, Device> buf(ctx, rows * bw);
+    for (Index j0 = 0; j0 < cols; j0 += bw) {
+      const Index j1 = std::min(cols, j0 + bw);
+      im2col_generic<Dim>(ctx.device(), g, src, buf.data(), j0, j1);
+      gemm<S>(ctx, false, false, m, j1 - j0, rows, M, buf.data(), y + m * j0, 1.0f, beta);
+    }
+  } else {
+    const Index parts = std::max<Index>(1, std::min<Index>(ctx.num_threads(), cols));
+    const Index bw = block_width<S>(std::min<std::size_t>(ctx.workspace_limit(), std::size_t(1) << 20), rows, cols);
+    ctx.parallel_for(parts, 1e9, [&](Index p0, Index p1) {
+      core::Buffer<S, Device> buf(ctx, rows * bw);
+      for (Index p = p0; p < p1; ++p) {
+        const Index c0 = cols * p / parts, c1 = cols * (p + 1) / parts;
+        for (Index j0 = c0; j0 < c1; j0 += bw) {
+          const Index j1 = std::min(c1, j0 + bw);
+          im2col_block<Dim>(g, src, buf.data(), j0, j1);
+          gemm_serial<S>(false, false, m, j1 - j0, rows, M, m, buf.data(), rows, y + m * j0, m, 1.0f, beta);
+        }
+      }
+    });
+  }
+}
+
+/// D(m x rows) += A(m x cols) * gather(src)^T.
+template <int Dim, class S, class Device>
+void patch_gemm_wgrad(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, const S* A, Index m, S* D) {
+  const Index rows = g.rows(), cols = g.cols();
+  if (g.trivial()) {
+    gemm<S>(ctx, false, true, m, rows, cols, A, src, D, 1.0f, 1.0f);
+    return;
+  }
+  if constexpr (core::is_gpu_v<Device>) {
+    const Index bw = block_width<S>(ctx.workspace_limit(), rows, cols);
+    core::Buffer<S, Device> buf(ctx, rows * bw);
+    for (Index j0 = 0; j0 < cols; j0 += bw) {
+      const Index j1 = std::min(cols, j0 + bw);
+      im2col_generic<Dim>(ctx.device(), g, src, buf.data(), j0, j1);
+      gemm<S>(ctx, false, true, m, rows, j1 - j0, A + m * j0, buf.data(), D, 1.0f, 1.0f);
+    }
+  } else {
+    // Larger blocks than the forward's: the product's depth is the block width.
+    const Index parts = std::max<Index>(1, std::min<Index>(ctx.num_threads(), cols));
+    const Index bw = block_width<S>(std::min<std::size_t>(ctx.workspace_limit(), std::size_t(4) << 20), rows, cols);
+    std::vector<core::Buffer<S, Device>> partial;
+    for (Index p = 1; p < parts; ++p) {
+      partial.emplace_back(ctx, m * rows);
+      partial.back().set_zero();
+    }
+    ctx.parallel_for(parts, 1e9, [&](Index p0, Index p1) {
+      core::Buffer<S, Device> buf(ctx, rows * bw);
+      for (Index p = p0; p < p1; ++p) {
+        S* dst = p == 0 ? D : partial[static_cast<std::size_t>(p - 1)].data();
+        const Index c0 = cols * p / parts, c1 = cols * (p + 1) / parts;
+        for (Index j0 = c0; j0 < c1; j0 += bw) {
+          const Index j1 = std::min(c1, j0 + bw);
+          im2col_block<Dim>(g, src, buf.data(), j0, j1);
+          gemm_serial<S>(false, true, m, rows, j1 - j0, A + m * j0, m, buf.data(), rows, dst, m, 1.0f, 1.0f);
+        }
+      }
+    });
+    TensorMap<S, 1> Dm(D, m * rows);
+    for (auto& b : partial) Dm.device(ctx.device()) = Dm + ConstTensorMap<S, 1>(b.data(), m * rows);
+  }
+}
+
+/// The kernel with its first two axes swapped: (a, b, k...) -> (b, a, k...).
+template <int Dim, class S, class Device>
+core::Tensor<S, Dim + 2, Device> swap_kernel_axes(Context<Device>& ctx, const ConstTensorMap<S, Dim + 2>& w) {
+  Shape<Dim + 2> s = w.dimensions();
+  std::swap(s[0], s[1]);
+  core::Tensor<S, Dim + 2, Device> t(ctx, s);
+  Eigen::array<Index, Dim + 2> perm;
+  for (int i = 0; i < Dim + 2; ++i) perm[i] = i;
+  std::swap(perm[0], perm[1]);
+  auto tm = t.map();
+  tm.device(ctx.device()) = w.shuffle(perm);
+  return t;
+}
+
+/// y(C, cols) += bias broadcast over columns.
 template <class S, class Device>
 void add_bias(Context<Device>& ctx, const ConstTensorMap<S, 1>& b, S* y, Index cout, Index cols) {
   TensorMap<S, 2> Y(y, cout, cols);
   Y.device(ctx.device()) = Y + b.reshape(Shape<2>(cout, 1)).broadcast(Shape<2>(1, cols));
 }
 
-/// db += sum of dy(Cout, cols) over columns.
+/// db += sum of dy(C, cols) over columns. On the CPU a contraction with a ones vector: Eigen's
+/// reducer over the non-inner axis of a (C, S) tensor is several times slower than this GEMV.
 template <class S, class Device>
 void sum_bias(Context<Device>& ctx, const S* dy, TensorMap<S, 1>& db, Index cout, Index cols) {
+  using A = acc_t<S>;
   ConstTensorMap<S, 2> DY(dy, cout, cols);
   const Eigen::array<Index, 1> red{1};
-  db.device(ctx.device()) = (db.template cast<acc_t<S>>() + DY.template cast<acc_t<S>>().sum(red)).template cast<S>();
+  db.device(ctx.device()) = (db.template cast<A>() + DY.template cast<A>().sum(red)).template cast<S>();
 }
+
+/// Half on the CPU: float copies in, float compute, results cast back.
+template <class S, int R, class Device>
+core::Tensor<float, R, Device> to_float(Context<Device>& ctx, const ConstTensorMap<S, R>& t) {
+  core::Tensor<float, R, Device> f(ctx, t.dimensions());
+  auto fm = f.map();
+  fm.device(ctx.device()) = t.template cast<float>();
+  return f;
+}
+template <class S, int R, class Device>
+void assign_from_float(Context<Device>& ctx, const core::Tensor<float, R, Device>& f, TensorMap<S, R>& t) {
+  t.device(ctx.device()) = f.map().template cast<S>();
+}
+
+template <class S, class Device>
+constexpr bool cpu_half_v = is_half_v<S> && !core::is_gpu_v<Device>;
 
 }  // namespace detail
 
 /// y = conv(x, w) + bias.
 template <int Dim, class S, class Device>
 void conv_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTensorMap<S, Dim + 2>& x,
-                  const ConstTensorMap<S, Dim + 2>& w, const nondeduced_t<ConstTensorMap<S, 1>>* bias, TensorMap<S, Dim + 2>& y) {
+                  const ConstTensorMap<S, Dim + 2>& w, const nondeduced_t<ConstTensorMap<S, 1>>* bias,
+                  TensorMap<S, Dim + 2>& y) {
   const std::string L = detail::op_label("conv", o);
   const Shape<Dim + 2> out = conv_output_shape(o, x.dimensions());
   detail::check_same<Dim + 2, S>(L, "weight", conv_weight_shape(o), w.dimensions());
   detail::check_same<Dim + 2, S>(L, "output", out, y.dimensions());
   if (bias) detail::check_same<1, S>(L, "bias", Shape<1>(o.out_channels()), bias->dimensions());
-  const auto g = detail::geometry(o, o.in_channels(), x.dimensions(), out);
-  const Index rows = g.rows(), cols = g.cols(), cout = o.out_channels();
-  if (g.trivial()) {
-    gemm<S>(ctx, false, false, cout, cols, rows, w.data(), x.data(), y.data());
+  if constexpr (detail::cpu_half_v<S, Device>) {
+    auto xf = detail::to_float(ctx, x), wf = detail::to_float(ctx, w);
+    core::Tensor<float, Dim + 2, Device> yf(ctx, out);
+    auto ym = yf.map();
+    conv_forward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), nullptr, ym);
+    detail::assign_from_float(ctx, yf, y);
   } else {
-    const Index bw = detail::block_width<S>(ctx, rows, cols);
-    core::Buffer<S, Device> buf(ctx, rows * bw);
-    for (Index j0 = 0; j0 < cols; j0 += bw) {
-      const Index j1 = std::min(cols, j0 + bw);
-      im2col<Dim>(ctx, g, x.data(), buf.data(), j0, j1);
-      gemm<S>(ctx, false, false, cout, j1 - j0, rows, w.data(), buf.data(), y.data() + cout * j0);
-    }
+    const auto g = detail::geometry(o, o.in_channels(), x.dimensions(), out, false);
+    detail::patch_gemm<Dim>(ctx, g, x.data(), w.data(), o.out_channels(), y.data(), false);
   }
-  if (bias) detail::add_bias(ctx, *bias, y.data(), cout, cols);
+  if (bias) detail::add_bias(ctx, *bias, y.data(), o.out_channels(), num_elements(out) / o.out_channels());
 }
 
 /// Accumulates the gradients of <conv(x, w) + bias, dy> into *dx, *dw, *db (each may be null).
@@ -248,27 +368,30 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
   if (dx) detail::check_same<Dim + 2, S>(L, "input gradient", x.dimensions(), dx->dimensions());
   if (dw) detail::check_same<Dim + 2, S>(L, "weight gradient", w.dimensions(), dw->dimensions());
   if (db) detail::check_same<1, S>(L, "bias gradient", Shape<1>(o.out_channels()), db->dimensions());
-  const auto g = detail::geometry(o, o.in_channels(), x.dimensions(), out);
-  const Index rows = g.rows(), cols = g.cols(), cout = o.out_channels();
-  if (db) detail::sum_bias(ctx, dy.data(), *db, cout, cols);
-  if (!dx && !dw) return;
-  if (g.trivial()) {
-    if (dw) gemm<S>(ctx, false, true, cout, rows, cols, dy.data(), x.data(), dw->data(), 1.0f, 1.0f);
-    if (dx) gemm<S>(ctx, true, false, rows, cols, cout, w.data(), dy.data(), dx->data(), 1.0f, 1.0f);
-    return;
-  }
-  const Index bw = detail::block_width<S>(ctx, rows, cols);
-  core::Buffer<S, Device> buf(ctx, rows * bw);
-  for (Index j0 = 0; j0 < cols; j0 += bw) {
-    const Index j1 = std::min(cols, j0 + bw), nb = j1 - j0;
-    const S* dyb = dy.data() + cout * j0;
+  if (db) detail::sum_bias(ctx, dy.data(), *db, o.out_channels(), num_elements(out) / o.out_channels());
+  if constexpr (detail::cpu_half_v<S, Device>) {
+    auto xf = detail::to_float(ctx, x), wf = detail::to_float(ctx, w), dyf = detail::to_float(ctx, dy);
+    if (dx) {
+      auto dxf = detail::to_float(ctx, ConstTensorMap<S, Dim + 2>(dx->data(), dx->dimensions()));
+      auto m = dxf.map();
+      conv_backward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), dyf.cmap(), &m, nullptr, nullptr);
+      detail::assign_from_float(ctx, dxf, *dx);
+    }
     if (dw) {
-      im2col<Dim>(ctx, g, x.data(), buf.data(), j0, j1);
-      gemm<S>(ctx, false, true, cout, rows, nb, dyb, buf.data(), dw->data(), 1.0f, 1.0f);
+      auto dwf = detail::to_float(ctx, ConstTensorMap<S, Dim + 2>(dw->data(), dw->dimensions()));
+      auto m = dwf.map();
+      conv_backward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), dyf.cmap(), nullptr, &m, nullptr);
+      detail::assign_from_float(ctx, dwf, *dw);
+    }
+  } else {
+    if (dw) {
+      const auto g = detail::geometry(o, o.in_channels(), x.dimensions(), out, false);
+      detail::patch_gemm_wgrad<Dim>(ctx, g, x.data(), dy.data(), o.out_channels(), dw->data());
     }
     if (dx) {
-      gemm<S>(ctx, true, false, rows, nb, cout, w.data(), dyb, buf.data());
-      col2im<Dim>(ctx, g, buf.data(), dx->data(), j0, j1);
+      const auto g = detail::geometry(o, o.out_channels(), out, x.dimensions(), true);
+      const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
+      detail::patch_gemm<Dim>(ctx, g, dy.data(), wt.data(), o.in_channels(), dx->data(), true);
     }
   }
 }
@@ -283,16 +406,16 @@ void conv_transpose_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, con
   detail::check_same<Dim + 2, S>(L, "weight", conv_transpose_weight_shape(o), w.dimensions());
   detail::check_same<Dim + 2, S>(L, "output", out, y.dimensions());
   if (bias) detail::check_same<1, S>(L, "bias", Shape<1>(o.out_channels()), bias->dimensions());
-  // The adjoint conv maps the output grid (Cout channels) to the input grid.
-  const auto g = detail::geometry(o, o.out_channels(), out, x.dimensions());
-  const Index rows = g.rows(), cols = g.cols(), cin = o.in_channels();
-  y.device(ctx.device()) = y.constant(S(0));
-  const Index bw = detail::block_width<S>(ctx, rows, cols);
-  core::Buffer<S, Device> buf(ctx, rows * bw);
-  for (Index j0 = 0; j0 < cols; j0 += bw) {
-    const Index j1 = std::min(cols, j0 + bw);
-    gemm<S>(ctx, true, false, rows, j1 - j0, cin, w.data(), x.data() + cin * j0, buf.data());
-    col2im<Dim>(ctx, g, buf.data(), y.data(), j0, j1);
+  if constexpr (detail::cpu_half_v<S, Device>) {
+    auto xf = detail::to_float(ctx, x), wf = detail::to_float(ctx, w);
+    core::Tensor<float, Dim + 2, Device> yf(ctx, out);
+    auto ym = yf.map();
+    conv_transpose_forward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), nullptr, ym);
+    detail::assign_from_float(ctx, yf, y);
+  } else {
+    const auto g = detail::geometry(o, o.in_channels(), x.dimensions(), out, true);
+    const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
+    detail::patch_gemm<Dim>(ctx, g, x.data(), wt.data(), o.out_channels(), y.data(), false);
   }
   if (bias) detail::add_bias(ctx, *bias, y.data(), o.out_channels(), num_elements(out) / o.out_channels());
 }
@@ -302,7 +425,7 @@ template <int Dim, class S, class Device>
 void conv_transpose_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTensorMap<S, Dim + 2>& x,
                              const ConstTensorMap<S, Dim + 2>& w, const ConstTensorMap<S, Dim + 2>& dy,
                              nondeduced_t<TensorMap<S, Dim + 2>>* dx, nondeduced_t<TensorMap<S, Dim + 2>>* dw,
-                   nondeduced_t<TensorMap<S, 1>>* db) {
+                             nondeduced_t<TensorMap<S, 1>>* db) {
   const std::string L = detail::op_label("conv_transpose", o);
   const Shape<Dim + 2> out = conv_transpose_output_shape(o, x.dimensions());
   detail::check_same<Dim + 2, S>(L, "weight", conv_transpose_weight_shape(o), w.dimensions());
@@ -310,17 +433,26 @@ void conv_transpose_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, co
   if (dx) detail::check_same<Dim + 2, S>(L, "input gradient", x.dimensions(), dx->dimensions());
   if (dw) detail::check_same<Dim + 2, S>(L, "weight gradient", w.dimensions(), dw->dimensions());
   if (db) detail::check_same<1, S>(L, "bias gradient", Shape<1>(o.out_channels()), db->dimensions());
-  const auto g = detail::geometry(o, o.out_channels(), out, x.dimensions());
-  const Index rows = g.rows(), cols = g.cols(), cin = o.in_channels();
   if (db) detail::sum_bias(ctx, dy.data(), *db, o.out_channels(), num_elements(out) / o.out_channels());
-  if (!dx && !dw) return;
-  const Index bw = detail::block_width<S>(ctx, rows, cols);
-  core::Buffer<S, Device> buf(ctx, rows * bw);
-  for (Index j0 = 0; j0 < cols; j0 += bw) {
-    const Index j1 = std::min(cols, j0 + bw), nb = j1 - j0;
-    im2col<Dim>(ctx, g, dy.data(), buf.data(), j0, j1);
-    if (dx) gemm<S>(ctx, false, false, cin, nb, rows, w.data(), buf.data(), dx->data() + cin * j0, 1.0f, 1.0f);
-    if (dw) gemm<S>(ctx, false, true, cin, rows, nb, x.data() + cin * j0, buf.data(), dw->data(), 1.0f, 1.0f);
+  if constexpr (detail::cpu_half_v<S, Device>) {
+    auto xf = detail::to_float(ctx, x), wf = detail::to_float(ctx, w), dyf = detail::to_float(ctx, dy);
+    if (dx) {
+      auto dxf = detail::to_float(ctx, ConstTensorMap<S, Dim + 2>(dx->data(), dx->dimensions()));
+      auto m = dxf.map();
+      conv_transpose_backward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), dyf.cmap(), &m, nullptr, nullptr);
+      detail::assign_from_float(ctx, dxf, *dx);
+    }
+    if (dw) {
+      auto dwf = detail::to_float(ctx, ConstTensorMap<S, Dim + 2>(dw->data(), dw->dimensions()));
+      auto m = dwf.map();
+      conv_transpose_backward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), dyf.cmap(), nullptr, &m, nullptr);
+      detail::assign_from_float(ctx, dwf, *dw);
+    }
+  } else {
+    // Both gradients gather dy onto the input grid, normal mode.
+    const auto g = detail::geometry(o, o.out_channels(), out, x.dimensions(), false);
+    if (dx) detail::patch_gemm<Dim>(ctx, g, dy.data(), w.data(), o.in_channels(), dx->data(), true);
+    if (dw) detail::patch_gemm_wgrad<Dim>(ctx, g, dy.data(), x.data(), o.in_channels(), dw->data());
   }
 }
 

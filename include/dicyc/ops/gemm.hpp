@@ -134,6 +134,36 @@ void gemm_dnnl(const Context<Device>& ctx, bool ta, bool tb, Index m, Index n, I
 
 }  // namespace detail
 
+/// C = alpha * op(A) op(B) + beta * C on the calling thread alone, with leading dimensions: the
+/// building block of the blocked convolutions, which run one such product per pool partition.
+/// float uses the selected backend; double (and anything else) Eigen's own GEMM.
+template <class S>
+void gemm_serial(bool ta, bool tb, Index m, Index n, Index k, const S* a, Index lda, const S* b, Index ldb, S* c,
+                 Index ldc, float alpha = 1.0f, float beta = 0.0f) {
+  if (m <= 0 || n <= 0) return;
+#if defined(DICYC_HAVE_DNNL)
+  if constexpr (std::is_same_v<S, float>) {
+    if (gemm_backend() == GemmBackend::Dnnl) {
+      detail::dnnl_gemm_1t(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      return;
+    }
+  }
+#endif
+  using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+  using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
+  Eigen::Map<Mat, 0, Eigen::OuterStride<>> C(c, m, n, Eigen::OuterStride<>(ldc));
+  const CMap A(a, ta ? k : m, ta ? m : k, Eigen::OuterStride<>(lda));
+  const CMap B(b, tb ? n : k, tb ? k : n, Eigen::OuterStride<>(ldb));
+  if (beta == 0.0f) C.setZero();
+  else if (beta != 1.0f) C *= S(beta);
+  if (k == 0) return;
+  const S al(alpha);
+  if (!ta && !tb) C.noalias() += al * A * B;
+  else if (ta && !tb) C.noalias() += al * A.transpose() * B;
+  else if (!ta && tb) C.noalias() += al * A * B.transpose();
+  else C.noalias() += al * A.transpose() * B.transpose();
+}
+
 /// C = alpha * op(A) op(B) + beta * C on a CPU context (see the file comment for the layout).
 template <class S, class Device, std::enable_if_t<!core::is_gpu_v<Device>, int> = 0>
 void gemm(Context<Device>& ctx, bool ta, bool tb, Index m, Index n, Index k, const S* a, const S* b, S* c,

@@ -1,0 +1,117 @@
+// Op benchmarks on the CPU thread pool (2 threads by default; DICYC_BENCH_THREADS overrides).
+// Labels name op, dimension, channels, size and kernel. GFLOP/s counts 2 flops per MAC; forward +
+// backward counts 3 passes (forward, input gradient, weight gradient), as PyTorch's reference does.
+// Compare with PyTorch through benchmarks/compare_torch.py, never by absolute times alone.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+
+#include "dicyc/ops.hpp"
+
+using namespace dicyc;
+using Dev = Eigen::ThreadPoolDevice;
+
+static core::Context<Dev>& ctx() {
+  static core::Context<Dev> c([] {
+    const char* t = std::getenv("DICYC_BENCH_THREADS");
+    return t ? std::atoi(t) : 2;
+  }());
+  return c;
+}
+
+template <int R>
+static core::Tensor<float, R, Dev> rnd(const Shape<R>& s, std::uint64_t seed) {
+  core::Rng rng(seed);
+  std::vector<float> v(static_cast<std::size_t>(num_elements(s)));
+  for (auto& e : v) e = float(rng.normal(0, 0.1));
+  return core::Tensor<float, R, Dev>::from_host(ctx(), s, v);
+}
+
+static void set_backend(benchmark::State& st, int b) {
+  const auto be = b ? ops::GemmBackend::Dnnl : ops::GemmBackend::Eigen;
+  if (!ops::gemm_backend_available(be)) {
+    st.SkipWithError("backend not built");
+    return;
+  }
+  ops::set_gemm_backend(be);
+}
+
+template <int Dim>
+static void conv_bench(benchmark::State& st, Index ch, Index size, bool backward) {
+  set_backend(st, int(st.range(0)));
+  constexpr int R = Dim + 2;
+  Shape<R> xs;
+  xs[0] = ch;
+  for (int d = 0; d < Dim; ++d) xs[d + 1] = size;
+  xs[R - 1] = 1;
+  const auto o = ops::ConvOptions<Dim>(ch, ch, 3).padding(1).bias(false);
+  auto x = rnd<R>(xs, 1);
+  auto w = rnd<R>(ops::conv_weight_shape(o), 2);
+  core::Tensor<float, R, Dev> y(ctx(), ops::conv_output_shape(o, xs)), dx(ctx(), xs), dw(ctx(), w.shape());
+  auto ym = y.map();
+  auto dxm = dx.map();
+  auto dwm = dw.map();
+  for (auto _ : st) {
+    ops::conv_forward<Dim>(ctx(), o, x.cmap(), w.cmap(), nullptr, ym);
+    if (backward) {
+      dx.set_zero();
+      dw.set_zero();
+      ops::conv_backward<Dim>(ctx(), o, x.cmap(), w.cmap(), y.cmap(), &dxm, &dwm, nullptr);
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  double macs = double(ch) * ch;
+  for (int d = 0; d < Dim; ++d) macs *= 3.0 * size;
+  st.counters["GFLOP/s"] = benchmark::Counter(2 * macs * (backward ? 3 : 1) * st.iterations(), benchmark::Counter::kIsRate,
+                                              benchmark::Counter::kIs1000);
+}
+
+static void BM_conv2d_fwd(benchmark::State& st) { conv_bench<2>(st, 256, 32, false); }
+static void BM_conv2d_fwd_bwd(benchmark::State& st) { conv_bench<2>(st, 256, 32, true); }
+static void BM_conv3d_fwd(benchmark::State& st) { conv_bench<3>(st, 32, 32, false); }
+static void BM_conv3d_fwd_bwd(benchmark::State& st) { conv_bench<3>(st, 32, 32, true); }
+// Arg: 1 = oneDNN sgemm, 0 = pure Eigen.
+BENCHMARK(BM_conv2d_fwd)->Name("conv_fwd/2d/c256/32x32/k3")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_conv2d_fwd_bwd)->Name("conv_fwd_bwd/2d/c256/32x32/k3")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_conv3d_fwd)->Name("conv_fwd/3d/c32/32^3/k3")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_conv3d_fwd_bwd)->Name("conv_fwd_bwd/3d/c32/32^3/k3")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+static void BM_convT(benchmark::State& st) {
+  set_backend(st, int(st.range(0)));
+  const auto o = ops::ConvOptions<2>(256, 128, 3).stride(2).padding(1).output_padding(1);
+  auto x = rnd<4>(Shape<4>(256, 32, 32, 1), 3);
+  auto w = rnd<4>(ops::conv_transpose_weight_shape(o), 4);
+  core::Tensor<float, 4, Dev> y(ctx(), ops::conv_transpose_output_shape(o, x.shape()));
+  auto ym = y.map();
+  for (auto _ : st) {
+    ops::conv_transpose_forward<2>(ctx(), o, x.cmap(), w.cmap(), nullptr, ym);
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double macs = 256.0 * 128 * 9 * 32 * 32;
+  st.counters["GFLOP/s"] = benchmark::Counter(2 * macs * st.iterations(), benchmark::Counter::kIsRate,
+                                              benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_convT)->Name("convT_fwd/2d/c256-128/32x32-64x64/k3")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+static void BM_instance_norm(benchmark::State& st) {
+  const bool backward = st.range(0) != 0;
+  auto x = rnd<4>(Shape<4>(256, 32, 32, 1), 5);
+  auto g = rnd<4>(x.shape(), 6);
+  core::Tensor<float, 4, Dev> y(ctx(), x.shape()), dx(ctx(), x.shape());
+  core::Tensor<float, 2, Dev> m(ctx(), Shape<2>(256, 1)), is(ctx(), Shape<2>(256, 1));
+  auto ym = y.map();
+  auto mm = m.map();
+  auto im = is.map();
+  auto dxm = dx.map();
+  for (auto _ : st) {
+    ops::instance_norm_forward<2>(ctx(), x.cmap(), ym, mm, im);
+    if (backward) {
+      dx.set_zero();
+      ops::instance_norm_backward<2>(ctx(), y.cmap(), is.cmap(), g.cmap(), dxm);
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+}
+BENCHMARK(BM_instance_norm)->Name("instance_norm/2d/c256/32x32")->ArgName("bwd")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+BENCHMARK_MAIN();
