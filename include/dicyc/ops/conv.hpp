@@ -304,14 +304,24 @@ void add_bias(Context<Device>& ctx, const ConstTensorMap<S, 1>& b, S* y, Index c
   Y.device(ctx.device()) = Y + b.reshape(Shape<2>(cout, 1)).broadcast(Shape<2>(1, cols));
 }
 
-/// db += sum of dy(C, cols) over columns. On the CPU a contraction with a ones vector: Eigen's
-/// reducer over the non-inner axis of a (C, S) tensor is several times slower than this GEMV.
+/// db += sum of dy(C, cols) over columns. On the CPU a plain loop over channel ranges: Eigen's
+/// reducer over the non-inner axis of a (C, S) tensor measured ~10x slower.
 template <class S, class Device>
 void sum_bias(Context<Device>& ctx, const S* dy, TensorMap<S, 1>& db, Index cout, Index cols) {
   using A = acc_t<S>;
-  ConstTensorMap<S, 2> DY(dy, cout, cols);
-  const Eigen::array<Index, 1> red{1};
-  db.device(ctx.device()) = (db.template cast<A>() + DY.template cast<A>().sum(red)).template cast<S>();
+  if constexpr (!core::is_gpu_v<Device>) {
+    S* out = db.data();
+    ctx.parallel_for(cout, double(cols) * 2.0, [&](Index c0, Index c1) {
+      std::vector<A> acc(static_cast<std::size_t>(c1 - c0), A(0));
+      for (Index j = 0; j < cols; ++j)
+        for (Index c = c0; c < c1; ++c) acc[c - c0] += A(dy[c + cout * j]);
+      for (Index c = c0; c < c1; ++c) out[c] = S(A(out[c]) + acc[c - c0]);
+    });
+  } else {
+    ConstTensorMap<S, 2> DY(dy, cout, cols);
+    const Eigen::array<Index, 1> red{1};
+    db.device(ctx.device()) = (db.template cast<A>() + DY.template cast<A>().sum(red)).template cast<S>();
+  }
 }
 
 /// Half on the CPU: float copies in, float compute, results cast back.

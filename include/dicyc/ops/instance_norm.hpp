@@ -7,8 +7,14 @@
 // them (with y) in its cache for the backward.
 // Backward (closed form), ACCUMULATED into dx:
 //   dx += invstd * (dy - mean_S(dy) - y * mean_S(dy * y)).
-// Everything is an Eigen expression over the (C, S, N) view; half accumulates in float.
+// On the GPU, everything is an Eigen expression over the (C, S, N) view. On the CPU, Eigen's
+// reducer over the middle axis measured 1.76 ms for 256x32x32 (forward), so the CPU runs plain
+// loops over channel ranges instead, vectorised over the contiguous channels, two passes for the
+// statistics. Half accumulates in float.
 #pragma once
+
+#include <cmath>
+#include <vector>
 
 #include "dicyc/core/buffer.hpp"
 
@@ -28,6 +34,38 @@ void instance_norm_forward(core::Context<Device>& ctx, const ConstTensorMap<S, D
                               << shape_str(mean.dimensions()) << " and " << shape_str(invstd.dimensions()));
   DICYC_CHECK(Sp >= 1, ShapeError, "instance_norm" << Dim << "d: empty input of shape " << shape_str(x.dimensions()));
   DICYC_CHECK(eps > 0, ConfigError, "instance_norm" << Dim << "d: eps must be positive, got " << eps);
+  if constexpr (!core::is_gpu_v<Device>) {
+    const S* xp = x.data();
+    S* yp = y.data();
+    A* mp = mean.data();
+    A* ip = invstd.data();
+    ctx.parallel_for(C, double(Sp * N) * 6.0, [&](Index c0, Index c1) {
+      const Index w = c1 - c0;
+      std::vector<A> m(static_cast<std::size_t>(w)), v(static_cast<std::size_t>(w));
+      for (Index n = 0; n < N; ++n) {
+        const S* xs = xp + C * Sp * n + c0;
+        S* ys = yp + C * Sp * n + c0;
+        std::fill(m.begin(), m.end(), A(0));
+        std::fill(v.begin(), v.end(), A(0));
+        for (Index s = 0; s < Sp; ++s)
+          for (Index c = 0; c < w; ++c) m[c] += A(xs[C * s + c]);
+        for (Index c = 0; c < w; ++c) m[c] /= A(Sp);
+        for (Index s = 0; s < Sp; ++s)
+          for (Index c = 0; c < w; ++c) {
+            const A t = A(xs[C * s + c]) - m[c];
+            v[c] += t * t;
+          }
+        for (Index c = 0; c < w; ++c) {
+          v[c] = A(1) / std::sqrt(v[c] / A(Sp) + A(eps));
+          mp[c0 + c + C * n] = m[c];
+          ip[c0 + c + C * n] = v[c];
+        }
+        for (Index s = 0; s < Sp; ++s)
+          for (Index c = 0; c < w; ++c) ys[C * s + c] = S((A(xs[C * s + c]) - m[c]) * v[c]);
+      }
+    });
+    return;
+  }
   const auto& d = ctx.device();
   const Shape<3> v3(C, Sp, N), s3(C, 1, N);
   const Eigen::array<Index, 3> bc{1, Sp, 1};
@@ -53,6 +91,37 @@ void instance_norm_backward(core::Context<Device>& ctx, const ConstTensorMap<S, 
   DICYC_CHECK(invstd.dimension(0) == C && invstd.dimension(1) == N, ShapeError,
               "instance_norm" << Dim << "d: expected statistics of shape [" << C << ", " << N << "], but got "
                               << shape_str(invstd.dimensions()));
+  if constexpr (!core::is_gpu_v<Device>) {
+    const S* yp = y.data();
+    const S* gp = dy.data();
+    const A* ip = invstd.data();
+    S* dp = dx.data();
+    ctx.parallel_for(C, double(Sp * N) * 6.0, [&](Index c0, Index c1) {
+      const Index w = c1 - c0;
+      std::vector<A> a(static_cast<std::size_t>(w)), b(static_cast<std::size_t>(w));
+      for (Index n = 0; n < N; ++n) {
+        const Index off = C * Sp * n + c0;
+        std::fill(a.begin(), a.end(), A(0));
+        std::fill(b.begin(), b.end(), A(0));
+        for (Index s = 0; s < Sp; ++s)
+          for (Index c = 0; c < w; ++c) {
+            const A g = A(gp[off + C * s + c]);
+            a[c] += g;
+            b[c] += g * A(yp[off + C * s + c]);
+          }
+        for (Index c = 0; c < w; ++c) {
+          a[c] /= A(Sp);
+          b[c] /= A(Sp);
+        }
+        for (Index s = 0; s < Sp; ++s)
+          for (Index c = 0; c < w; ++c) {
+            const Index i = off + C * s + c;
+            dp[i] = S(A(dp[i]) + ip[c0 + c + C * n] * (A(gp[i]) - a[c] - A(yp[i]) * b[c]));
+          }
+      }
+    });
+    return;
+  }
   const auto& d = ctx.device();
   const Shape<3> v3(C, Sp, N), s3(C, 1, N);
   const Eigen::array<Index, 3> bc{1, Sp, 1};
