@@ -206,6 +206,10 @@ Index block_width(std::size_t target, Index rows, Index cols) {
   return std::max<Index>(1, std::min(cols, std::max<Index>(8, w)));
 }
 
+template <int Dim, class S, class Device>
+void patch_gemm_phased(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, const S* M, Index m, S* y,
+                       bool accumulate);
+
 /// Y(m x cols) (+)= M(m x rows) * gather(src), M column-major contiguous.
 template <int Dim, class S, class Device>
 void patch_gemm(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, const S* M, Index m, S* y,
@@ -225,6 +229,10 @@ void patch_gemm(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src,
       gemm<S>(ctx, false, false, m, j1 - j0, rows, M, buf.data(), y + m * j0, 1.0f, beta);
     }
   } else {
+    if (g.transposed && std::any_of(g.stride.begin(), g.stride.end(), [](Index v) { return v > 1; })) {
+      patch_gemm_phased<Dim>(ctx, g, src, M, m, y, accumulate);
+      return;
+    }
     const Index parts = std::max<Index>(1, std::min<Index>(ctx.num_threads(), cols));
     const Index bw = block_width<S>(std::min<std::size_t>(ctx.workspace_limit(), std::size_t(1) << 20), rows, cols);
     ctx.parallel_for(parts, 1e9, [&](Index p0, Index p1) {
@@ -238,6 +246,86 @@ void patch_gemm(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src,
         }
       }
     });
+  }
+}
+
+/// Strided transposed gather on the CPU, by phases. Grid positions o = r + s q of phase r (per
+/// axis, 0 <= r < s) meet only the kernel offsets k = kr + s t with kr = (r + p) mod s, at source
+/// index q - t + (r + p - kr) / s. Each phase is therefore a dense stride-1 normal gather with the
+/// sub-kernel of those offsets (flipped), and the plain transposed gather's zero rows -- 3/4 of
+/// them in 2-D at stride 2, 7/8 in 3-D -- are never multiplied. The phase outputs are then copied
+/// to their strided columns.
+template <int Dim, class S, class Device>
+void patch_gemm_phased(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, const S* M, Index m, S* y,
+                       bool accumulate) {
+  const Index C = g.channels, npo = g.out_pixels();
+  std::array<Index, Dim> r{};
+  Index phases = 1;
+  for (int d = 0; d < Dim; ++d) phases *= g.stride[d];
+  for (Index ph = 0; ph < phases; ++ph) {
+    PatchGeometry<Dim> h;
+    h.channels = C;
+    h.batch = g.batch;
+    h.image = g.image;
+    bool empty_grid = false, no_taps = false;
+    std::array<Index, Dim> kr{};
+    for (int d = 0; d < Dim; ++d) {
+      const Index s = g.stride[d], K = g.kernel[d];
+      h.out[d] = r[d] < g.out[d] ? (g.out[d] - r[d] + s - 1) / s : 0;
+      kr[d] = (r[d] + g.pad[d]) % s;
+      h.kernel[d] = kr[d] < K ? (K - kr[d] + s - 1) / s : 0;
+      h.stride[d] = 1;
+      h.pad[d] = h.kernel[d] - 1 - (r[d] + g.pad[d] - kr[d]) / s;
+      empty_grid |= h.out[d] == 0;
+      no_taps |= h.kernel[d] == 0;
+    }
+    if (!empty_grid) {
+      const Index cr = h.cols(), npr = h.out_pixels();
+      core::Buffer<S, Device> yr(ctx, m * cr);
+      if (no_taps) {
+        yr.set_zero();
+      } else {
+        // The phase's sub-kernel: column block (c, t) of Mr is column block (c, k(t)) of M.
+        const Index tv = h.kvol();
+        core::Buffer<S, Device> mr(ctx, m * C * tv);
+        std::array<Index, Dim> t{};
+        for (Index ti = 0; ti < tv; ++ti) {
+          Index kidx = 0, mul = 1;
+          for (int d = 0; d < Dim; ++d) {
+            kidx += (kr[d] + g.stride[d] * (h.kernel[d] - 1 - t[d])) * mul;
+            mul *= g.kernel[d];
+          }
+          std::memcpy(mr.data() + m * C * ti, M + m * C * kidx, sizeof(S) * m * C);
+          for (int d = 0; d < Dim; ++d) {
+            if (++t[d] < h.kernel[d]) break;
+            t[d] = 0;
+          }
+        }
+        patch_gemm<Dim>(ctx, h, src, mr.data(), m, yr.data(), false);
+      }
+      const S* yrp = yr.data();
+      ctx.parallel_for(cr, double(m) * 2.0, [&](Index b, Index e) {
+        for (Index jr = b; jr < e; ++jr) {
+          const Index n = jr / npr;
+          Index q = jr - n * npr, flat = 0, mul = 1;
+          for (int d = 0; d < Dim; ++d) {
+            flat += (r[d] + g.stride[d] * (q % h.out[d])) * mul;
+            q /= h.out[d];
+            mul *= g.out[d];
+          }
+          S* dst = y + m * (flat + npo * n);
+          const S* sp = yrp + m * jr;
+          if (accumulate)
+            for (Index i = 0; i < m; ++i) dst[i] = S(acc_t<S>(dst[i]) + acc_t<S>(sp[i]));
+          else
+            std::memcpy(dst, sp, sizeof(S) * m);
+        }
+      });
+    }
+    for (int d = 0; d < Dim; ++d) {
+      if (++r[d] < g.stride[d]) break;
+      r[d] = 0;
+    }
   }
 }
 
