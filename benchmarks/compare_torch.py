@@ -89,7 +89,9 @@ def main():
         sys.exit(f"compare_torch: {binary} not found: build the target bench_ops first "
                  f"(cmake --build {a.build} --target bench_ops)")
     ratios = {p[0]: [] for p in PAIRS}
-    last_ours, last_torch = {}, {}
+    ours_ms = {p[0]: [] for p in PAIRS}
+    torch_ms = {p[0]: [] for p in PAIRS}
+    eigen_ms = {p[0]: [] for p in PAIRS}
     for _ in range(a.repeats):
         ours = run_ours(binary, a.threads)
         res = subprocess.run(["/usr/bin/python3", REF, "--threads", str(a.threads), "--runs", str(a.runs),
@@ -99,14 +101,18 @@ def main():
         for ours_name, tkey in PAIRS:
             if ours_name in ours and tkey in torch_res:
                 ratios[ours_name].append(to_ms(ours[ours_name]) / torch_res[tkey]["median_ms"])
-        last_ours, last_torch = ours, torch_res
+                ours_ms[ours_name].append(to_ms(ours[ours_name]))
+                torch_ms[ours_name].append(torch_res[tkey]["median_ms"])
+                eig = ours.get(ours_name[:-2] + "/0") if ours_name.endswith("/1") else None
+                if eig:
+                    eigen_ms[ours_name].append(to_ms(eig))
+    med = lambda v: statistics.median(v) if v else float("nan")
     print(f"{'case':44s} {'dicyc ms':>9s} {'torch ms':>9s} {'dicyc/torch':>12s} {'eigen-only ms':>14s}")
     for ours_name, tkey in PAIRS:
         if not ratios[ours_name]:
             continue
-        eig = last_ours.get(ours_name[:-2] + "/0") if ours_name.endswith("/1") else None
-        print(f"{ours_name:44s} {to_ms(last_ours[ours_name]):9.2f} {last_torch[tkey]['median_ms']:9.2f} "
-              f"{statistics.median(ratios[ours_name]):12.2f} {to_ms(eig) if eig else float('nan'):14.2f}")
+        print(f"{ours_name:44s} {med(ours_ms[ours_name]):9.2f} {med(torch_ms[ours_name]):9.2f} "
+              f"{med(ratios[ours_name]):12.2f} {med(eigen_ms[ours_name]):14.2f}")
     print("(time ratio: below 1 means dicyc is faster; median over", a.repeats, "alternating repeats)")
 
 
