@@ -26,7 +26,13 @@
 
 #include "dicyc/core/buffer.hpp"
 
-#if defined(DICYC_HAVE_DNNL)
+// DICYC_NO_DNNL forces the pure-Eigen path in a translation unit even when the build links oneDNN
+// (the test suite builds one such program).
+#if defined(DICYC_HAVE_DNNL) && !defined(DICYC_NO_DNNL)
+#define DICYC_DNNL_GEMM 1
+#endif
+
+#if defined(DICYC_DNNL_GEMM)
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #endif
@@ -40,7 +46,7 @@ enum class GemmBackend { Eigen, Dnnl };
 inline const char* to_string(GemmBackend b) { return b == GemmBackend::Eigen ? "eigen" : "dnnl"; }
 
 inline bool gemm_backend_available(GemmBackend b) {
-#if defined(DICYC_HAVE_DNNL)
+#if defined(DICYC_DNNL_GEMM)
   (void)b;
   return true;
 #else
@@ -50,7 +56,7 @@ inline bool gemm_backend_available(GemmBackend b) {
 
 namespace detail {
 inline std::atomic<GemmBackend>& gemm_backend_slot() {
-#if defined(DICYC_HAVE_DNNL)
+#if defined(DICYC_DNNL_GEMM)
   static std::atomic<GemmBackend> b{GemmBackend::Dnnl};
 #else
   static std::atomic<GemmBackend> b{GemmBackend::Eigen};
@@ -89,7 +95,7 @@ void gemm_eigen(const Device& d, bool ta, bool tb, Index m, Index n, Index k, co
   }
 }
 
-#if defined(DICYC_HAVE_DNNL)
+#if defined(DICYC_DNNL_GEMM)
 /// One single-threaded dnnl_sgemm on a column-major problem with leading dimensions.
 inline void dnnl_gemm_1t(bool ta, bool tb, Index m, Index n, Index k, float alpha, const float* a, Index lda,
                          const float* b, Index ldb, float beta, float* c, Index ldc) {
@@ -141,7 +147,7 @@ template <class S>
 void gemm_serial(bool ta, bool tb, Index m, Index n, Index k, const S* a, Index lda, const S* b, Index ldb, S* c,
                  Index ldc, float alpha = 1.0f, float beta = 0.0f) {
   if (m <= 0 || n <= 0) return;
-#if defined(DICYC_HAVE_DNNL)
+#if defined(DICYC_DNNL_GEMM)
   if constexpr (std::is_same_v<S, float>) {
     if (gemm_backend() == GemmBackend::Dnnl) {
       detail::dnnl_gemm_1t(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -187,7 +193,7 @@ void gemm(Context<Device>& ctx, bool ta, bool tb, Index m, Index n, Index k, con
     gemm<float>(ctx, ta, tb, m, n, k, fa.data(), fb.data(), fc.data(), alpha, beta);
     TensorMap<S, 1>(c, m * n).device(d) = TensorMap<float, 1>(fc.data(), m * n).template cast<S>();
   } else {
-#if defined(DICYC_HAVE_DNNL)
+#if defined(DICYC_DNNL_GEMM)
     if constexpr (std::is_same_v<S, float>) {
       if (gemm_backend() == GemmBackend::Dnnl) {
         detail::gemm_dnnl(ctx, ta, tb, m, n, k, a, b, c, alpha, beta);
