@@ -206,6 +206,20 @@ Index block_width(std::size_t target, Index rows, Index cols) {
   return std::max<Index>(1, std::min(cols, std::max<Index>(8, w)));
 }
 
+/// GPU: gathers the columns block by block within the workspace limit and hands each block to
+/// f(block, j0, j1).
+template <int Dim, class S, class Device, class F>
+void for_each_gathered_block(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, F&& f) {
+  const Index rows = g.rows(), cols = g.cols();
+  const Index bw = block_width<S>(ctx.workspace_limit(), rows, cols);
+  core::Buffer<S, Device> buf(ctx, rows * bw);
+  for (Index j0 = 0; j0 < cols; j0 += bw) {
+    const Index j1 = std::min(cols, j0 + bw);
+    im2col_generic<Dim>(ctx.device(), g, src, buf.data(), j0, j1);
+    f(static_cast<const S*>(buf.data()), j0, j1);
+  }
+}
+
 template <int Dim, class S, class Device>
 void patch_gemm_phased(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, const S* M, Index m, S* y,
                        bool accumulate);
@@ -221,13 +235,9 @@ void patch_gemm(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src,
     return;
   }
   if constexpr (core::is_gpu_v<Device>) {
-    const Index bw = block_width<S>(ctx.workspace_limit(), rows, cols);
-    core::Buffer<S, Device> buf(ctx, rows * bw);
-    for (Index j0 = 0; j0 < cols; j0 += bw) {
-      const Index j1 = std::min(cols, j0 + bw);
-      im2col_generic<Dim>(ctx.device(), g, src, buf.data(), j0, j1);
-      gemm<S>(ctx, false, false, m, j1 - j0, rows, M, buf.data(), y + m * j0, 1.0f, beta);
-    }
+    for_each_gathered_block<Dim>(ctx, g, src, [&](const S* blk, Index j0, Index j1) {
+      gemm<S>(ctx, false, false, m, j1 - j0, rows, M, blk, y + m * j0, 1.0f, beta);
+    });
   } else {
     if (g.transposed && std::any_of(g.stride.begin(), g.stride.end(), [](Index v) { return v > 1; })) {
       patch_gemm_phased<Dim>(ctx, g, src, M, m, y, accumulate);
@@ -338,13 +348,9 @@ void patch_gemm_wgrad(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S
     return;
   }
   if constexpr (core::is_gpu_v<Device>) {
-    const Index bw = block_width<S>(ctx.workspace_limit(), rows, cols);
-    core::Buffer<S, Device> buf(ctx, rows * bw);
-    for (Index j0 = 0; j0 < cols; j0 += bw) {
-      const Index j1 = std::min(cols, j0 + bw);
-      im2col_generic<Dim>(ctx.device(), g, src, buf.data(), j0, j1);
-      gemm<S>(ctx, false, true, m, rows, j1 - j0, A + m * j0, buf.data(), D, 1.0f, 1.0f);
-    }
+    for_each_gathered_block<Dim>(ctx, g, src, [&](const S* blk, Index j0, Index j1) {
+      gemm<S>(ctx, false, true, m, rows, j1 - j0, A + m * j0, blk, D, 1.0f, 1.0f);
+    });
   } else {
     // Larger blocks than the forward's: the product's depth is the block width.
     const Index parts = std::max<Index>(1, std::min<Index>(ctx.num_threads(), cols));
@@ -428,6 +434,22 @@ void assign_from_float(Context<Device>& ctx, const core::Tensor<float, R, Device
 template <class S, class Device>
 constexpr bool cpu_half_v = is_half_v<S> && !core::is_gpu_v<Device>;
 
+/// Half on the CPU: runs fb(x, w, dy, dx*, dw*) -- the float backward -- on float copies, one
+/// gradient at a time, and writes each accumulated gradient back in half.
+template <int R, class S, class Device, class F>
+void backward_via_float(Context<Device>& ctx, const ConstTensorMap<S, R>& x, const ConstTensorMap<S, R>& w,
+                        const ConstTensorMap<S, R>& dy, TensorMap<S, R>* dx, TensorMap<S, R>* dw, F&& fb) {
+  auto xf = to_float(ctx, x), wf = to_float(ctx, w), dyf = to_float(ctx, dy);
+  for (int which = 0; which < 2; ++which) {
+    TensorMap<S, R>* g = which == 0 ? dx : dw;
+    if (!g) continue;
+    auto gf = to_float(ctx, ConstTensorMap<S, R>(g->data(), g->dimensions()));
+    auto m = gf.map();
+    fb(xf.cmap(), wf.cmap(), dyf.cmap(), which == 0 ? &m : nullptr, which == 1 ? &m : nullptr);
+    assign_from_float(ctx, gf, *g);
+  }
+}
+
 }  // namespace detail
 
 /// y = conv(x, w) + bias.
@@ -468,19 +490,9 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
   if (db) detail::check_same<1, S>(L, "bias gradient", Shape<1>(o.out_channels()), db->dimensions());
   if (db) detail::sum_bias(ctx, dy.data(), *db, o.out_channels(), num_elements(out) / o.out_channels());
   if constexpr (detail::cpu_half_v<S, Device>) {
-    auto xf = detail::to_float(ctx, x), wf = detail::to_float(ctx, w), dyf = detail::to_float(ctx, dy);
-    if (dx) {
-      auto dxf = detail::to_float(ctx, ConstTensorMap<S, Dim + 2>(dx->data(), dx->dimensions()));
-      auto m = dxf.map();
-      conv_backward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), dyf.cmap(), &m, nullptr, nullptr);
-      detail::assign_from_float(ctx, dxf, *dx);
-    }
-    if (dw) {
-      auto dwf = detail::to_float(ctx, ConstTensorMap<S, Dim + 2>(dw->data(), dw->dimensions()));
-      auto m = dwf.map();
-      conv_backward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), dyf.cmap(), nullptr, &m, nullptr);
-      detail::assign_from_float(ctx, dwf, *dw);
-    }
+    detail::backward_via_float<Dim + 2>(ctx, x, w, dy, dx, dw, [&](auto xf, auto wf, auto dyf, auto* gx, auto* gw) {
+      conv_backward<Dim, float>(ctx, o, xf, wf, dyf, gx, gw, nullptr);
+    });
   } else {
     if (dw) {
       const auto g = detail::geometry(o, o.in_channels(), x.dimensions(), out, false);
@@ -533,19 +545,9 @@ void conv_transpose_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, co
   if (db) detail::check_same<1, S>(L, "bias gradient", Shape<1>(o.out_channels()), db->dimensions());
   if (db) detail::sum_bias(ctx, dy.data(), *db, o.out_channels(), num_elements(out) / o.out_channels());
   if constexpr (detail::cpu_half_v<S, Device>) {
-    auto xf = detail::to_float(ctx, x), wf = detail::to_float(ctx, w), dyf = detail::to_float(ctx, dy);
-    if (dx) {
-      auto dxf = detail::to_float(ctx, ConstTensorMap<S, Dim + 2>(dx->data(), dx->dimensions()));
-      auto m = dxf.map();
-      conv_transpose_backward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), dyf.cmap(), &m, nullptr, nullptr);
-      detail::assign_from_float(ctx, dxf, *dx);
-    }
-    if (dw) {
-      auto dwf = detail::to_float(ctx, ConstTensorMap<S, Dim + 2>(dw->data(), dw->dimensions()));
-      auto m = dwf.map();
-      conv_transpose_backward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), dyf.cmap(), nullptr, &m, nullptr);
-      detail::assign_from_float(ctx, dwf, *dw);
-    }
+    detail::backward_via_float<Dim + 2>(ctx, x, w, dy, dx, dw, [&](auto xf, auto wf, auto dyf, auto* gx, auto* gw) {
+      conv_transpose_backward<Dim, float>(ctx, o, xf, wf, dyf, gx, gw, nullptr);
+    });
   } else {
     // Both gradients gather dy onto the input grid, normal mode.
     const auto g = detail::geometry(o, o.out_channels(), out, x.dimensions(), false);
