@@ -64,18 +64,18 @@ void instance_norm_forward(core::Context<Device>& ctx, const ConstTensorMap<S, D
           for (Index c = 0; c < w; ++c) ys[C * s + c] = S((A(xs[C * s + c]) - m[c]) * v[c]);
       }
     });
-    return;
+  } else {
+    const auto& d = ctx.device();
+    const Shape<3> v3(C, Sp, N), s3(C, 1, N);
+    const Eigen::array<Index, 3> bc{1, Sp, 1};
+    const Eigen::array<Index, 1> red{1};
+    auto x3 = x.reshape(v3).template cast<A>();
+    mean.device(d) = x3.mean(red);
+    auto centered = x3 - mean.reshape(s3).broadcast(bc);
+    invstd.device(d) = (centered.square().mean(red) + A(eps)).rsqrt();
+    auto y3 = y.reshape(v3);
+    y3.device(d) = (centered * invstd.reshape(s3).broadcast(bc)).template cast<S>();
   }
-  const auto& d = ctx.device();
-  const Shape<3> v3(C, Sp, N), s3(C, 1, N);
-  const Eigen::array<Index, 3> bc{1, Sp, 1};
-  const Eigen::array<Index, 1> red{1};
-  auto x3 = x.reshape(v3).template cast<A>();
-  mean.device(d) = x3.mean(red);
-  auto centered = x3 - mean.reshape(s3).broadcast(bc);
-  invstd.device(d) = (centered.square().mean(red) + A(eps)).rsqrt();
-  auto y3 = y.reshape(v3);
-  y3.device(d) = (centered * invstd.reshape(s3).broadcast(bc)).template cast<S>();
 }
 
 template <int Dim, class S, class Device>
@@ -120,25 +120,25 @@ void instance_norm_backward(core::Context<Device>& ctx, const ConstTensorMap<S, 
           }
       }
     });
-    return;
+  } else {
+    const auto& d = ctx.device();
+    const Shape<3> v3(C, Sp, N), s3(C, 1, N);
+    const Eigen::array<Index, 3> bc{1, Sp, 1};
+    const Eigen::array<Index, 1> red{1};
+    auto y3 = y.reshape(v3).template cast<A>();
+    auto dy3 = dy.reshape(v3).template cast<A>();
+    // The two per-(c, n) means are materialized: evaluating them inside the broadcast would redo
+    // the reduction for every element.
+    core::Buffer<A, Device> mdy(ctx, C * N), mdyy(ctx, C * N);
+    TensorMap<A, 2> Mdy(mdy.data(), C, N), Mdyy(mdyy.data(), C, N);
+    Mdy.device(d) = dy3.mean(red);
+    Mdyy.device(d) = (dy3 * y3).mean(red);
+    auto dx3 = dx.reshape(v3);
+    dx3.device(d) = (dx3.template cast<A>() +
+                     invstd.reshape(s3).broadcast(bc) *
+                         (dy3 - Mdy.reshape(s3).broadcast(bc) - y3 * Mdyy.reshape(s3).broadcast(bc)))
+                        .template cast<S>();
   }
-  const auto& d = ctx.device();
-  const Shape<3> v3(C, Sp, N), s3(C, 1, N);
-  const Eigen::array<Index, 3> bc{1, Sp, 1};
-  const Eigen::array<Index, 1> red{1};
-  auto y3 = y.reshape(v3).template cast<A>();
-  auto dy3 = dy.reshape(v3).template cast<A>();
-  // The two per-(c, n) means are materialized: evaluating them inside the broadcast would redo
-  // the reduction for every element.
-  core::Buffer<A, Device> mdy(ctx, C * N), mdyy(ctx, C * N);
-  TensorMap<A, 2> Mdy(mdy.data(), C, N), Mdyy(mdyy.data(), C, N);
-  Mdy.device(d) = dy3.mean(red);
-  Mdyy.device(d) = (dy3 * y3).mean(red);
-  auto dx3 = dx.reshape(v3);
-  dx3.device(d) = (dx3.template cast<A>() +
-                   invstd.reshape(s3).broadcast(bc) *
-                       (dy3 - Mdy.reshape(s3).broadcast(bc) - y3 * Mdyy.reshape(s3).broadcast(bc)))
-                      .template cast<S>();
 }
 
 }  // namespace dicyc::ops
