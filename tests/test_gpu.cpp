@@ -4,6 +4,7 @@
 #define BOOST_TEST_MODULE gpu
 #define BOOST_TEST_NO_MAIN
 #include "conv_cases.hpp"
+#include "dicyc/loss.hpp"
 #include "gpu/gpu_api.hpp"
 
 #include <cstdio>
@@ -98,6 +99,56 @@ void check_misc(const Shape<Dim + 2>& xs) {
 BOOST_AUTO_TEST_CASE(misc_gpu_equals_cpu) {
   check_misc<2>(Shape<4>(3, 7, 9, 2));
   check_misc<3>(Shape<5>(2, 5, 3, 4, 2));
+}
+
+template <int Dim>
+void check_losses(const Shape<Dim + 2>& s, bool masked) {
+  constexpr int R = Dim + 2;
+  const Index n = dicyc::num_elements(s);
+  auto a = random_vec<double>(n, 51), e = random_vec<double>(n, 52);
+  std::vector<double> b(n), m;
+  for (Index i = 0; i < n; ++i) b[i] = a[i] * a[i] - 0.5 * a[i] + 0.3 * e[i];
+  if (masked) {
+    m.assign(n, 1.0);
+    for (Index i = 0; i < n; i += 3) m[i] = 0.0;
+  }
+  // The CPU reference in double.
+  auto& cpu = contexts().cpu;
+  std::vector<double> ga(n, 0.0), gb(n, 0.0);
+  dicyc::ConstTensorMap<double, R> am(a.data(), s), bm(b.data(), s), mm(m.data(), s);
+  dicyc::TensorMap<double, R> gam(ga.data(), s), gbm(gb.data(), s);
+  const dicyc::ConstTensorMap<double, R>* mp = masked ? &mm : nullptr;
+  double v[6];
+  v[0] = dicyc::loss::l1<double, R>(cpu, am, bm, {&gam, &gbm, 1.0}, mp);
+  v[1] = dicyc::loss::lsgan<double, R>(cpu, am, 1.0, {&gam, nullptr, 2.0}, mp);
+  v[2] = dicyc::loss::lsgan_discriminator<double, R>(cpu, am, bm, {&gam, &gbm, 3.0});
+  v[3] = dicyc::loss::nmi_loss<double, R>(cpu, am, bm, {}, {&gam, &gbm, 4.0}, mp);
+  v[4] = dicyc::loss::gcc_loss<Dim, double>(cpu, am, bm, {&gam, &gbm, 5.0}, mp);
+  v[5] = dicyc::loss::mind_loss<Dim, double>(cpu, am, bm, {}, {&gam, &gbm, 6.0}, mp);
+  std::vector<long> shape(s.begin(), s.end());
+  for (int h = 0; h < 2; ++h) {
+    const auto r = h ? gpu_api::losses_half(Dim, shape.data(), a, b, m) : gpu_api::losses_float(Dim, shape.data(), a, b, m);
+    const double tol = h ? 3e-2 : 1e-4;
+    BOOST_TEST_CONTEXT((h ? "half" : "float") << (masked ? " masked" : "")) {
+      for (int k = 0; k < 6; ++k) BOOST_CHECK_SMALL(r.values[k] - v[k], tol * std::max(1.0, std::abs(v[k])));
+      auto rel = [](const std::vector<double>& x, const std::vector<double>& y) {
+        double num = 0, den = 0;
+        for (std::size_t i = 0; i < x.size(); ++i) {
+          num += (x[i] - y[i]) * (x[i] - y[i]);
+          den += y[i] * y[i];
+        }
+        return std::sqrt(num / den);
+      };
+      BOOST_CHECK_LT(rel(r.ga, ga), tol);
+      BOOST_CHECK_LT(rel(r.gb, gb), tol);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(losses_gpu_equal_cpu) {
+  check_losses<2>(Shape<4>(1, 17, 13, 2), false);
+  check_losses<2>(Shape<4>(1, 17, 13, 2), true);
+  check_losses<3>(Shape<5>(1, 7, 6, 5, 2), true);
 }
 
 int main(int argc, char** argv) {

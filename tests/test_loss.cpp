@@ -236,6 +236,42 @@ BOOST_AUTO_TEST_CASE(soft_nmi_matches_the_pytorch_reference) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(mind_and_gcc_match_autograd_references) {
+  // benchmarks/torch_losses.py writes the same definitions in PyTorch; autograd differentiates them.
+  const dt::Fixture fx("loss_eval.txt");
+  for (const std::string k : {"2", "3"}) {
+    const auto& sh = fx[k == "2" ? "snmi2.shape" : "snmi3.shape"];
+    std::vector<double> a = fx[k == "2" ? "snmi2.a" : "snmi3.a"], b = fx[k == "2" ? "snmi2.b" : "snmi3.b"];
+    if (k == "2")
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        a[i] /= 255.0;
+        b[i] /= 255.0;
+      }
+    for (const std::string name : {"mind", "gcc"}) {
+      std::vector<double> ga(a.size(), 0.0), gb(a.size(), 0.0);
+      double v;
+      if (k == "2") {
+        const Shape<4> s(1, Index(sh[0]), Index(sh[1]), 1);
+        ConstTensorMap<double, 4> am(a.data(), s), bm(b.data(), s);
+        TensorMap<double, 4> gam(ga.data(), s), gbm(gb.data(), s);
+        v = name == "mind" ? loss::mind_loss<2, double>(pool(), am, bm, {}, {&gam, &gbm})
+                           : loss::gcc_loss<2, double>(pool(), am, bm, {&gam, &gbm});
+      } else {
+        const Shape<5> s(1, Index(sh[0]), Index(sh[1]), Index(sh[2]), Index(sh[3]));
+        ConstTensorMap<double, 5> am(a.data(), s), bm(b.data(), s);
+        TensorMap<double, 5> gam(ga.data(), s), gbm(gb.data(), s);
+        v = name == "mind" ? loss::mind_loss<3, double>(pool(), am, bm, {}, {&gam, &gbm})
+                           : loss::gcc_loss<3, double>(pool(), am, bm, {&gam, &gbm});
+      }
+      BOOST_TEST_CONTEXT(name << k << "d") {
+        BOOST_CHECK_SMALL(v - fx.scalar(name + k + ".value"), 1e-10);
+        BOOST_CHECK_SMALL(dt::max_abs_diff(ga, fx[name + k + ".ga"]) / dt::max_abs(fx[name + k + ".ga"]), 1e-8);
+        BOOST_CHECK_SMALL(dt::max_abs_diff(gb, fx[name + k + ".gb"]) / dt::max_abs(fx[name + k + ".gb"]), 1e-8);
+      }
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(nmi_invariants) {
   const Shape<4> s(1, 24, 20, 1);
   const Index n = num_elements(s);

@@ -38,4 +38,15 @@ struct MiscResult {
 MiscResult misc_float(int dim, const long* shape, const std::vector<double>& x, const std::vector<double>& g);
 MiscResult misc_half(int dim, const long* shape, const std::vector<double>& x, const std::vector<double>& g);
 
+struct LossResult {
+  double values[6] = {0, 0, 0, 0, 0, 0};  // l1, lsgan(a, 1), lsgan_discriminator(a, b), nmi, gcc, mind
+  std::vector<double> ga, gb;              // gradients of sum_k (k + 1) * values[k]
+};
+
+/// Every loss on the GPU for inputs of shape (C, spatial..., N), with an optional mask (empty: none).
+LossResult losses_float(int dim, const long* shape, const std::vector<double>& a, const std::vector<double>& b,
+                        const std::vector<double>& mask);
+LossResult losses_half(int dim, const long* shape, const std::vector<double>& a, const std::vector<double>& b,
+                       const std::vector<double>& mask);
+
 }  // namespace gpu_api

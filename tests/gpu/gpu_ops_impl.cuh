@@ -3,6 +3,7 @@
 // padding as generate() expressions, the GEMMs through cuBLAS, the rest as tensor expressions.
 #pragma once
 
+#include "dicyc/loss.hpp"
 #include "dicyc/ops.hpp"
 #include "gpu_api.hpp"
 
@@ -126,6 +127,35 @@ gpu_api::MiscResult misc(const long* shape, const std::vector<double>& x, const 
   return r;
 }
 
+template <int Dim, class S>
+gpu_api::LossResult losses(const long* shape, const std::vector<double>& a, const std::vector<double>& b,
+                           const std::vector<double>& mask) {
+  constexpr int R = Dim + 2;
+  Shape<R> xs;
+  for (int i = 0; i < R; ++i) xs[i] = shape[i];
+  auto& c = ctx();
+  auto A = core::Tensor<S, R, Gpu>::from_host(c, xs, to_s<S>(a));
+  auto B = core::Tensor<S, R, Gpu>::from_host(c, xs, to_s<S>(b));
+  core::Tensor<S, R, Gpu> M;
+  if (!mask.empty()) M = core::Tensor<S, R, Gpu>::from_host(c, xs, to_s<S>(mask));
+  auto GA = core::Tensor<S, R, Gpu>::zeros(c, xs);
+  auto GB = core::Tensor<S, R, Gpu>::zeros(c, xs);
+  auto ga = GA.map();
+  auto gb = GB.map();
+  auto mm = M.cmap();
+  const ConstTensorMap<S, R>* mp = mask.empty() ? nullptr : &mm;
+  gpu_api::LossResult r;
+  r.values[0] = double(loss::l1<S, R>(c, A.cmap(), B.cmap(), {&ga, &gb, 1.0}, mp));
+  r.values[1] = double(loss::lsgan<S, R>(c, A.cmap(), 1.0, {&ga, nullptr, 2.0}, mp));
+  r.values[2] = double(loss::lsgan_discriminator<S, R>(c, A.cmap(), B.cmap(), {&ga, &gb, 3.0}));
+  r.values[3] = double(loss::nmi_loss<S, R>(c, A.cmap(), B.cmap(), {}, {&ga, &gb, 4.0}, mp));
+  r.values[4] = double(loss::gcc_loss<Dim, S>(c, A.cmap(), B.cmap(), {&ga, &gb, 5.0}, mp));
+  r.values[5] = double(loss::mind_loss<Dim, S>(c, A.cmap(), B.cmap(), {}, {&ga, &gb, 6.0}, mp));
+  r.ga = to_d(GA.to_host());
+  r.gb = to_d(GB.to_host());
+  return r;
+}
+
 }  // namespace gpu_impl
 
 #define DICYC_GPU_API_DEFINE(SUFFIX, SCALAR)                                                                   \
@@ -137,4 +167,8 @@ gpu_api::MiscResult misc(const long* shape, const std::vector<double>& x, const 
   gpu_api::MiscResult gpu_api::misc_##SUFFIX(int dim, const long* shape, const std::vector<double>& x,         \
                                              const std::vector<double>& g) {                                  \
     return dim == 2 ? gpu_impl::misc<2, SCALAR>(shape, x, g) : gpu_impl::misc<3, SCALAR>(shape, x, g);        \
+  }                                                                                                            \
+  gpu_api::LossResult gpu_api::losses_##SUFFIX(int dim, const long* shape, const std::vector<double>& a,       \
+                                               const std::vector<double>& b, const std::vector<double>& m) {  \
+    return dim == 2 ? gpu_impl::losses<2, SCALAR>(shape, a, b, m) : gpu_impl::losses<3, SCALAR>(shape, a, b, m); \
   }

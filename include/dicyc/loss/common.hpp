@@ -11,6 +11,7 @@
 //   neither contribute to the value nor receive gradient. An empty mask is an error.
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -73,6 +74,26 @@ struct SampleGeometry {
       P *= ext[d];
     }
     M = C * P;
+  }
+};
+
+/// Coordinates of a running flat index over extents ext (first fastest), advanced without
+/// divisions: loops over voxels call next() instead of dividing the flat index per axis.
+template <int K>
+struct Odometer {
+  std::array<Index, K> ext{}, c{};
+  explicit Odometer(const std::array<Index, K>& e) : ext(e) {}
+  void seek(Index flat) {
+    for (int d = 0; d < K; ++d) {
+      c[d] = flat % ext[d];
+      flat /= ext[d];
+    }
+  }
+  void next() {
+    for (int d = 0; d < K; ++d) {
+      if (++c[d] < ext[d]) return;
+      c[d] = 0;
+    }
   }
 };
 

@@ -34,8 +34,12 @@ double gc_host(Ctx& ctx, const S* a, const S* b, const S* m, const SampleGeometr
                double weight) {
   const Index M = g.M;
   const Index nb = num_blocks(M);
-  auto valid = [&](const S* mn, Index i, int d) {
-    if ((i / g.stride[d]) % g.ext[d] >= g.ext[d] - 1) return false;
+  std::array<Index, Dim + 1> full{};
+  full[0] = g.C;
+  for (int d = 0; d < Dim; ++d) full[d + 1] = g.ext[d];
+  // Whether the pair (i, i + e_d) exists, given the axis coordinate x of i.
+  auto valid = [&](const S* mn, Index i, int d, Index x) {
+    if (x + 1 >= g.ext[d]) return false;
     return !mn || (mn[i] != S(0) && mn[i + g.stride[d]] != S(0));
   };
   double total = 0;
@@ -52,9 +56,11 @@ double gc_host(Ctx& ctx, const S* a, const S* b, const S* m, const SampleGeometr
         for (Index blk = b0; blk < b1; ++blk) {
           double* p = part.data() + blk * 3 * Dim;
           const Index i1 = std::min(M, (blk + 1) * kSumBlock);
-          for (Index i = blk * kSumBlock; i < i1; ++i)
+          Odometer<Dim + 1> od(full);
+          od.seek(blk * kSumBlock);
+          for (Index i = blk * kSumBlock; i < i1; ++i, od.next())
             for (int d = 0; d < Dim; ++d)
-              if (valid(mn, i, d)) {
+              if (valid(mn, i, d, od.c[d + 1])) {
                 const double da = double(an[i + g.stride[d]]) - double(an[i]);
                 const double db = double(bn[i + g.stride[d]]) - double(bn[i]);
                 body(p + 3 * d, d, da, db);
@@ -116,7 +122,9 @@ double gc_host(Ctx& ctx, const S* a, const S* b, const S* m, const SampleGeometr
     S* gan = ga ? ga + n * M : nullptr;
     S* gbn = gb ? gb + n * M : nullptr;
     ctx.parallel_for(M, 20.0 * Dim, [&](Index j0, Index j1) {
-      for (Index j = j0; j < j1; ++j) {
+      Odometer<Dim + 1> od(full);
+      od.seek(j0);
+      for (Index j = j0; j < j1; ++j, od.next()) {
         double sa = 0, sb = 0;
         for (int d = 0; d < Dim; ++d) {
           // g at position i contributes +g to i + e_k and -g to i.
@@ -126,8 +134,9 @@ double gc_host(Ctx& ctx, const S* a, const S* b, const S* m, const SampleGeometr
             sa += sgn * (alpha[d] * y - beta_a[d] * x);
             sb += sgn * (alpha[d] * x - beta_b[d] * y);
           };
-          if (valid(mn, j, d)) at(j, -1.0);
-          if ((j / g.stride[d]) % g.ext[d] >= 1 && valid(mn, j - g.stride[d], d)) at(j - g.stride[d], 1.0);
+          const Index x = od.c[d + 1];
+          if (valid(mn, j, d, x)) at(j, -1.0);
+          if (x >= 1 && valid(mn, j - g.stride[d], d, x - 1)) at(j - g.stride[d], 1.0);
         }
         if (gan) gan[j] = S(double(gan[j]) + sa);
         if (gbn) gbn[j] = S(double(gbn[j]) + sb);

@@ -23,6 +23,8 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "dicyc/loss/common.hpp"
@@ -75,13 +77,19 @@ struct MindImage {
   std::vector<double> taps;  // normalised 1-D Gaussian, 2 * radius + 1
   std::array<std::vector<double>, Dim> diff;  // I(p) - I(p + e_k), 0 at the far edge
   std::array<std::vector<double>, R> D, desc;
-  std::vector<double> V, work;
+  std::vector<double> V, work, gs;
   std::vector<signed char> state;  // -1 clamped low, 0 free, +1 clamped high
   std::vector<unsigned char> argmin;
   double clamp = 1000, mean_v = 0;
   bool constant = false;
 
-  MindImage(const std::array<Index, Dim>& e, const MindOptions& o) : ext(e), clamp(o.variance_clamp()) {
+  /// Sizes the buffers for an image of extents e; buffers keep their capacity between calls, so a
+  /// cached MindImage costs no allocation (fresh multi-megabyte vectors spent 60 % of a 128x128
+  /// MIND call in page faults and memset).
+  void reset(const std::array<Index, Dim>& e, const MindOptions& o) {
+    ext = e;
+    clamp = o.variance_clamp();
+    taps.clear();
     P = 1;
     for (int d = 0; d < Dim; ++d) {
       vs[d] = P;
@@ -104,7 +112,16 @@ struct MindImage {
     state.resize(P);
     argmin.resize(P);
   }
-  Index pos(Index p, int d) const { return (p / vs[d]) % ext[d]; }
+
+  /// f(p, od) over [0, P) in parallel ranges, with od holding the coordinates of p.
+  template <class ParT, class F>
+  void voxels(const ParT& par, double cost, F&& f) const {
+    par(P, cost, [&](Index p0, Index p1) {
+      Odometer<Dim> od(ext);
+      od.seek(p0);
+      for (Index p = p0; p < p1; ++p, od.next()) f(p, od);
+    });
+  }
 
   /// out = separable zero-padded Gaussian patch sum of in (in is overwritten as scratch).
   template <class ParT>
@@ -113,15 +130,16 @@ struct MindImage {
     std::vector<double>* src = &in;
     std::vector<double>* dst = &out;
     for (int d = 0; d < Dim; ++d) {
-      par(P, 4.0 * taps.size(), [&](Index p0, Index p1) {
-        for (Index p = p0; p < p1; ++p) {
-          const Index x = pos(p, d);
-          double acc = 0;
-          const int j0 = static_cast<int>(std::max<Index>(-rad, -x));
-          const int j1 = static_cast<int>(std::min<Index>(rad, ext[d] - 1 - x));
-          for (int j = j0; j <= j1; ++j) acc += taps[j + rad] * (*src)[p + j * vs[d]];
-          (*dst)[p] = acc;
-        }
+      const double* sp = src->data();
+      double* dp = dst->data();
+      const Index st = vs[d], n = ext[d];
+      voxels(par, 4.0 * taps.size(), [&](Index p, const Odometer<Dim>& od) {
+        const Index x = od.c[d];
+        double acc = 0;
+        const int j0 = static_cast<int>(std::max<Index>(-rad, -x));
+        const int j1 = static_cast<int>(std::min<Index>(rad, n - 1 - x));
+        for (int j = j0; j <= j1; ++j) acc += taps[j + rad] * sp[p + j * st];
+        dp[p] = acc;
       });
       std::swap(src, dst);
     }
@@ -132,24 +150,21 @@ struct MindImage {
   template <class ParT>
   void squared_shift(int r, std::vector<double>& buf, const ParT& par) const {
     const int d = r / 2;
-    const bool minus = r % 2;
-    par(P, 3.0, [&](Index p0, Index p1) {
-      for (Index p = p0; p < p1; ++p) {
-        if (!minus) {
-          buf[p] = diff[d][p] * diff[d][p];
-        } else {
-          const double t = pos(p, d) >= 1 ? diff[d][p - vs[d]] : 0.0;
-          buf[p] = t * t;
-        }
-      }
-    });
+    const double* df = diff[d].data();
+    if (r % 2 == 0) {
+      voxels(par, 2.0, [&](Index p, const Odometer<Dim>&) { buf[p] = df[p] * df[p]; });
+    } else {
+      voxels(par, 3.0, [&](Index p, const Odometer<Dim>& od) {
+        const double t = od.c[d] >= 1 ? df[p - vs[d]] : 0.0;
+        buf[p] = t * t;
+      });
+    }
   }
 
   template <class ParT>
   void forward(const std::vector<double>& I, const ParT& par) {
-    par(P, 3.0 * Dim, [&](Index p0, Index p1) {
-      for (Index p = p0; p < p1; ++p)
-        for (int d = 0; d < Dim; ++d) diff[d][p] = pos(p, d) + 1 < ext[d] ? I[p] - I[p + vs[d]] : 0.0;
+    voxels(par, 3.0 * Dim, [&](Index p, const Odometer<Dim>& od) {
+      for (int d = 0; d < Dim; ++d) diff[d][p] = od.c[d] + 1 < ext[d] ? I[p] - I[p + vs[d]] : 0.0;
     });
     for (int r = 0; r < R; ++r) {
       squared_shift(r, work, par);
@@ -165,7 +180,7 @@ struct MindImage {
     mean_v /= double(P);
     constant = !(mean_v > 0);
     const double lo = mean_v / clamp, hi = mean_v * clamp;
-    par(P, 20.0 * R, [&](Index p0, Index p1) {
+    par(P, 30.0 * R, [&](Index p0, Index p1) {
       for (Index p = p0; p < p1; ++p) {
         if (constant) {
           V[p] = 1.0;
@@ -183,9 +198,21 @@ struct MindImage {
         for (int r = 1; r < R; ++r)
           if (D[r][p] < D[am][p]) am = r;
         argmin[p] = static_cast<unsigned char>(am);
-        const double dmin = D[am][p];
-        for (int r = 0; r < R; ++r) desc[r][p] = std::exp(-(D[r][p] - dmin) / V[p]);
+        const double dmin = D[am][p], iv = -1.0 / V[p];
+        for (int r = 0; r < R; ++r) desc[r][p] = (D[r][p] - dmin) * iv;
       }
+      // The exponentials, vectorised by Eigen in fixed blocks of 64 that are always full (the tail
+      // padded), so every element takes the same packet path whatever the range and the alignment:
+      // the result does not depend on the thread count.
+      Eigen::Array<double, 64, 1> blk;
+      for (int r = 0; r < R; ++r)
+        for (Index q = p0; q < p1; q += 64) {
+          const Index len = std::min<Index>(64, p1 - q);
+          blk.setZero();
+          std::copy(desc[r].data() + q, desc[r].data() + q + len, blk.data());
+          blk = blk.exp();
+          std::copy(blk.data(), blk.data() + len, desc[r].data() + q);
+        }
     });
   }
 
@@ -216,37 +243,30 @@ struct MindImage {
         if (state[p] > 0) gm += gv[p] * clamp;
       }
       const double share = gm / double(P);
-      for (Index p = 0; p < P; ++p) gv[p] = (state[p] == 0 ? gv[p] : 0.0) + share;
-      for (int r = 0; r < R; ++r)
-        par(P, 2.0, [&](Index p0, Index p1) {
-          for (Index p = p0; p < p1; ++p) g[r][p] += gv[p] / R;
-        });
+      par(P, 4.0 * R, [&](Index p0, Index p1) {
+        for (Index p = p0; p < p1; ++p) {
+          const double t = ((state[p] == 0 ? gv[p] : 0.0) + share) / R;
+          for (int r = 0; r < R; ++r) g[r][p] += t;
+        }
+      });
     }
     // Through the patch sum (self-adjoint), then S_r = diff^2 with the -e_k images shifted.
-    std::vector<double> gs(P);
+    gs.resize(P);
     for (int r = 0; r < R; ++r) {
       patch_sum(g[r], gs, par);
       g[r].swap(gs);
     }
-    for (int d = 0; d < Dim; ++d) {
-      // gSd(p) = gS_{+d}(p) + gS_{-d}(p + e_d), for p with p + e_d inside.
-      par(P, 8.0, [&](Index p0, Index p1) {
-        for (Index p = p0; p < p1; ++p) {
-          const Index x = pos(p, d);
-          double acc = 0;
-          if (x + 1 < ext[d]) {
-            const double gsd = g[2 * d][p] + g[2 * d + 1][p + vs[d]];
-            acc += 2.0 * diff[d][p] * gsd;
-          }
-          if (x >= 1) {
-            const Index q = p - vs[d];
-            const double gsd = g[2 * d][q] + g[2 * d + 1][p];
-            acc -= 2.0 * diff[d][q] * gsd;
-          }
-          gI[p] += acc;
-        }
-      });
-    }
+    voxels(par, 10.0 * Dim, [&](Index p, const Odometer<Dim>& od) {
+      double acc = 0;
+      for (int d = 0; d < Dim; ++d) {
+        // gSd(q) = gS_{+d}(q) + gS_{-d}(q + e_d) for q with q + e_d inside; I(p) enters diff(p)
+        // with + and diff(p - e_d) with -.
+        const Index x = od.c[d], st = vs[d];
+        if (x + 1 < ext[d]) acc += 2.0 * diff[d][p] * (g[2 * d][p] + g[2 * d + 1][p + st]);
+        if (x >= 1) acc -= 2.0 * diff[d][p - st] * (g[2 * d][p - st] + g[2 * d + 1][p]);
+      }
+      gI[p] += acc;
+    });
   }
 };
 
@@ -256,12 +276,61 @@ void gather_channel(const S* x, const SampleGeometry<Dim>& g, Index n, Index c, 
   for (Index p = 0; p < g.P; ++p) out[p] = static_cast<double>(base[p * g.C]);
 }
 
+/// Runs f(task, par) for every task: the tasks in parallel when there are at least as many as
+/// threads (each then serial inside), otherwise one after the other with parallel voxel loops.
+template <class Ctx, class F>
+void run_tasks(Ctx& ctx, Index tasks, double cost, F&& f) {
+  if (tasks >= ctx.num_threads()) {
+    ctx.parallel_for(tasks, cost, [&](Index t0, Index t1) {
+      for (Index t = t0; t < t1; ++t) f(t, Par<Ctx>{nullptr});
+    });
+  } else {
+    for (Index t = 0; t < tasks; ++t) f(t, Par<Ctx>{&ctx});
+  }
+}
+
+/// Per-call buffers of mind_host, cached between calls (a small free list shared by the threads).
+template <int Dim>
+struct MindScratch {
+  std::vector<std::unique_ptr<MindImage<Dim>>> im;
+  std::vector<std::array<std::vector<double>, 2 * Dim>> gd;
+  std::vector<std::vector<double>> buf;
+
+  static std::unique_ptr<MindScratch> acquire() {
+    std::lock_guard<std::mutex> lock(mutex());
+    auto& fl = free_list();
+    if (fl.empty()) return std::make_unique<MindScratch>();
+    auto s = std::move(fl.back());
+    fl.pop_back();
+    return s;
+  }
+  static void release(std::unique_ptr<MindScratch> s) {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (free_list().size() < 4) free_list().push_back(std::move(s));
+  }
+  void size(Index tasks) {
+    while (static_cast<Index>(im.size()) < tasks) im.push_back(std::make_unique<MindImage<Dim>>());
+    if (static_cast<Index>(gd.size()) < tasks) gd.resize(tasks);
+    if (static_cast<Index>(buf.size()) < tasks) buf.resize(tasks);
+  }
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::vector<std::unique_ptr<MindScratch>>& free_list() {
+    static std::vector<std::unique_ptr<MindScratch>> fl;
+    return fl;
+  }
+};
+
 /// MIND loss on the host over N x C single-channel images; returns the mean.
 template <int Dim, class S, class Ctx>
 double mind_host(Ctx& ctx, const S* a, const S* b, const S* m, const SampleGeometry<Dim>& g, const MindOptions& o,
                  S* ga, S* gb, double weight) {
   constexpr int R = 2 * Dim;
-  const Index tasks = g.N * g.C;
+  const Index images = g.N * g.C;
   // The denominator: masked elements times neighbours.
   double count = double(g.N * g.M);
   if (m) {
@@ -270,56 +339,59 @@ double mind_host(Ctx& ctx, const S* a, const S* b, const S* m, const SampleGeome
     DICYC_CHECK(count > 0, ShapeError, "mind: the mask is empty");
   }
   count *= R;
-  std::vector<double> sums(static_cast<std::size_t>(tasks), 0.0);
-  const bool outer = tasks >= ctx.num_threads();
-  auto one = [&](Index t, const auto& par) {
-    const Index n = t / g.C, c = t % g.C;
-    MindImage<Dim> ia(g.ext, o), ib(g.ext, o);
-    std::vector<double> buf(g.P);
-    gather_channel<Dim>(a, g, n, c, buf);
-    ia.forward(buf, par);
-    gather_channel<Dim>(b, g, n, c, buf);
-    ib.forward(buf, par);
+  // Task t < images is image t of a, the others of b; a and b run side by side.
+  auto scratch = MindScratch<Dim>::acquire();
+  scratch->size(2 * images);
+  auto& im = scratch->im;
+  auto& gd = scratch->gd;
+  run_tasks(ctx, 2 * images, double(g.P) * 200, [&](Index t, const auto& par) {
+    const Index i = t % images, n = i / g.C, c = i % g.C;
+    im[t]->reset(g.ext, o);
+    auto& buf = scratch->buf[t];
+    buf.resize(g.P);
+    gather_channel<Dim>(t < images ? a : b, g, n, c, buf);
+    im[t]->forward(buf, par);
+  });
+  const bool want = ga || gb;
+  const double w = weight / count;
+  double total = 0;
+  for (Index i = 0; i < images; ++i) {
+    const Index n = i / g.C, c = i % g.C;
     const S* mn = m ? m + n * g.M + c : nullptr;
+    const auto& da = im[i]->desc;
+    const auto& db = im[images + i]->desc;
+    if (want)
+      for (int r = 0; r < R; ++r) {
+        gd[i][r].assign(g.P, 0.0);
+        gd[images + i][r].assign(g.P, 0.0);
+      }
     double s = 0;
     for (int r = 0; r < R; ++r)
-      for (Index p = 0; p < g.P; ++p)
-        if (!mn || mn[p * g.C] != S(0)) s += std::abs(ia.desc[r][p] - ib.desc[r][p]);
-    sums[t] = s;
-    if (!ga && !gb) return;
-    const double w = weight / count;
-    std::array<std::vector<double>, R> gda, gdb;
-    for (int r = 0; r < R; ++r) {
-      gda[r].assign(g.P, 0.0);
-      gdb[r].assign(g.P, 0.0);
       for (Index p = 0; p < g.P; ++p) {
         if (mn && mn[p * g.C] == S(0)) continue;
-        const double dd = ia.desc[r][p] - ib.desc[r][p];
-        const double sg = dd > 0 ? w : dd < 0 ? -w : 0.0;
-        gda[r][p] = sg;
-        gdb[r][p] = -sg;
+        const double dd = da[r][p] - db[r][p];
+        s += std::abs(dd);
+        if (want) {
+          const double sg = dd > 0 ? w : dd < 0 ? -w : 0.0;
+          gd[i][r][p] = sg;
+          gd[images + i][r][p] = -sg;
+        }
       }
-    }
-    auto fold = [&](MindImage<Dim>& im, std::array<std::vector<double>, R>& gd, S* gx) {
+    total += s;
+  }
+  if (want)
+    run_tasks(ctx, 2 * images, double(g.P) * 200, [&](Index t, const auto& par) {
+      S* gx = t < images ? ga : gb;
       if (!gx) return;
-      std::vector<double> gi(g.P, 0.0);
-      im.backward(gd, gi, par);
+      const Index i = t % images, n = i / g.C, c = i % g.C;
+      auto& gi = scratch->buf[t];
+      gi.assign(g.P, 0.0);
+      im[t]->backward(gd[t], gi, par);
       S* base = gx + n * g.M + c;
       for (Index p = 0; p < g.P; ++p) base[p * g.C] = S(double(base[p * g.C]) + gi[p]);
-    };
-    fold(ia, gda, ga);
-    fold(ib, gdb, gb);
-  };
-  if (outer) {
-    ctx.parallel_for(tasks, double(g.P) * 400, [&](Index t0, Index t1) {
-      for (Index t = t0; t < t1; ++t) one(t, Par<Ctx>{nullptr});
     });
-  } else {
-    for (Index t = 0; t < tasks; ++t) one(t, Par<Ctx>{&ctx});
-  }
-  double s = 0;
-  for (double v : sums) s += v;
-  return s / count;
+  MindScratch<Dim>::release(std::move(scratch));
+  return total / count;
 }
 
 }  // namespace detail
@@ -361,7 +433,8 @@ std::vector<double> mind_descriptors(core::Context<Device>& ctx, const ConstTens
     using HostCtx = std::remove_reference_t<decltype(host)>;
     for (Index n = 0; n < geo.N; ++n)
       for (Index c = 0; c < geo.C; ++c) {
-        detail::MindImage<Dim> im(geo.ext, opts);
+        detail::MindImage<Dim> im;
+        im.reset(geo.ext, opts);
         detail::gather_channel<Dim>(hv.a, geo, n, c, buf);
         im.forward(buf, detail::Par<HostCtx>{&host});
         for (int r = 0; r < K; ++r)

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""Times dicyc's losses (value + gradient) against their PyTorch autograd formulations, side by side.
+
+    /usr/bin/python3 benchmarks/compare_torch_losses.py [--build build/bench] [--repeats 3]
+
+PyTorch side: nmi() of shared/bench/torch_reference.py (soft NMI, 32 bins) at 128x128 and 64^3,
+and benchmarks/torch_losses.py's MIND and gradient correlation at 128x128, each a forward and a
+backward to both inputs. Both sides use 2 threads, float. A ratio below 1 means dicyc is faster.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+REF = os.path.join(ROOT, "..", "shared", "bench", "torch_reference.py")
+sys.path.insert(0, HERE)
+import torch_losses  # noqa: E402
+
+
+def load_ref():
+    spec = importlib.util.spec_from_file_location("torch_reference", REF)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def timeit(fn, runs):
+    for _ in range(3):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(ts)
+
+
+def torch_times(runs):
+    ref = load_ref()
+    out = {}
+
+    def case(fn, shape):
+        a = torch.rand(*shape) * 2 - 1
+        b = a * a + 0.3 * (torch.rand(*shape) * 2 - 1)
+        a.requires_grad_(True)
+        b.requires_grad_(True)
+
+        def step():
+            a.grad = None
+            b.grad = None
+            fn(a, b).backward()
+        return timeit(step, runs)
+    out["nmi/2d/128x128"] = case(lambda a, b: 1 - ref.nmi(a, b), (1, 1, 128, 128))
+    out["nmi/3d/64^3"] = case(lambda a, b: 1 - ref.nmi(a, b), (1, 1, 64, 64, 64))
+    out["mind/2d/128x128"] = case(torch_losses.mind_loss, (1, 1, 128, 128))
+    out["gcc/2d/128x128"] = case(torch_losses.gcc_loss, (1, 1, 128, 128))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "bench"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=20)
+    a = ap.parse_args()
+    binary = os.path.join(a.build, "benchmarks", "bench_loss")
+    if not os.path.exists(binary):
+        sys.exit(f"compare_torch_losses: {binary} not found: configure with -DDICYC_BUILD_BENCHMARKS=ON "
+                 f"and build the target bench_loss")
+    torch.set_num_threads(a.threads)
+    ours_ms, torch_ms = {}, {}
+    for _ in range(a.repeats):
+        env = dict(os.environ, DICYC_BENCH_THREADS=str(a.threads))
+        res = subprocess.run([binary, "--benchmark_format=json", "--benchmark_min_time=0.5"], env=env,
+                             capture_output=True, text=True, check=True)
+        for b in json.loads(res.stdout)["benchmarks"]:
+            name = b["name"].replace("loss_bench/", "").replace("/real_time", "")
+            scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+            ours_ms.setdefault(name, []).append(b["real_time"] * scale)
+        for k, v in torch_times(a.runs).items():
+            torch_ms.setdefault(k, []).append(v)
+    print(f"{'loss (value + gradient)':24s} {'dicyc ms':>9s} {'torch ms':>9s} {'dicyc/torch':>12s}")
+    for k in torch_ms:
+        if k not in ours_ms:
+            continue
+        ratios = [o / t for o, t in zip(ours_ms[k], torch_ms[k])]
+        print(f"{k:24s} {statistics.median(ours_ms[k]):9.2f} {statistics.median(torch_ms[k]):9.2f} "
+              f"{statistics.median(ratios):12.2f}")
+    print("(time ratio: below 1 means dicyc is faster; median over", a.repeats, "alternating repeats,",
+          a.threads, "threads)")
+
+
+if __name__ == "__main__":
+    main()
