@@ -5,6 +5,7 @@
 #define BOOST_TEST_NO_MAIN
 #include "conv_cases.hpp"
 #include "dicyc/loss.hpp"
+#include "dicyc/tps.hpp"
 #include "gpu/gpu_api.hpp"
 
 #include <cstdio>
@@ -149,6 +150,55 @@ BOOST_AUTO_TEST_CASE(losses_gpu_equal_cpu) {
   check_losses<2>(Shape<4>(1, 17, 13, 2), false);
   check_losses<2>(Shape<4>(1, 17, 13, 2), true);
   check_losses<3>(Shape<5>(1, 7, 6, 5, 2), true);
+}
+
+template <int Dim>
+void check_sampler(const Shape<Dim + 2>& xs, const Shape<Dim + 2>& gs) {
+  constexpr int R = Dim + 2;
+  auto& cpu = contexts().cpu;
+  Shape<R> ys = gs;
+  ys[0] = xs[0];
+  const Index nx = dicyc::num_elements(xs), ng = dicyc::num_elements(gs), ny = dicyc::num_elements(ys);
+  const auto x = random_vec<double>(nx, 61), g = random_vec<double>(ng, 62, -1.1, 1.1), dy = random_vec<double>(ny, 63);
+  const long control = 3;
+  std::array<Index, Dim> ctl, out;
+  for (int d = 0; d < Dim; ++d) {
+    ctl[d] = control;
+    out[d] = gs[d + 1];
+  }
+  dicyc::tps::TpsGrid<Dim, double, Eigen::DefaultDevice> tg(cpu, ctl, out);
+  const Index N = gs[R - 1];
+  const auto disp = random_vec<double>(dicyc::num_elements(tg.disp_shape(N)), 64, -0.1, 0.1);
+  std::vector<long> xl(xs.begin(), xs.end()), gl(gs.begin(), gs.end());
+  for (bool border : {true, false}) {
+    const auto pm = border ? dicyc::tps::PaddingMode::Border : dicyc::tps::PaddingMode::Zeros;
+    std::vector<double> y(ny), dx(nx, 0.0), dg(ng, 0.0), tgrid(ng), tdd(disp.size(), 0.0);
+    dicyc::ConstTensorMap<double, R> xm(x.data(), xs), gm(g.data(), gs), dym(dy.data(), ys);
+    dicyc::TensorMap<double, R> ym(y.data(), ys), dxm(dx.data(), xs), dgm(dg.data(), gs), tgm(tgrid.data(), gs);
+    dicyc::tps::grid_sample_forward<Dim, double>(cpu, xm, gm, ym, pm);
+    dicyc::tps::grid_sample_backward<Dim, double>(cpu, xm, gm, dym, &dxm, &dgm, pm);
+    dicyc::ConstTensorMap<double, 3> dm(disp.data(), tg.disp_shape(N));
+    dicyc::TensorMap<double, 3> ddm(tdd.data(), tg.disp_shape(N));
+    tg.forward(cpu, dm, tgm);
+    tg.backward(cpu, gm, ddm);
+    for (int h = 0; h < 2; ++h) {
+      const auto r = h ? gpu_api::sample_half(Dim, xl.data(), gl.data(), border, control, x, g, dy, disp)
+                       : gpu_api::sample_float(Dim, xl.data(), gl.data(), border, control, x, g, dy, disp);
+      const double tol = h ? 2e-2 : 1e-5;
+      BOOST_TEST_CONTEXT((h ? "half" : "float") << (border ? " border" : " zeros")) {
+        BOOST_CHECK_LT(max_abs_diff(r.y, y), tol * std::max(1.0, max_abs(y)));
+        BOOST_CHECK_LT(max_abs_diff(r.dx, dx), tol * std::max(1.0, max_abs(dx)));
+        BOOST_CHECK_LT(max_abs_diff(r.dgrid, dg), 5 * tol * std::max(1.0, max_abs(dg)));
+        BOOST_CHECK_LT(max_abs_diff(r.tps_grid, tgrid), tol * std::max(1.0, max_abs(tgrid)));
+        BOOST_CHECK_LT(max_abs_diff(r.tps_ddisp, tdd), tol * std::max(1.0, max_abs(tdd)));
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(sampler_and_tps_gpu_equal_cpu) {
+  check_sampler<2>(Shape<4>(3, 9, 7, 2), Shape<4>(2, 6, 5, 2));
+  check_sampler<3>(Shape<5>(2, 5, 4, 6, 2), Shape<5>(3, 4, 3, 5, 2));
 }
 
 int main(int argc, char** argv) {

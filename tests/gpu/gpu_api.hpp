@@ -49,4 +49,18 @@ LossResult losses_float(int dim, const long* shape, const std::vector<double>& a
 LossResult losses_half(int dim, const long* shape, const std::vector<double>& a, const std::vector<double>& b,
                        const std::vector<double>& mask);
 
+struct SampleResult {
+  std::vector<double> y, dx, dgrid;  // grid sampler output and gradients
+  std::vector<double> tps_grid, tps_ddisp;  // TPS grid of disp, and the backward of dgrid_in
+};
+
+/// Grid sampler (border if border, else zeros) forward and backward, and a TPS grid (control
+/// grid `control` per axis, output = the grid's spatial extents) forward and backward, on the GPU.
+SampleResult sample_float(int dim, const long* x_shape, const long* grid_shape, bool border, long control,
+                          const std::vector<double>& x, const std::vector<double>& grid, const std::vector<double>& dy,
+                          const std::vector<double>& disp);
+SampleResult sample_half(int dim, const long* x_shape, const long* grid_shape, bool border, long control,
+                         const std::vector<double>& x, const std::vector<double>& grid, const std::vector<double>& dy,
+                         const std::vector<double>& disp);
+
 }  // namespace gpu_api

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "dicyc/loss.hpp"
+#include "dicyc/tps.hpp"
 #include "dicyc/ops.hpp"
 #include "gpu_api.hpp"
 
@@ -156,6 +157,54 @@ gpu_api::LossResult losses(const long* shape, const std::vector<double>& a, cons
   return r;
 }
 
+template <int Dim, class S>
+gpu_api::SampleResult sample(const long* x_shape, const long* grid_shape, bool border, long control,
+                             const std::vector<double>& x, const std::vector<double>& grid,
+                             const std::vector<double>& dy, const std::vector<double>& disp) {
+  constexpr int R = Dim + 2;
+  Shape<R> xs, gs, ys;
+  for (int i = 0; i < R; ++i) {
+    xs[i] = x_shape[i];
+    gs[i] = grid_shape[i];
+  }
+  ys = gs;
+  ys[0] = xs[0];
+  auto& c = ctx();
+  const auto pm = border ? tps::PaddingMode::Border : tps::PaddingMode::Zeros;
+  auto X = core::Tensor<S, R, Gpu>::from_host(c, xs, to_s<S>(x));
+  auto G = core::Tensor<S, R, Gpu>::from_host(c, gs, to_s<S>(grid));
+  auto DY = core::Tensor<S, R, Gpu>::from_host(c, ys, to_s<S>(dy));
+  core::Tensor<S, R, Gpu> Y(c, ys);
+  auto DX = core::Tensor<S, R, Gpu>::zeros(c, xs);
+  auto DG = core::Tensor<S, R, Gpu>::zeros(c, gs);
+  auto ym = Y.map();
+  auto dxm = DX.map();
+  auto dgm = DG.map();
+  tps::grid_sample_forward<Dim, S>(c, X.cmap(), G.cmap(), ym, pm);
+  tps::grid_sample_backward<Dim, S>(c, X.cmap(), G.cmap(), DY.cmap(), &dxm, &dgm, pm);
+  gpu_api::SampleResult r;
+  r.y = to_d(Y.to_host());
+  r.dx = to_d(DX.to_host());
+  r.dgrid = to_d(DG.to_host());
+  std::array<Index, Dim> ctl, out;
+  for (int d = 0; d < Dim; ++d) {
+    ctl[d] = control;
+    out[d] = gs[d + 1];
+  }
+  tps::TpsGrid<Dim, S, Gpu> tg(c, ctl, out);
+  const Index N = gs[R - 1];
+  auto D = core::Tensor<S, 3, Gpu>::from_host(c, tg.disp_shape(N), to_s<S>(disp));
+  core::Tensor<S, R, Gpu> TG(c, tg.grid_shape(N));
+  auto DD = core::Tensor<S, 3, Gpu>::zeros(c, tg.disp_shape(N));
+  auto tgm = TG.map();
+  auto ddm = DD.map();
+  tg.forward(c, D.cmap(), tgm);
+  tg.backward(c, G.cmap(), ddm);
+  r.tps_grid = to_d(TG.to_host());
+  r.tps_ddisp = to_d(DD.to_host());
+  return r;
+}
+
 }  // namespace gpu_impl
 
 #define DICYC_GPU_API_DEFINE(SUFFIX, SCALAR)                                                                   \
@@ -171,4 +220,10 @@ gpu_api::LossResult losses(const long* shape, const std::vector<double>& a, cons
   gpu_api::LossResult gpu_api::losses_##SUFFIX(int dim, const long* shape, const std::vector<double>& a,       \
                                                const std::vector<double>& b, const std::vector<double>& m) {  \
     return dim == 2 ? gpu_impl::losses<2, SCALAR>(shape, a, b, m) : gpu_impl::losses<3, SCALAR>(shape, a, b, m); \
+  }                                                                                                            \
+  gpu_api::SampleResult gpu_api::sample_##SUFFIX(int dim, const long* xs, const long* gs, bool border, long ctl, \
+                                                 const std::vector<double>& x, const std::vector<double>& g,  \
+                                                 const std::vector<double>& dy, const std::vector<double>& d) { \
+    return dim == 2 ? gpu_impl::sample<2, SCALAR>(xs, gs, border, ctl, x, g, dy, d)                            \
+                    : gpu_impl::sample<3, SCALAR>(xs, gs, border, ctl, x, g, dy, d);                           \
   }

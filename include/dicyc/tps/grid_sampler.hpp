@@ -81,7 +81,7 @@ struct Corners {
 
   /// snap: how close (relative to the extent, in units of the grid scalar's epsilon) a coordinate
   /// must be to a pixel centre to be taken as it.
-  void compute(const double* g, const SampleSetup<Dim>& s, PaddingMode pm, double snap) {
+  void compute(const double* g, const SampleSetup<Dim>& s, PaddingMode pm, double snap, bool need_dw = true) {
     std::array<Index, Dim> i0;
     std::array<double, Dim> t;
     for (int d = 0; d < Dim; ++d) {
@@ -116,12 +116,13 @@ struct Corners {
         part[d] = hi ? t[d] : 1 - t[d];
         wk *= part[d];
       }
-      for (int d = 0; d < Dim; ++d) {
-        double v = ((k >> d) & 1) ? 1.0 : -1.0;
-        for (int e = 0; e < Dim; ++e)
-          if (e != d) v *= part[e];
-        dw[k][d] = v;
-      }
+      if (need_dw)
+        for (int d = 0; d < Dim; ++d) {
+          double v = ((k >> d) & 1) ? 1.0 : -1.0;
+          for (int e = 0; e < Dim; ++e)
+            if (e != d) v *= part[e];
+          dw[k][d] = v;
+        }
       // Weight-0 corners past the far edge (t = 0 at the last pixel) are skipped, not read.
       off[k] = inside ? o : -1;
       w[k] = wk;
@@ -147,7 +148,7 @@ void sample_forward_host(Ctx& ctx, const S* in, const S* grid, S* out, const Sam
     for (Index q = q0; q < q1; ++q) {
       const Index n = q / s.P_out;
       for (int d = 0; d < Dim; ++d) g[d] = double(grid[q * Dim + d]);
-      cr.compute(g, s, pm, snap_tolerance<S>());
+      cr.compute(g, s, pm, snap_tolerance<S>(), false);
       std::fill(acc.begin(), acc.end(), A(0));
       const S* base = in + n * s.P_in * C;
       for (int k = 0; k < Corners<Dim>::K; ++k) {
@@ -167,6 +168,58 @@ void sample_backward_host(Ctx& ctx, const S* in, const S* grid, const S* dout, S
                           const SampleSetup<Dim>& s, PaddingMode pm) {
   using A = acc_t<S>;
   const Index C = s.C;
+  const Index Q = s.P_out * s.N;
+  // Few channels: one pass over fixed blocks of positions computes both gradients; each block
+  // scatters its input gradient into a partial buffer of its own, and the partials are added in
+  // block order (the same result for any thread count).
+  constexpr Index kBlock = 4096;
+  const Index nblk = (Q + kBlock - 1) / kBlock;
+  if (din && C < 2 * ctx.num_threads() && nblk * C * s.P_in * s.N <= (Index(1) << 23)) {
+    const Index n_in = C * s.P_in * s.N;
+    std::vector<A> part(static_cast<std::size_t>(nblk > 1 ? nblk * n_in : 0));
+    ctx.parallel_for(nblk, double(kBlock) * (C * 30 + 150), [&](Index b0, Index b1) {
+      Corners<Dim> cr;
+      double g[Dim];
+      for (Index b = b0; b < b1; ++b) {
+        A* acc_in = nblk > 1 ? part.data() + b * n_in : nullptr;
+        for (Index q = b * kBlock; q < std::min(Q, (b + 1) * kBlock); ++q) {
+          const Index n = q / s.P_out;
+          for (int d = 0; d < Dim; ++d) g[d] = double(grid[q * Dim + d]);
+          cr.compute(g, s, pm, snap_tolerance<S>(), dgrid != nullptr);
+          const S* base = in + n * s.P_in * C;
+          const S* go = dout + q * C;
+          std::array<A, Dim> acc{};
+          for (int k = 0; k < Corners<Dim>::K; ++k) {
+            if (cr.off[k] < 0) continue;
+            const Index o = n * s.P_in * C + cr.off[k] * C;
+            if (dgrid) {
+              const S* src = base + cr.off[k] * C;
+              A dot = 0;
+              for (Index c = 0; c < C; ++c) dot += A(go[c]) * A(src[c]);
+              for (int d = 0; d < Dim; ++d) acc[d] += dot * A(cr.dw[k][d]);
+            }
+            const A w = A(cr.w[k]);
+            if (w == A(0)) continue;
+            if (acc_in)
+              for (Index c = 0; c < C; ++c) acc_in[o + c] += w * A(go[c]);
+            else
+              for (Index c = 0; c < C; ++c) din[o + c] = S(A(din[o + c]) + w * A(go[c]));
+          }
+          if (dgrid)
+            for (int d = 0; d < Dim; ++d) dgrid[q * Dim + d] = S(A(dgrid[q * Dim + d]) + acc[d] * A(cr.dgrid[d]));
+        }
+      }
+    });
+    if (nblk > 1)
+      ctx.parallel_for(n_in, double(nblk) * 2, [&](Index i0, Index i1) {
+        for (Index i = i0; i < i1; ++i) {
+          A t = A(din[i]);
+          for (Index b = 0; b < nblk; ++b) t += part[b * n_in + i];
+          din[i] = S(t);
+        }
+      });
+    return;
+  }
   if (dgrid) {
     ctx.parallel_for(s.P_out * s.N, double(C) * 20 * Dim + 100, [&](Index q0, Index q1) {
       Corners<Dim> cr;

@@ -1,11 +1,14 @@
 #!/usr/bin/python3
-"""Times dicyc's losses (value + gradient) against their PyTorch autograd formulations, side by side.
+"""Times dicyc's losses and deformation modules against PyTorch, side by side (bench_loss, bench_tps).
 
-    /usr/bin/python3 benchmarks/compare_torch_losses.py [--build build/bench] [--repeats 3]
+    /usr/bin/python3 benchmarks/compare_torch_extra.py [--build build/bench] [--repeats 3]
 
 PyTorch side: nmi() of shared/bench/torch_reference.py (soft NMI, 32 bins) at 128x128 and 64^3,
-and benchmarks/torch_losses.py's MIND and gradient correlation at 128x128, each a forward and a
-backward to both inputs. Both sides use 2 threads, float. A ratio below 1 means dicyc is faster.
+benchmarks/torch_losses.py's MIND and gradient correlation at 128x128 (each a forward and a
+backward to both inputs); F.grid_sample (bilinear, border, align_corners=False) forward and
+backward to input and grid on a 256x32x32 map and a 1x128x128 image; the reference TPSGrid (6x6
+points, 32x32) forward and backward. Both sides use 2 threads, float. A ratio below 1 means dicyc
+is faster.
 """
 import argparse
 import importlib.util
@@ -62,6 +65,29 @@ def torch_times(runs):
     out["nmi/3d/64^3"] = case(lambda a, b: 1 - ref.nmi(a, b), (1, 1, 64, 64, 64))
     out["mind/2d/128x128"] = case(torch_losses.mind_loss, (1, 1, 128, 128))
     out["gcc/2d/128x128"] = case(torch_losses.gcc_loss, (1, 1, 128, 128))
+
+    import torch.nn.functional as F
+
+    def sampler(c, size):
+        x = (torch.rand(1, c, size, size) * 2 - 1).requires_grad_(True)
+        g = (torch.rand(1, size, size, 2) * 2.1 - 1.05).requires_grad_(True)
+        dy = torch.rand(1, c, size, size) * 2 - 1
+
+        def step():
+            x.grad = None
+            g.grad = None
+            F.grid_sample(x, g, mode="bilinear", padding_mode="border", align_corners=False).backward(dy)
+        return timeit(step, runs)
+    out["sampler_fwd_bwd/2d/c256/32x32"] = sampler(256, 32)
+    out["sampler_fwd_bwd/2d/c1/128x128"] = sampler(1, 128)
+    tg = ref.TPSGrid(6, 32, 32)
+    d = ((torch.rand(1, 36, 2) * 2 - 1) * 0.1).requires_grad_(True)
+    dg = torch.rand(1, 32, 32, 2)
+
+    def tps_step():
+        d.grad = None
+        tg(d).backward(dg)
+    out["tps_grid_fwd_bwd/2d/6x6/32x32"] = timeit(tps_step, runs)
     return out
 
 
@@ -72,28 +98,30 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--runs", type=int, default=20)
     a = ap.parse_args()
-    binary = os.path.join(a.build, "benchmarks", "bench_loss")
-    if not os.path.exists(binary):
-        sys.exit(f"compare_torch_losses: {binary} not found: configure with -DDICYC_BUILD_BENCHMARKS=ON "
-                 f"and build the target bench_loss")
+    binaries = [os.path.join(a.build, "benchmarks", b) for b in ("bench_loss", "bench_tps")]
+    for binary in binaries:
+        if not os.path.exists(binary):
+            sys.exit(f"compare_torch_extra: {binary} not found: configure with -DDICYC_BUILD_BENCHMARKS=ON "
+                     f"and build the targets bench_loss and bench_tps")
     torch.set_num_threads(a.threads)
     ours_ms, torch_ms = {}, {}
     for _ in range(a.repeats):
         env = dict(os.environ, DICYC_BENCH_THREADS=str(a.threads))
-        res = subprocess.run([binary, "--benchmark_format=json", "--benchmark_min_time=0.5"], env=env,
-                             capture_output=True, text=True, check=True)
-        for b in json.loads(res.stdout)["benchmarks"]:
-            name = b["name"].replace("loss_bench/", "").replace("/real_time", "")
-            scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
-            ours_ms.setdefault(name, []).append(b["real_time"] * scale)
+        for binary in binaries:
+            res = subprocess.run([binary, "--benchmark_format=json", "--benchmark_min_time=0.5"], env=env,
+                                 capture_output=True, text=True, check=True)
+            for b in json.loads(res.stdout)["benchmarks"]:
+                name = b["name"].replace("loss_bench/", "").replace("sampler/", "").replace("/real_time", "")
+                scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+                ours_ms.setdefault(name, []).append(b["real_time"] * scale)
         for k, v in torch_times(a.runs).items():
             torch_ms.setdefault(k, []).append(v)
-    print(f"{'loss (value + gradient)':24s} {'dicyc ms':>9s} {'torch ms':>9s} {'dicyc/torch':>12s}")
+    print(f"{'case':32s} {'dicyc ms':>9s} {'torch ms':>9s} {'dicyc/torch':>12s}")
     for k in torch_ms:
         if k not in ours_ms:
             continue
         ratios = [o / t for o, t in zip(ours_ms[k], torch_ms[k])]
-        print(f"{k:24s} {statistics.median(ours_ms[k]):9.2f} {statistics.median(torch_ms[k]):9.2f} "
+        print(f"{k:32s} {statistics.median(ours_ms[k]):9.3f} {statistics.median(torch_ms[k]):9.3f} "
               f"{statistics.median(ratios):12.2f}")
     print("(time ratio: below 1 means dicyc is faster; median over", a.repeats, "alternating repeats,",
           a.threads, "threads)")
