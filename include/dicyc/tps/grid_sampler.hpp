@@ -97,7 +97,7 @@ struct Corners {
           dgrid[d] = 0;
         }
       }
-      const double r = std::nearbyint(x);
+      const double r = std::floor(x + 0.5);
       if (std::abs(x - r) <= snap * std::max(1.0, n)) x = r;
       const double f = std::floor(x);
       i0[d] = static_cast<Index>(f);
