@@ -5,6 +5,8 @@
 #define BOOST_TEST_NO_MAIN
 #include "conv_cases.hpp"
 #include "dicyc/loss.hpp"
+#include "dicyc/nn/offset.hpp"
+#include "dicyc/nn/stn.hpp"
 #include "dicyc/tps.hpp"
 #include "gpu/gpu_api.hpp"
 
@@ -199,6 +201,43 @@ void check_sampler(const Shape<Dim + 2>& xs, const Shape<Dim + 2>& gs) {
 BOOST_AUTO_TEST_CASE(sampler_and_tps_gpu_equal_cpu) {
   check_sampler<2>(Shape<4>(3, 9, 7, 2), Shape<4>(2, 6, 5, 2));
   check_sampler<3>(Shape<5>(2, 5, 4, 6, 2), Shape<5>(3, 4, 3, 5, 2));
+}
+
+BOOST_AUTO_TEST_CASE(deformation_modules_gpu_equal_cpu) {
+  using Dev = Eigen::DefaultDevice;
+  auto& cpu = contexts().cpu;
+  const Shape<4> xs(3, 9, 8, 2);
+  const Index n = dicyc::num_elements(xs);
+  const auto x = random_vec<double>(n, 71), t = random_vec<double>(n, 72), g = random_vec<double>(n, 73);
+  dicyc::core::Rng rng(1);
+  dicyc::nn::ParameterGroup<double, Dev> go("off"), gs("stn");
+  dicyc::nn::OffsetBranch<2, double, Dev> ob(go, "off", 3, 6);
+  dicyc::nn::Stn<2, double, Dev> stn(gs, "stn", 3, 4, 8, 6);
+  go.allocate(cpu, rng);
+  gs.allocate(cpu, rng);
+  const auto op = random_vec<double>(go.size(), 74, -0.2, 0.2), sp = random_vec<double>(gs.size(), 75, -0.2, 0.2);
+  std::copy(op.begin(), op.end(), go.values());
+  std::copy(sp.begin(), sp.end(), gs.values());
+  std::vector<double> y(n), dx(n, 0.0), dt_(n, 0.0), sy(n), sdx(n, 0.0);
+  dicyc::ConstTensorMap<double, 4> xm(x.data(), xs), tm(t.data(), xs), gm(g.data(), xs);
+  dicyc::TensorMap<double, 4> ym(y.data(), xs), dxm(dx.data(), xs), sym(sy.data(), xs), sdxm(sdx.data(), xs),
+      dtm(dt_.data(), xs);
+  typename dicyc::nn::OffsetBranch<2, double, Dev>::Cache oc;
+  ob.forward(cpu, xm, oc, ym);
+  ob.backward(cpu, xm, oc, gm, &dxm);
+  typename dicyc::nn::Stn<2, double, Dev>::Cache sc;
+  stn.forward(cpu, xm, tm, sc, sym);
+  stn.backward(cpu, xm, tm, sc, gm, &sdxm, &dtm);
+  std::vector<long> shape(xs.begin(), xs.end());
+  const auto r = gpu_api::modules_float(shape.data(), x, t, g, op, sp);
+  const double tol = 1e-4;
+  BOOST_CHECK_LT(max_abs_diff(r.off_y, y), tol);
+  BOOST_CHECK_LT(max_abs_diff(r.off_dx, dx), tol * std::max(1.0, max_abs(dx)));
+  BOOST_CHECK_LT(max_abs_diff(r.off_grads, std::vector<double>(go.grads(), go.grads() + go.size())), tol * 10);
+  BOOST_CHECK_LT(max_abs_diff(r.stn_y, sy), tol);
+  BOOST_CHECK_LT(max_abs_diff(r.stn_dsrc, sdx), tol * std::max(1.0, max_abs(sdx)));
+  BOOST_CHECK_LT(max_abs_diff(r.stn_dtgt, dt_), tol * std::max(1.0, max_abs(dt_)));
+  BOOST_CHECK_LT(max_abs_diff(r.stn_grads, std::vector<double>(gs.grads(), gs.grads() + gs.size())), tol * 10);
 }
 
 int main(int argc, char** argv) {

@@ -63,4 +63,14 @@ SampleResult sample_half(int dim, const long* x_shape, const long* grid_shape, b
                          const std::vector<double>& x, const std::vector<double>& grid, const std::vector<double>& dy,
                          const std::vector<double>& disp);
 
+struct ModuleResult {
+  std::vector<double> off_y, off_dx, off_grads, stn_y, stn_dsrc, stn_dtgt, stn_grads;
+};
+
+/// 2-D OffsetBranch(C, hidden 6) and Stn(C, control 4, hidden 8 and 6) on x (C, X, Y, N), with the
+/// given flat parameter values (declaration order), forward and backward with upstream gradient g.
+ModuleResult modules_float(const long* shape, const std::vector<double>& x, const std::vector<double>& t,
+                           const std::vector<double>& g, const std::vector<double>& off_params,
+                           const std::vector<double>& stn_params);
+
 }  // namespace gpu_api

@@ -4,6 +4,8 @@
 #pragma once
 
 #include "dicyc/loss.hpp"
+#include "dicyc/nn/offset.hpp"
+#include "dicyc/nn/stn.hpp"
 #include "dicyc/tps.hpp"
 #include "dicyc/ops.hpp"
 #include "gpu_api.hpp"
@@ -202,6 +204,58 @@ gpu_api::SampleResult sample(const long* x_shape, const long* grid_shape, bool b
   tg.backward(c, G.cmap(), ddm);
   r.tps_grid = to_d(TG.to_host());
   r.tps_ddisp = to_d(DD.to_host());
+  return r;
+}
+
+template <class S>
+gpu_api::ModuleResult modules(const long* shape, const std::vector<double>& x, const std::vector<double>& t,
+                              const std::vector<double>& g, const std::vector<double>& off_params,
+                              const std::vector<double>& stn_params) {
+  Shape<4> xs;
+  for (int i = 0; i < 4; ++i) xs[i] = shape[i];
+  auto& c = ctx();
+  core::Rng rng(1);
+  nn::ParameterGroup<S, Gpu> go("off"), gs("stn");
+  nn::OffsetBranch<2, S, Gpu> ob(go, "off", xs[0], 6);
+  nn::Stn<2, S, Gpu> stn(gs, "stn", xs[0], 4, 8, 6);
+  go.allocate(c, rng);
+  gs.allocate(c, rng);
+  auto load = [&](nn::ParameterGroup<S, Gpu>& grp, const std::vector<double>& v) {
+    const auto h = to_s<S>(v);
+    c.device().memcpyHostToDevice(grp.values(), h.data(), sizeof(S) * h.size());
+    c.synchronize();
+  };
+  load(go, off_params);
+  load(gs, stn_params);
+  auto X = core::Tensor<S, 4, Gpu>::from_host(c, xs, to_s<S>(x));
+  auto T = core::Tensor<S, 4, Gpu>::from_host(c, xs, to_s<S>(t));
+  auto G = core::Tensor<S, 4, Gpu>::from_host(c, xs, to_s<S>(g));
+  core::Tensor<S, 4, Gpu> Y(c, xs);
+  auto DX = core::Tensor<S, 4, Gpu>::zeros(c, xs), DT = core::Tensor<S, 4, Gpu>::zeros(c, xs);
+  auto ym = Y.map();
+  auto dxm = DX.map();
+  auto dtm = DT.map();
+  gpu_api::ModuleResult r;
+  typename nn::OffsetBranch<2, S, Gpu>::Cache oc;
+  ob.forward(c, X.cmap(), oc, ym);
+  ob.backward(c, X.cmap(), oc, G.cmap(), &dxm);
+  r.off_y = to_d(Y.to_host());
+  r.off_dx = to_d(DX.to_host());
+  std::vector<S> og(static_cast<std::size_t>(go.size()));
+  c.device().memcpyDeviceToHost(og.data(), go.grads(), sizeof(S) * og.size());
+  c.synchronize();
+  r.off_grads = to_d(og);
+  DX.set_zero();
+  typename nn::Stn<2, S, Gpu>::Cache sc;
+  stn.forward(c, X.cmap(), T.cmap(), sc, ym);
+  stn.backward(c, X.cmap(), T.cmap(), sc, G.cmap(), &dxm, &dtm);
+  r.stn_y = to_d(Y.to_host());
+  r.stn_dsrc = to_d(DX.to_host());
+  r.stn_dtgt = to_d(DT.to_host());
+  std::vector<S> sg(static_cast<std::size_t>(gs.size()));
+  c.device().memcpyDeviceToHost(sg.data(), gs.grads(), sizeof(S) * sg.size());
+  c.synchronize();
+  r.stn_grads = to_d(sg);
   return r;
 }
 

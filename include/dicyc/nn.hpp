@@ -1,0 +1,8 @@
+// dicyc/nn.hpp -- modules with named parameters (so far: parameter groups, Conv, Linear, and the
+// deformation modules OffsetBranch and Stn).
+#pragma once
+
+#include "dicyc/nn/conv.hpp"
+#include "dicyc/nn/offset.hpp"
+#include "dicyc/nn/parameter.hpp"
+#include "dicyc/nn/stn.hpp"

@@ -1,0 +1,182 @@
+// The deformation modules: OffsetBranch (shared-offset layer) and Stn (TPS spatial transformer).
+// Identity at initialisation, parameter names and counts, and finite-difference gradient checks in
+// double with respect to the inputs and every parameter tensor (after randomising the parameters,
+// since the zero-initialised last layers make the identity a flat spot).
+#define BOOST_TEST_MODULE nn_deform
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "dicyc/nn/offset.hpp"
+#include "dicyc/nn/stn.hpp"
+#include "test_util.hpp"
+
+using namespace dicyc;
+using Dev = Eigen::DefaultDevice;
+
+namespace {
+
+core::Context<Dev>& cpu() {
+  static core::Context<Dev> c;
+  return c;
+}
+
+/// Sets every parameter of the group to uniform(-a, a) values, scaled per tensor by `scale(name)`.
+void randomise(nn::ParameterGroup<double, Dev>& g, std::uint64_t seed, const std::function<double(const std::string&)>& scale) {
+  core::Rng r(seed);
+  for (Index i = 0; i < g.count(); ++i) {
+    const auto& ref = g.ref_of(i);
+    double* v = g.value(ref);
+    const double s = scale(g.name_of(i));
+    for (Index k = 0; k < ref.size(); ++k) v[k] = r.uniform(-s, s);
+  }
+}
+
+/// Central differences of f (a scalar of the parameters and inputs) against analytic gradients.
+void check(const std::string& what, std::vector<double>& x, const std::vector<double>& grad,
+           const std::function<double()>& f, double tol = 2e-6) {
+  const double scale = std::max(dt::max_abs(grad), 1e-12);
+  int checked = 0;
+  for (Index i : dt::probe_indices(static_cast<Index>(x.size()), 5, 24)) {
+    const double keep = x[i], h = 1e-6;
+    x[i] = keep + h;
+    const double fp = f();
+    x[i] = keep - h;
+    const double fm = f();
+    x[i] = keep;
+    const double num = (fp - fm) / (2 * h);
+    ++checked;
+    if (std::abs(num - grad[i]) > tol * scale) {
+      BOOST_ERROR(what << "[" << i << "]: analytic " << grad[i] << ", numeric " << num << " (scale " << scale << ")");
+      return;
+    }
+  }
+  BOOST_CHECK(checked > 0);
+}
+
+/// The same for a parameter tensor living in the group's buffers.
+void check_param(const std::string& what, double* p, const double* grad, Index n, const std::function<double()>& f) {
+  std::vector<double> x(p, p + n), g(grad, grad + n);
+  check(what, x, g, [&] {
+    std::copy(x.begin(), x.end(), p);
+    return f();
+  });
+  std::copy(x.begin(), x.end(), p);
+}
+
+template <int Dim>
+constexpr Index ipow3() {
+  return Dim == 2 ? 9 : 27;
+}
+
+template <int Dim>
+void offset_case(const Shape<Dim + 2>& xs) {
+  constexpr int R = Dim + 2;
+  nn::ParameterGroup<double, Dev> g("offsets");
+  nn::OffsetBranch<Dim, double, Dev> ob(g, "off0", xs[0], 6);
+  core::Rng rng(1);
+  g.allocate(cpu(), rng);
+  BOOST_CHECK_EQUAL(g.name_of(0), "off0.c1.weight");
+  BOOST_CHECK_EQUAL(g.name_of(3), "off0.c2.bias");
+  BOOST_CHECK_EQUAL(g.size(), xs[0] * 6 * ipow3<Dim>() + 6 + 6 * Dim * ipow3<Dim>() + Dim);
+  const Index n = num_elements(xs);
+  auto x = dt::random_vec<double>(n, 2);
+  std::vector<double> y(n);
+  typename nn::OffsetBranch<Dim, double, Dev>::Cache cache;
+  {
+    ConstTensorMap<double, R> xm(x.data(), xs);
+    TensorMap<double, R> ym(y.data(), xs);
+    ob.forward(cpu(), xm, cache, ym);
+  }
+  BOOST_CHECK(y == x);  // zero-initialised last conv: the identity warp, exactly
+  // Random parameters giving displacements of a fraction of a pixel.
+  randomise(g, 3, [](const std::string& name) { return name.find("c2") != std::string::npos ? 0.05 : 0.3; });
+  const auto w = dt::random_vec<double>(n, 4);
+  auto f = [&] {
+    ConstTensorMap<double, R> xm(x.data(), xs);
+    TensorMap<double, R> ym(y.data(), xs);
+    typename nn::OffsetBranch<Dim, double, Dev>::Cache c;
+    ob.forward(cpu(), xm, c, ym);
+    return dt::dot(y, w);
+  };
+  f();
+  g.zero_grad();
+  std::vector<double> dx(n, 0.25);
+  {
+    ConstTensorMap<double, R> xm(x.data(), xs), wm(w.data(), xs);
+    TensorMap<double, R> ym(y.data(), xs), dxm(dx.data(), xs);
+    ob.forward(cpu(), xm, cache, ym);
+    ob.backward(cpu(), xm, cache, wm, &dxm);
+  }
+  for (auto& v : dx) v -= 0.25;
+  check("OffsetBranch d input", x, dx, f);
+  for (Index i = 0; i < g.count(); ++i)
+    check_param("OffsetBranch d " + g.name_of(i), g.value(g.ref_of(i)), g.grads() + g.ref_of(i).offset,
+                g.ref_of(i).size(), f);
+}
+
+template <int Dim>
+void stn_case(const Shape<Dim + 2>& s, Index control) {
+  constexpr int R = Dim + 2;
+  nn::ParameterGroup<double, Dev> g("stn");
+  nn::Stn<Dim, double, Dev> stn(g, "stn_ab", s[0], control, 8, 6);
+  core::Rng rng(7);
+  g.allocate(cpu(), rng);
+  const Index K = stn.num_control_points();
+  BOOST_CHECK_EQUAL(g.size(), 2 * s[0] * 8 * ipow3<Dim>() + 8 + 8 * 6 * ipow3<Dim>() + 6 + 6 * K * Dim + K * Dim);
+  BOOST_CHECK_EQUAL(g.name_of(4), "stn_ab.fc.weight");
+  const Index n = num_elements(s);
+  auto src = dt::random_vec<double>(n, 8), tgt = dt::random_vec<double>(n, 9);
+  std::vector<double> out(n);
+  typename nn::Stn<Dim, double, Dev>::Cache cache;
+  auto run = [&](typename nn::Stn<Dim, double, Dev>::Cache& c) {
+    ConstTensorMap<double, R> sm(src.data(), s), tm(tgt.data(), s);
+    TensorMap<double, R> om(out.data(), s);
+    stn.forward(cpu(), sm, tm, c, om);
+  };
+  run(cache);
+  BOOST_CHECK(out == src);  // zero-initialised fc: the identity, exactly
+  randomise(g, 10, [](const std::string& name) { return name.find("fc") != std::string::npos ? 0.2 : 0.3; });
+  const auto w = dt::random_vec<double>(n, 11);
+  auto f = [&] {
+    typename nn::Stn<Dim, double, Dev>::Cache c;
+    run(c);
+    return dt::dot(out, w);
+  };
+  g.zero_grad();
+  std::vector<double> ds(n, 0.0), dt_(n, 0.0);
+  run(cache);
+  {
+    ConstTensorMap<double, R> sm(src.data(), s), tm(tgt.data(), s), wm(w.data(), s);
+    TensorMap<double, R> dsm(ds.data(), s), dtm(dt_.data(), s);
+    stn.backward(cpu(), sm, tm, cache, wm, &dsm, &dtm);
+  }
+  check("Stn d source", src, ds, f);
+  check("Stn d target", tgt, dt_, f);
+  for (Index i = 0; i < g.count(); ++i)
+    check_param("Stn d " + g.name_of(i), g.value(g.ref_of(i)), g.grads() + g.ref_of(i).offset, g.ref_of(i).size(), f);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(offset_branch_2d) { offset_case<2>(Shape<4>(3, 7, 6, 2)); }
+BOOST_AUTO_TEST_CASE(offset_branch_3d) { offset_case<3>(Shape<5>(2, 5, 4, 3, 2)); }
+BOOST_AUTO_TEST_CASE(stn_2d) { stn_case<2>(Shape<4>(3, 9, 8, 2), 4); }
+BOOST_AUTO_TEST_CASE(stn_3d) { stn_case<3>(Shape<5>(2, 6, 5, 7, 2), 3); }
+
+BOOST_AUTO_TEST_CASE(parameter_counts_of_the_spec_sizes) {
+  nn::ParameterGroup<float, Dev> g("dicyc");
+  nn::OffsetBranch<2, float, Dev> o0(g, "off0", 1), o1(g, "off1", 64), o2(g, "off2", 128), o3(g, "off3", 256);
+  const Index offsets = g.size();
+  // Each branch: C*32*9 + 32 + 32*2*9 + 2.
+  Index expect = 0;
+  for (Index c : {1, 64, 128, 256}) expect += c * 32 * 9 + 32 + 32 * 2 * 9 + 2;
+  BOOST_CHECK_EQUAL(offsets, expect);
+  nn::ParameterGroup<float, Dev> s("stn");
+  nn::Stn<2, float, Dev> stn(s, "stn_ab", 256, 6);
+  BOOST_CHECK_EQUAL(s.size(), 512 * 128 * 9 + 128 + 128 * 64 * 9 + 64 + 64 * 72 + 72);
+  dt::expect_error<ConfigError>([&] { s.declare("stn_ab.c1.weight", {1}, nn::Init::Zeros); }, "duplicate");
+  dt::expect_error<ConfigError>([&] { s.values(); }, "before allocate");
+}
