@@ -103,6 +103,29 @@ struct Corners {
       i0[d] = static_cast<Index>(f);
       t[d] = x - f;
     }
+    if constexpr (Dim == 2) {
+      // Unrolled: this runs once per sampled position.
+      const Index x0 = i0[0], y0 = i0[1], W = s.in_ext[0], H = s.in_ext[1];
+      const double tx = t[0], ty = t[1], ux = 1 - tx, uy = 1 - ty;
+      const bool vx0 = x0 >= 0 && x0 < W, vx1 = x0 + 1 >= 0 && x0 + 1 < W;
+      const bool vy0 = y0 >= 0 && y0 < H, vy1 = y0 + 1 >= 0 && y0 + 1 < H;
+      const Index o = x0 + y0 * W;
+      off[0] = vx0 && vy0 ? o : -1;
+      off[1] = vx1 && vy0 ? o + 1 : -1;
+      off[2] = vx0 && vy1 ? o + W : -1;
+      off[3] = vx1 && vy1 ? o + W + 1 : -1;
+      w[0] = ux * uy;
+      w[1] = tx * uy;
+      w[2] = ux * ty;
+      w[3] = tx * ty;
+      if (need_dw) {
+        dw[0] = {-uy, -ux};
+        dw[1] = {uy, -tx};
+        dw[2] = {-ty, ux};
+        dw[3] = {ty, tx};
+      }
+      return;
+    }
     for (int k = 0; k < K; ++k) {
       double wk = 1;
       Index o = 0;
@@ -145,12 +168,23 @@ void sample_forward_host(Ctx& ctx, const S* in, const S* grid, S* out, const Sam
     Corners<Dim> cr;
     std::vector<A> acc(static_cast<std::size_t>(C));
     double g[Dim];
+    Index n = q0 / s.P_out, next = (n + 1) * s.P_out;
     for (Index q = q0; q < q1; ++q) {
-      const Index n = q / s.P_out;
+      if (q == next) {
+        ++n;
+        next += s.P_out;
+      }
       for (int d = 0; d < Dim; ++d) g[d] = double(grid[q * Dim + d]);
       cr.compute(g, s, pm, snap_tolerance<S>(), false);
-      std::fill(acc.begin(), acc.end(), A(0));
       const S* base = in + n * s.P_in * C;
+      if (C == 1) {  // one channel: no accumulator array
+        A v = 0;
+        for (int k = 0; k < Corners<Dim>::K; ++k)
+          if (cr.off[k] >= 0) v += A(cr.w[k]) * A(base[cr.off[k]]);
+        out[q] = S(v);
+        continue;
+      }
+      std::fill(acc.begin(), acc.end(), A(0));
       for (int k = 0; k < Corners<Dim>::K; ++k) {
         if (cr.off[k] < 0) continue;
         const A w = A(cr.w[k]);
@@ -172,7 +206,9 @@ void sample_backward_host(Ctx& ctx, const S* in, const S* grid, const S* dout, S
   // Few channels: one pass over fixed blocks of positions computes both gradients; each block
   // scatters its input gradient into a partial buffer of its own, and the partials are added in
   // block order (the same result for any thread count).
-  constexpr Index kBlock = 4096;
+  // NOTE(speed): for small problems (1 x 128 x 128) the partial buffers and the pool cost more than
+  // they save (0.34 ms on 2 threads against 0.22 ms serial), so those run as one serial block.
+  const Index kBlock = Q * C <= (Index(1) << 18) ? std::max<Index>(Q, 1) : 4096;
   const Index nblk = (Q + kBlock - 1) / kBlock;
   if (din && C < 2 * ctx.num_threads() && nblk * C * s.P_in * s.N <= (Index(1) << 23)) {
     const Index n_in = C * s.P_in * s.N;
