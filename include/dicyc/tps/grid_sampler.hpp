@@ -24,6 +24,12 @@
 
 #include "dicyc/core/buffer.hpp"
 
+#if defined(__GNUC__) && !defined(__CUDACC__)
+#define DICYC_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define DICYC_ALWAYS_INLINE
+#endif
+
 namespace dicyc::tps {
 
 enum class PaddingMode { Zeros, Border };
@@ -81,7 +87,8 @@ struct Corners {
 
   /// snap: how close (relative to the extent, in units of the grid scalar's epsilon) a coordinate
   /// must be to a pixel centre to be taken as it.
-  void compute(const double* g, const SampleSetup<Dim>& s, PaddingMode pm, double snap, bool need_dw = true) {
+  DICYC_ALWAYS_INLINE void compute(const double* g, const SampleSetup<Dim>& s, PaddingMode pm, double snap,
+                                   bool need_dw = true) {
     std::array<Index, Dim> i0;
     std::array<double, Dim> t;
     for (int d = 0; d < Dim; ++d) {
@@ -164,7 +171,8 @@ template <int Dim, class S, class Ctx>
 void sample_forward_host(Ctx& ctx, const S* in, const S* grid, S* out, const SampleSetup<Dim>& s, PaddingMode pm) {
   using A = acc_t<S>;
   const Index C = s.C;
-  ctx.parallel_for(s.P_out * s.N, double(C) * 20 + 100, [&](Index q0, Index q1) {
+  const Index Q = s.P_out * s.N;
+  auto body = [&](Index q0, Index q1) {
     Corners<Dim> cr;
     std::vector<A> acc(static_cast<std::size_t>(C));
     double g[Dim];
@@ -194,7 +202,13 @@ void sample_forward_host(Ctx& ctx, const S* in, const S* grid, S* out, const Sam
       S* dst = out + q * C;
       for (Index c = 0; c < C; ++c) dst[c] = S(acc[c]);
     }
-  });
+  };
+  // NOTE(speed): a 1 x 128 x 128 image is too little work for the pool: waking it cost more than
+  // it saved on 2 cores (0.19 ms against 0.155 ms serial), so small problems run serially.
+  if (Q * C <= (Index(1) << 16))
+    body(0, Q);
+  else
+    ctx.parallel_for(Q, double(C) * 20 + 100, body);
 }
 
 template <int Dim, class S, class Ctx>
@@ -213,7 +227,9 @@ void sample_backward_host(Ctx& ctx, const S* in, const S* grid, const S* dout, S
   if (din && C < 2 * ctx.num_threads() && nblk * C * s.P_in * s.N <= (Index(1) << 23)) {
     const Index n_in = C * s.P_in * s.N;
     std::vector<A> part(static_cast<std::size_t>(nblk > 1 ? nblk * n_in : 0));
-    ctx.parallel_for(nblk, double(kBlock) * (C * 30 + 150), [&](Index b0, Index b1) {
+    // always_inline: called from two places, GCC kept this lambda out of line, where the hot loop
+    // ran 1.6x slower (0.36 against 0.22 ms for 1 x 128 x 128).
+    auto body = [&](Index b0, Index b1) DICYC_ALWAYS_INLINE {
       Corners<Dim> cr;
       double g[Dim];
       for (Index b = b0; b < b1; ++b) {
@@ -245,15 +261,27 @@ void sample_backward_host(Ctx& ctx, const S* in, const S* grid, const S* dout, S
             for (int d = 0; d < Dim; ++d) dgrid[q * Dim + d] = S(A(dgrid[q * Dim + d]) + acc[d] * A(cr.dgrid[d]));
         }
       }
-    });
-    if (nblk > 1)
-      ctx.parallel_for(n_in, double(nblk) * 2, [&](Index i0, Index i1) {
-        for (Index i = i0; i < i1; ++i) {
-          A t = A(din[i]);
-          for (Index b = 0; b < nblk; ++b) t += part[b * n_in + i];
-          din[i] = S(t);
-        }
-      });
+    };
+    auto fold = [&](Index i0, Index i1) {
+      for (Index i = i0; i < i1; ++i) {
+        A t = A(din[i]);
+        for (Index b = 0; b < nblk; ++b) t += part[b * n_in + i];
+        din[i] = S(t);
+      }
+    };
+    // NOTE(speed): small problems (1 x 128 x 128: 0.22 ms serial, 0.39 ms on the 2-thread pool)
+    // run the same blocks serially: waking the pool costs more than it saves.
+    const bool small = Q * C <= (Index(1) << 18);
+    if (small)
+      body(0, nblk);
+    else
+      ctx.parallel_for(nblk, double(kBlock) * (C * 30 + 150), body);
+    if (nblk > 1) {
+      if (small)
+        fold(0, n_in);
+      else
+        ctx.parallel_for(n_in, double(nblk) * 2, fold);
+    }
     return;
   }
   if (dgrid) {
