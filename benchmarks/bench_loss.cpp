@@ -3,21 +3,16 @@
 // formulations (autograd) of the same losses and prints the ratios.
 #include <benchmark/benchmark.h>
 
+#include "bench_common.hpp"
+
 #include <cstdlib>
 
 #include "dicyc/core/rng.hpp"
 #include "dicyc/loss.hpp"
 
 using namespace dicyc;
-using Dev = Eigen::ThreadPoolDevice;
-
-static core::Context<Dev>& ctx() {
-  static core::Context<Dev> c([] {
-    const char* t = std::getenv("DICYC_BENCH_THREADS");
-    return t ? std::atoi(t) : 2;
-  }());
-  return c;
-}
+using dicyc_bench::ctx;
+using dicyc_bench::Dev;
 
 template <int R>
 static void loss_bench(benchmark::State& st, const Shape<R>& s, int which) {

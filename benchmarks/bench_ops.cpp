@@ -4,20 +4,15 @@
 // Compare with PyTorch through benchmarks/compare_torch.py, never by absolute times alone.
 #include <benchmark/benchmark.h>
 
+#include "bench_common.hpp"
+
 #include <cstdlib>
 
 #include "dicyc/ops.hpp"
 
 using namespace dicyc;
-using Dev = Eigen::ThreadPoolDevice;
-
-static core::Context<Dev>& ctx() {
-  static core::Context<Dev> c([] {
-    const char* t = std::getenv("DICYC_BENCH_THREADS");
-    return t ? std::atoi(t) : 2;
-  }());
-  return c;
-}
+using dicyc_bench::ctx;
+using dicyc_bench::Dev;
 
 template <int R>
 static core::Tensor<float, R, Dev> rnd(const Shape<R>& s, std::uint64_t seed) {

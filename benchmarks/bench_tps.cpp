@@ -4,21 +4,16 @@
 // benchmarks/compare_torch_extra.py times torch's grid_sample and the reference TPSGrid alongside.
 #include <benchmark/benchmark.h>
 
+#include "bench_common.hpp"
+
 #include <cstdlib>
 
 #include "dicyc/core/rng.hpp"
 #include "dicyc/tps.hpp"
 
 using namespace dicyc;
-using Dev = Eigen::ThreadPoolDevice;
-
-static core::Context<Dev>& ctx() {
-  static core::Context<Dev> c([] {
-    const char* t = std::getenv("DICYC_BENCH_THREADS");
-    return t ? std::atoi(t) : 2;
-  }());
-  return c;
-}
+using dicyc_bench::ctx;
+using dicyc_bench::Dev;
 
 static std::vector<float> rnd(Index n, std::uint64_t seed, double lo, double hi) {
   core::Rng rng(seed);

@@ -18,14 +18,8 @@ using dt::expect_error;
 
 namespace {
 
-core::Context<Eigen::DefaultDevice>& cpu() {
-  static core::Context<Eigen::DefaultDevice> c;
-  return c;
-}
-core::Context<Eigen::ThreadPoolDevice>& pool() {
-  static core::Context<Eigen::ThreadPoolDevice> c(2);
-  return c;
-}
+using dt::cpu;
+using dt::pool;
 
 template <int R>
 using Fn = std::function<double(const ConstTensorMap<double, R>&, const ConstTensorMap<double, R>&,

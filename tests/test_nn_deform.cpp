@@ -18,10 +18,7 @@ using Dev = Eigen::DefaultDevice;
 
 namespace {
 
-core::Context<Dev>& cpu() {
-  static core::Context<Dev> c;
-  return c;
-}
+using dt::cpu;
 
 /// Sets every parameter of the group to uniform(-a, a) values, scaled per tensor by `scale(name)`.
 void randomise(nn::ParameterGroup<double, Dev>& g, std::uint64_t seed, const std::function<double(const std::string&)>& scale) {

@@ -8,15 +8,6 @@ using Ctx = core::Context<D>;
 using Cpu = Eigen::DefaultDevice;
 using Pool = Eigen::ThreadPoolDevice;
 
-static Ctx<Cpu>& cpu() {
-  static Ctx<Cpu> c;
-  return c;
-}
-static Ctx<Pool>& pool() {
-  static Ctx<Pool> c(2);
-  return c;
-}
-
 template <class S, int R, class D>
 core::Tensor<S, R, D> dev(Ctx<D>& ctx, const Shape<R>& s, const std::vector<double>& v) {
   return core::Tensor<S, R, D>::from_host(ctx, s, convert<S>(v));

@@ -19,14 +19,8 @@ using tps::PaddingMode;
 
 namespace {
 
-core::Context<Eigen::DefaultDevice>& cpu() {
-  static core::Context<Eigen::DefaultDevice> c;
-  return c;
-}
-core::Context<Eigen::ThreadPoolDevice>& pool() {
-  static core::Context<Eigen::ThreadPoolDevice> c(2);
-  return c;
-}
+using dt::cpu;
+using dt::pool;
 
 template <int Dim>
 std::array<Index, Dim> ext_of(const Shape<Dim + 2>& s) {

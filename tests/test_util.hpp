@@ -17,6 +17,16 @@ namespace dt {
 using dicyc::Index;
 using dicyc::Shape;
 
+/// Shared CPU contexts: single-threaded, and a 2-thread pool.
+inline dicyc::core::Context<Eigen::DefaultDevice>& cpu() {
+  static dicyc::core::Context<Eigen::DefaultDevice> c;
+  return c;
+}
+inline dicyc::core::Context<Eigen::ThreadPoolDevice>& pool() {
+  static dicyc::core::Context<Eigen::ThreadPoolDevice> c(2);
+  return c;
+}
+
 template <class S>
 std::vector<S> random_vec(Index n, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
   dicyc::core::Rng rng(seed);
