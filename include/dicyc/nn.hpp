@@ -1,8 +1,9 @@
-// dicyc/nn.hpp -- modules with named parameters (so far: parameter groups, Conv, Linear, and the
-// deformation modules OffsetBranch and Stn).
+// dicyc/nn.hpp -- modules with named parameters (so far: parameter groups, Conv, Linear, ResnetBlock,
+// and the deformation modules OffsetBranch and Stn).
 #pragma once
 
 #include "dicyc/nn/conv.hpp"
 #include "dicyc/nn/offset.hpp"
 #include "dicyc/nn/parameter.hpp"
+#include "dicyc/nn/resnet_block.hpp"
 #include "dicyc/nn/stn.hpp"
