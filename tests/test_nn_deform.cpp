@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dicyc/nn/offset.hpp"
+#include "dicyc/nn/patch_discriminator.hpp"
 #include "dicyc/nn/resnet_block.hpp"
 #include "dicyc/nn/stn.hpp"
 #include "test_util.hpp"
@@ -222,3 +223,49 @@ void resnet_block_case(const Shape<Dim + 2>& xs) {
 
 BOOST_AUTO_TEST_CASE(resnet_block_2d) { resnet_block_case<2>(Shape<4>(3, 6, 5, 2)); }
 BOOST_AUTO_TEST_CASE(resnet_block_3d) { resnet_block_case<3>(Shape<5>(2, 4, 3, 5, 2)); }
+
+// The PatchGAN discriminator: the spec's parameter count and reference names, the output shape, and
+// gradient checks in double (small width) for the input and every parameter tensor.
+BOOST_AUTO_TEST_CASE(patch_discriminator) {
+  {
+    nn::ParameterGroup<float, Dev> g("d_b");
+    nn::PatchDiscriminator<2, float, Dev> d(g, "d_b", 1);
+    BOOST_CHECK_EQUAL(g.size(), 2762689);
+    BOOST_CHECK_EQUAL(g.name_of(0), "d_b.0.weight");
+    BOOST_CHECK_EQUAL(g.name_of(2), "d_b.2.weight");
+    BOOST_CHECK_EQUAL(g.name_of(9), "d_b.11.bias");
+    // 128x128 -> 64 -> 32 -> 16 -> 15 -> 14 (the 70x70 receptive field's patch map).
+    BOOST_CHECK_EQUAL(shape_str(d.output_shape(Shape<4>(1, 128, 128, 1))), shape_str(Shape<4>(1, 14, 14, 1)));
+  }
+  nn::ParameterGroup<double, Dev> g("d_b");
+  nn::PatchDiscriminator<2, double, Dev> d(g, "d_b", 2, 3, 2);
+  core::Rng rng(31);
+  g.allocate(cpu(), rng);
+  randomise(g, 32, [](const std::string&) { return 0.3; });
+  const Shape<4> xs(2, 16, 15, 2);
+  const auto ys = d.output_shape(xs);
+  const Index n = num_elements(xs), m = num_elements(ys);
+  auto x = dt::random_vec<double>(n, 33);
+  const auto w = dt::random_vec<double>(m, 34);
+  std::vector<double> y(m);
+  auto f = [&] {
+    ConstTensorMap<double, 4> xm(x.data(), xs);
+    TensorMap<double, 4> ym(y.data(), ys);
+    typename nn::PatchDiscriminator<2, double, Dev>::Cache c;
+    d.forward(cpu(), xm, c, ym);
+    return dt::dot(y, w);
+  };
+  g.zero_grad();
+  std::vector<double> dx(n, 0.0);
+  {
+    ConstTensorMap<double, 4> xm(x.data(), xs), wm(w.data(), ys);
+    TensorMap<double, 4> ym(y.data(), ys), dxm(dx.data(), xs);
+    typename nn::PatchDiscriminator<2, double, Dev>::Cache c;
+    d.forward(cpu(), xm, c, ym);
+    d.backward(cpu(), xm, c, wm, &dxm);
+  }
+  check("PatchDiscriminator d input", x, dx, f);
+  for (Index i = 0; i < g.count(); ++i)
+    check_param("PatchDiscriminator d " + g.name_of(i), g.value(g.ref_of(i)), g.grads() + g.ref_of(i).offset,
+                g.ref_of(i).size(), f);
+}
