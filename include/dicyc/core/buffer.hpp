@@ -63,6 +63,31 @@ class Buffer {
   Index size_ = 0;
 };
 
+/// The n elements at p (memory of ctx's device) as a host vector; waits for the copy. For the ops
+/// that run on the host for a GPU context.
+template <class S, class Device>
+std::vector<S> to_host(Context<Device>& ctx, const S* p, Index n) {
+  std::vector<S> v(static_cast<std::size_t>(n));
+  if (n > 0) {
+    ctx.synchronize();
+    ctx.device().memcpyDeviceToHost(v.data(), p, sizeof(S) * static_cast<std::size_t>(n));
+    ctx.synchronize();
+  }
+  return v;
+}
+
+/// d[0, h.size()) += h on ctx's device, summed in the accumulation type; waits for it.
+template <class S, class Device>
+void add_from_host(Context<Device>& ctx, const std::vector<S>& h, S* d) {
+  const Index n = static_cast<Index>(h.size());
+  if (n == 0) return;
+  Buffer<S, Device> tmp(ctx, n);
+  tmp.copy_from_host(h.data(), n);
+  TensorMap<S, 1> t(tmp.data(), n), dm(d, n);
+  dm.device(ctx.device()) = (dm.template cast<acc_t<S>>() + t.template cast<acc_t<S>>()).template cast<S>();
+  ctx.synchronize();
+}
+
 /// A shaped, owning tensor on a device.
 template <class Scalar, int Rank, class Device>
 class Tensor {

@@ -120,15 +120,9 @@ struct HostView {
       ga = g.a ? g.a->data() : nullptr;
       gb = g.b ? g.b->data() : nullptr;
     } else {
-      auto pull = [&](const S* src, std::vector<S>& v) {
-        v.resize(static_cast<std::size_t>(n));
-        ctx.device().memcpyDeviceToHost(v.data(), src, sizeof(S) * static_cast<std::size_t>(n));
-      };
-      ctx.synchronize();
-      if (ad) { pull(ad, a_h); a = a_h.data(); }
-      if (bd) { pull(bd, b_h); b = b_h.data(); }
-      if (mask) { pull(mask->data(), m_h); m = m_h.data(); }
-      ctx.synchronize();
+      if (ad) { a_h = core::to_host(ctx, ad, n); a = a_h.data(); }
+      if (bd) { b_h = core::to_host(ctx, bd, n); b = b_h.data(); }
+      if (mask) { m_h = core::to_host(ctx, mask->data(), n); m = m_h.data(); }
       if (g.a) { ga_h.assign(static_cast<std::size_t>(n), S(0)); ga = ga_h.data(); }
       if (g.b) { gb_h.assign(static_cast<std::size_t>(n), S(0)); gb = gb_h.data(); }
     }
@@ -136,16 +130,8 @@ struct HostView {
   /// Adds the host gradients into the device gradients (a no-op on the CPU).
   void finish() {
     if constexpr (core::is_gpu_v<Device>) {
-      auto push = [&](const std::vector<S>& h, TensorMap<S, R>* d) {
-        if (!d) return;
-        core::Buffer<S, Device> tmp(ctx, d->size());
-        tmp.copy_from_host(h.data(), d->size());
-        TensorMap<S, R> t(tmp.data(), d->dimensions());
-        d->device(ctx.device()) = (d->template cast<acc_t<S>>() + t.template cast<acc_t<S>>()).template cast<S>();
-        ctx.synchronize();
-      };
-      push(ga_h, dst.a);
-      push(gb_h, dst.b);
+      if (dst.a) core::add_from_host(ctx, ga_h, dst.a->data());
+      if (dst.b) core::add_from_host(ctx, gb_h, dst.b->data());
     }
   }
 };

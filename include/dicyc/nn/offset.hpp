@@ -12,6 +12,9 @@
 // predicted field; parameter gradients accumulate into the group.
 #pragma once
 
+#include <array>
+#include <map>
+#include <memory>
 #include <string>
 
 #include "dicyc/nn/conv.hpp"
@@ -69,11 +72,9 @@ class OffsetBranch {
     auto dgm = dgrid.map();
     tps::grid_sample_backward<Dim, S>(ctx, x, cache.grid.cmap(), dy, dx, &dgm, tps::PaddingMode::Border);
     // du = dgrid * 2 / size per component.
-    const auto scale = component_scale(ctx, x.dimensions());
     const Index rest = dgrid.size() / Dim;
     TensorMap<S, 2> dg2(dgrid.data(), Dim, rest);
-    ConstTensorMap<S, 2> sc(scale.data(), Dim, 1);
-    dg2.device(ctx.device()) = dg2 * sc.broadcast(Eigen::array<Index, 2>{1, rest});
+    dg2.device(ctx.device()) = dg2 * geometry(ctx, x.dimensions()).scale.cmap().broadcast(Eigen::array<Index, 2>{1, rest});
     auto dh = core::Tensor<S, Rank, Device>::zeros(ctx, cache.h.shape());
     auto dhm = dh.map();
     c2_.backward(ctx, cache.h.cmap(), dgrid.cmap(), &dhm);
@@ -84,37 +85,47 @@ class OffsetBranch {
   }
 
  private:
-  // 2 / size per component, on the device.
-  core::Tensor<S, 1, Device> component_scale(core::Context<Device>& ctx, const Shape<Rank>& xs) const {
-    std::vector<S> s(Dim);
-    for (int d = 0; d < Dim; ++d) s[d] = S(2.0 / double(xs[d + 1]));
-    return core::Tensor<S, 1, Device>::from_host(ctx, Shape<1>(Dim), s);
+  // Per spatial extent, on the device: the pixel centres (Dim * P, 1) and 2 / size per component,
+  // built once (like Stn's TPS grids) rather than on the host at every call.
+  struct Geometry {
+    core::Tensor<S, 2, Device> base, scale;
+  };
+  const Geometry& geometry(core::Context<Device>& ctx, const Shape<Rank>& xs) const {
+    std::array<Index, Dim> ext;
+    Index P = 1;
+    for (int d = 0; d < Dim; ++d) P *= (ext[d] = xs[d + 1]);
+    auto& slot = geometry_[ext];
+    if (!slot) {
+      std::vector<S> base(static_cast<std::size_t>(Dim * P)), scale(Dim);
+      for (Index p = 0; p < P; ++p) {
+        Index r = p;
+        for (int d = 0; d < Dim; ++d) {
+          base[p * Dim + d] = S(tps::pixel_center(r % ext[d], ext[d]));
+          r /= ext[d];
+        }
+      }
+      for (int d = 0; d < Dim; ++d) scale[d] = S(2.0 / double(ext[d]));
+      slot = std::make_unique<Geometry>();
+      slot->base = core::Tensor<S, 2, Device>::from_host(ctx, Shape<2>(Dim * P, 1), base);
+      slot->scale = core::Tensor<S, 2, Device>::from_host(ctx, Shape<2>(Dim, 1), scale);
+    }
+    return *slot;
   }
   // grid = pixel centres + u * 2 / size.
   void make_grid(core::Context<Device>& ctx, const Shape<Rank>& xs, const ConstTensorMap<S, Rank>& u,
                  core::Tensor<S, Rank, Device>& grid) const {
-    Index P = 1;
-    for (int d = 0; d < Dim; ++d) P *= xs[d + 1];
-    const Index N = xs[Rank - 1];
-    std::vector<S> base(static_cast<std::size_t>(Dim * P));
-    for (Index p = 0; p < P; ++p) {
-      Index r = p;
-      for (int d = 0; d < Dim; ++d) {
-        base[p * Dim + d] = S(tps::pixel_center(r % xs[d + 1], xs[d + 1]));
-        r /= xs[d + 1];
-      }
-    }
-    auto bt = core::Tensor<S, 2, Device>::from_host(ctx, Shape<2>(Dim * P, 1), base);
-    const auto scale = component_scale(ctx, xs);
-    TensorMap<S, 2> g2(grid.data(), Dim * P, N);
-    ConstTensorMap<S, 2> u2(u.data(), Dim, P * N), sc(scale.data(), Dim, 1), b2(bt.data(), Dim * P, 1);
-    g2.device(ctx.device()) = b2.broadcast(Eigen::array<Index, 2>{1, N}) +
-                              (u2 * sc.broadcast(Eigen::array<Index, 2>{1, P * N})).reshape(Shape<2>(Dim * P, N));
+    const Geometry& geo = geometry(ctx, xs);
+    const Index DP = geo.base.dimension(0), N = xs[Rank - 1], PN = DP / Dim * N;
+    TensorMap<S, 2> g2(grid.data(), DP, N);
+    ConstTensorMap<S, 2> u2(u.data(), Dim, PN);
+    g2.device(ctx.device()) = geo.base.cmap().broadcast(Eigen::array<Index, 2>{1, N}) +
+                              (u2 * geo.scale.cmap().broadcast(Eigen::array<Index, 2>{1, PN})).reshape(Shape<2>(DP, N));
   }
 
   Conv<Dim, S, Device> c1_, c2_;
   std::string name_;
   Index channels_;
+  mutable std::map<std::array<Index, Dim>, std::unique_ptr<Geometry>> geometry_;
 };
 
 }  // namespace dicyc::nn

@@ -332,22 +332,6 @@ void sample_backward_host(Ctx& ctx, const S* in, const S* grid, const S* dout, S
   }
 }
 
-template <class S, class Device>
-std::vector<S> pull(core::Context<Device>& ctx, const S* p, Index n) {
-  std::vector<S> v(static_cast<std::size_t>(n));
-  ctx.device().memcpyDeviceToHost(v.data(), p, sizeof(S) * static_cast<std::size_t>(n));
-  ctx.synchronize();
-  return v;
-}
-template <class S, class Device>
-void push_add(core::Context<Device>& ctx, const std::vector<S>& h, S* d, Index n) {
-  core::Buffer<S, Device> tmp(ctx, n);
-  tmp.copy_from_host(h.data(), n);
-  TensorMap<S, 1> t(tmp.data(), n), dm(d, n);
-  dm.device(ctx.device()) = (dm.template cast<acc_t<S>>() + t.template cast<acc_t<S>>()).template cast<S>();
-  ctx.synchronize();
-}
-
 }  // namespace detail
 
 /// out(c, o, n) = input sampled at grid(:, o, n).
@@ -359,8 +343,8 @@ void grid_sample_forward(core::Context<Device>& ctx, const ConstTensorMap<S, Dim
   const auto od = out.dimensions();
   const auto s = detail::check_sampler<Dim, S>("grid_sample", input.dimensions(), grid.dimensions(), &od);
   if constexpr (core::is_gpu_v<Device>) {
-    const auto hi = detail::pull(ctx, input.data(), input.size());
-    const auto hg = detail::pull(ctx, grid.data(), grid.size());
+    const auto hi = core::to_host(ctx, input.data(), input.size());
+    const auto hg = core::to_host(ctx, grid.data(), grid.size());
     std::vector<S> ho(static_cast<std::size_t>(out.size()));
     core::Context<Eigen::DefaultDevice> host;
     detail::sample_forward_host<Dim, S>(host, hi.data(), hg.data(), ho.data(), s, pm);
@@ -389,15 +373,15 @@ void grid_sample_backward(core::Context<Device>& ctx, const ConstTensorMap<S, Di
                 "grid_sample: expected grid gradient of shape " << shape_str(grid.dimensions()) << ", but got "
                                                                 << shape_str(dgrid->dimensions()));
   if constexpr (core::is_gpu_v<Device>) {
-    const auto hi = detail::pull(ctx, input.data(), input.size());
-    const auto hg = detail::pull(ctx, grid.data(), grid.size());
-    const auto hd = detail::pull(ctx, dout.data(), dout.size());
+    const auto hi = core::to_host(ctx, input.data(), input.size());
+    const auto hg = core::to_host(ctx, grid.data(), grid.size());
+    const auto hd = core::to_host(ctx, dout.data(), dout.size());
     std::vector<S> di(dinput ? input.size() : 0, S(0)), dg(dgrid ? grid.size() : 0, S(0));
     core::Context<Eigen::DefaultDevice> host;
     detail::sample_backward_host<Dim, S>(host, hi.data(), hg.data(), hd.data(), dinput ? di.data() : nullptr,
                                          dgrid ? dg.data() : nullptr, s, pm);
-    if (dinput) detail::push_add(ctx, di, dinput->data(), input.size());
-    if (dgrid) detail::push_add(ctx, dg, dgrid->data(), grid.size());
+    if (dinput) core::add_from_host(ctx, di, dinput->data());
+    if (dgrid) core::add_from_host(ctx, dg, dgrid->data());
   } else {
     detail::sample_backward_host<Dim, S>(ctx, input.data(), grid.data(), dout.data(),
                                          dinput ? dinput->data() : nullptr, dgrid ? dgrid->data() : nullptr, s, pm);

@@ -171,14 +171,11 @@ class TpsGrid {
 
  private:
   void check_finite(core::Context<Device>& ctx, const ConstTensorMap<S, 3>& disp) const {
-    std::vector<S> h(static_cast<std::size_t>(disp.size()));
-    if constexpr (core::is_gpu_v<Device>) {
-      ctx.device().memcpyDeviceToHost(h.data(), disp.data(), sizeof(S) * h.size());
-      ctx.synchronize();
-    } else {
-      std::copy(disp.data(), disp.data() + disp.size(), h.begin());
-    }
-    for (std::size_t i = 0; i < h.size(); ++i)
+    // CPU contexts read the caller's memory; a GPU context copies the (small) displacements over.
+    std::vector<S> copy;
+    if constexpr (core::is_gpu_v<Device>) copy = core::to_host(ctx, disp.data(), disp.size());
+    const S* h = core::is_gpu_v<Device> ? copy.data() : disp.data();
+    for (Index i = 0; i < disp.size(); ++i)
       DICYC_CHECK(std::isfinite(double(h[i])), NumericError,
                   "tps: control displacement component " << i % Dim << " of point " << (i / Dim) % sys_.K
                                                          << ", sample " << i / (Dim * sys_.K) << " is not finite ("
