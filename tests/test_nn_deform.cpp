@@ -13,6 +13,7 @@
 #include "dicyc/nn/patch_discriminator.hpp"
 #include "dicyc/nn/resnet_block.hpp"
 #include "dicyc/nn/stn.hpp"
+#include "nn_check.hpp"
 #include "test_util.hpp"
 
 using namespace dicyc;
@@ -20,52 +21,10 @@ using Dev = Eigen::DefaultDevice;
 
 namespace {
 
+using dt::check;
+using dt::check_param;
 using dt::cpu;
-
-/// Sets every parameter of the group to uniform(-a, a) values, scaled per tensor by `scale(name)`.
-void randomise(nn::ParameterGroup<double, Dev>& g, std::uint64_t seed, const std::function<double(const std::string&)>& scale) {
-  core::Rng r(seed);
-  for (Index i = 0; i < g.count(); ++i) {
-    const auto& ref = g.ref_of(i);
-    double* v = g.value(ref);
-    const double s = scale(g.name_of(i));
-    for (Index k = 0; k < ref.size(); ++k) v[k] = r.uniform(-s, s);
-  }
-}
-
-/// Central differences of f (a scalar of the parameters and inputs) against analytic gradients.
-void check(const std::string& what, std::vector<double>& x, const std::vector<double>& grad,
-           const std::function<double()>& f, double tol = 2e-6) {
-  const double scale = std::max(dt::max_abs(grad), 1e-12);
-  int checked = 0;
-  for (Index i : dt::probe_indices(static_cast<Index>(x.size()), 5, 24)) {
-    const double keep = x[i], h = 1e-6;
-    x[i] = keep + h;
-    const double fp = f();
-    x[i] = keep - h;
-    const double fm = f();
-    x[i] = keep;
-    const double num = (fp - fm) / (2 * h);
-    ++checked;
-    // The absolute floor covers finite-difference noise (about 1e-9 here) on gradients that are
-    // exactly 0, such as a conv bias followed by instance norm.
-    if (std::abs(num - grad[i]) > tol * scale + 1e-7) {
-      BOOST_ERROR(what << "[" << i << "]: analytic " << grad[i] << ", numeric " << num << " (scale " << scale << ")");
-      return;
-    }
-  }
-  BOOST_CHECK(checked > 0);
-}
-
-/// The same for a parameter tensor living in the group's buffers.
-void check_param(const std::string& what, double* p, const double* grad, Index n, const std::function<double()>& f) {
-  std::vector<double> x(p, p + n), g(grad, grad + n);
-  check(what, x, g, [&] {
-    std::copy(x.begin(), x.end(), p);
-    return f();
-  });
-  std::copy(x.begin(), x.end(), p);
-}
+using dt::randomise;
 
 template <int Dim>
 constexpr Index ipow3() {
@@ -178,7 +137,7 @@ BOOST_AUTO_TEST_CASE(parameter_counts_of_the_spec_sizes) {
   nn::ParameterGroup<float, Dev> s("stn");
   nn::Stn<2, float, Dev> stn(s, "stn_ab", 256, 6);
   BOOST_CHECK_EQUAL(s.size(), 512 * 128 * 9 + 128 + 128 * 64 * 9 + 64 + 64 * 72 + 72);
-  dt::expect_error<ConfigError>([&] { s.declare("stn_ab.c1.weight", {1}, nn::Init::Zeros); }, "duplicate");
+  dt::expect_error<ConfigError>([&] { s.declare("stn_ab.body.0.weight", {1}, nn::Init::Zeros); }, "duplicate");
   dt::expect_error<ConfigError>([&] { s.values(); }, "before allocate");
 }
 
@@ -188,10 +147,10 @@ template <int Dim>
 void resnet_block_case(const Shape<Dim + 2>& xs) {
   constexpr int R = Dim + 2;
   nn::ParameterGroup<double, Dev> g("g_ab");
-  nn::ResnetBlock<Dim, double, Dev> blk(g, "g_ab.res0", xs[0]);
+  nn::ResnetBlock<Dim, double, Dev> blk(g, "g_ab.res.0", xs[0]);
   core::Rng rng(21);
   g.allocate(cpu(), rng);
-  BOOST_CHECK_EQUAL(g.name_of(0), "g_ab.res0.conv1.weight");
+  BOOST_CHECK_EQUAL(g.name_of(0), "g_ab.res.0.block.1.weight");
   BOOST_CHECK_EQUAL(g.size(), 2 * (xs[0] * xs[0] * ipow3<Dim>() + xs[0]));
   randomise(g, 22, [](const std::string&) { return 0.3; });
   const Index n = num_elements(xs);

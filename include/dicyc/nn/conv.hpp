@@ -1,4 +1,4 @@
-// dicyc/nn/conv.hpp -- the Conv and Linear modules: parameters on a group, stateless calls.
+// dicyc/nn/conv.hpp -- the Conv, ConvTranspose and Linear modules: parameters on a group, stateless calls.
 //
 // Conv<Dim>: weight (Cout, Cin, k...) named "<name>.weight", bias (Cout) "<name>.bias" (when the
 // options keep it). forward(x) -> y; backward(x, dy) accumulates dx (null skips) and, when the group
@@ -49,6 +49,52 @@ class Conv {
     auto dwm = param_map<S, Rank>(gw, weight_);
     TensorMap<S, 1> dbm(gw && opts_.bias() ? group_->grad(bias_) : nullptr, opts_.out_channels());
     ops::conv_backward<Dim, S>(ctx, opts_, x, w, dy, dx, gw ? &dwm : nullptr, gw && opts_.bias() ? &dbm : nullptr);
+  }
+
+ private:
+  ParameterGroup<S, Device>* group_;
+  ops::ConvOptions<Dim> opts_;
+  ParamRef weight_, bias_;
+};
+
+/// ConvTranspose<Dim>: weight (Cin, Cout, k...) in PyTorch's order, named "<name>.weight"; bias (Cout)
+/// "<name>.bias" when the options keep it. Same call contract as Conv.
+template <int Dim, class S, class Device>
+class ConvTranspose {
+ public:
+  static constexpr int Rank = Dim + 2;
+  ConvTranspose(ParameterGroup<S, Device>& group, const std::string& name, ops::ConvOptions<Dim> opts,
+                Init weight_init = Init::Normal002, Init bias_init = Init::Zeros)
+      : group_(&group), opts_(std::move(opts.name(name))) {
+    const auto ws = ops::conv_transpose_weight_shape(opts_);
+    std::vector<Index> shape(Rank);
+    for (int i = 0; i < Rank; ++i) shape[i] = ws[i];
+    weight_ = group.declare(name + ".weight", shape, weight_init);
+    if (opts_.bias()) bias_ = group.declare(name + ".bias", {opts_.out_channels()}, bias_init);
+  }
+
+  const ops::ConvOptions<Dim>& options() const { return opts_; }
+  Shape<Rank> output_shape(const Shape<Rank>& in) const { return ops::conv_transpose_output_shape(opts_, in); }
+  const ParamRef& weight() const { return weight_; }
+  const ParamRef& bias() const { return bias_; }
+
+  void forward(core::Context<Device>& ctx, const ConstTensorMap<S, Rank>& x, TensorMap<S, Rank>& y) const {
+    const auto w = param_cmap<S, Rank>(group_->value(weight_), weight_);
+    if (opts_.bias()) {
+      ConstTensorMap<S, 1> b(group_->value(bias_), opts_.out_channels());
+      ops::conv_transpose_forward<Dim, S>(ctx, opts_, x, w, &b, y);
+    } else {
+      ops::conv_transpose_forward<Dim, S>(ctx, opts_, x, w, nullptr, y);
+    }
+  }
+  void backward(core::Context<Device>& ctx, const ConstTensorMap<S, Rank>& x, const ConstTensorMap<S, Rank>& dy,
+                nondeduced_t<TensorMap<S, Rank>>* dx) const {
+    const auto w = param_cmap<S, Rank>(group_->value(weight_), weight_);
+    S* gw = group_->grad(weight_);
+    auto dwm = param_map<S, Rank>(gw, weight_);
+    TensorMap<S, 1> dbm(gw && opts_.bias() ? group_->grad(bias_) : nullptr, opts_.out_channels());
+    ops::conv_transpose_backward<Dim, S>(ctx, opts_, x, w, dy, dx, gw ? &dwm : nullptr,
+                                         gw && opts_.bias() ? &dbm : nullptr);
   }
 
  private:

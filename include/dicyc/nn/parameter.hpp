@@ -4,7 +4,7 @@
 // Modules declare their parameters on a group when they are built (name, shape, initialiser);
 // allocate() then creates both buffers and initialises the values from a seeded RNG, in declaration
 // order, so the same seed always gives the same network. Names follow PyTorch's dotted style
-// (`g_ab.res3.conv1.weight`). Gradients ACCUMULATE into the group's gradient buffer; a group with
+// (`g_ab.res.3.block.1.weight`). Gradients ACCUMULATE into the group's gradient buffer; a group with
 // requires_grad(false) (a frozen discriminator, the E step's frozen encoder) hands out null
 // gradient destinations, and the ops skip them.
 #pragma once

@@ -1,8 +1,9 @@
 // dicyc/nn/resnet_block.hpp -- the generator's residual block (dicyc-spec section 2):
 //   y = x + IN(conv3x3(reflpad1(ReLU(IN(conv3x3(reflpad1(x)))))))
 // InstanceNorm without affine parameters (eps 1e-5); the convs keep their bias, as the reference.
-// Names: "<name>.conv1.weight/bias", "<name>.conv2.weight/bias". forward fills a caller-owned
-// Cache; backward accumulates dx (null skips) and the parameter gradients into the group.
+// Names: "<name>.block.1.weight/bias", "<name>.block.5.weight/bias" (the reference's nn.Sequential
+// indices). forward fills a caller-owned Cache; backward accumulates dx (null skips) and the
+// parameter gradients into the group.
 #pragma once
 
 #include <string>
@@ -26,8 +27,8 @@ class ResnetBlock {
   };
 
   ResnetBlock(ParameterGroup<S, Device>& group, const std::string& name, Index channels)
-      : c1_(group, name + ".conv1", ops::ConvOptions<Dim>(channels, channels, 3)),
-        c2_(group, name + ".conv2", ops::ConvOptions<Dim>(channels, channels, 3)),
+      : c1_(group, name + ".block.1", ops::ConvOptions<Dim>(channels, channels, 3)),
+        c2_(group, name + ".block.5", ops::ConvOptions<Dim>(channels, channels, 3)),
         name_(name),
         channels_(channels) {}
 

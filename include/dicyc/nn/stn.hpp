@@ -7,7 +7,7 @@
 // the fc zero-initialised, so the control displacements (Dim, K, N) start at 0 and the warp at the
 // identity. The TPS (tps.hpp; one cached system per latent resolution) turns them into a dense grid,
 // and the output is f_src resampled there (bilinear / trilinear, border padding).
-// Names: "<name>.c1.*", "<name>.c2.*", "<name>.fc.*" (the reference's body.0, body.2 and fc).
+// Names: "<name>.body.0.*", "<name>.body.2.*", "<name>.fc.*" (the reference's STN: its state dict lines up).
 // backward accumulates d<out, dout> into dsrc (through the sampled values and through the STN) and
 // dtgt (null skips either), and the parameter gradients into the group.
 #pragma once
@@ -35,8 +35,8 @@ class Stn {
 
   Stn(ParameterGroup<S, Device>& group, const std::string& name, Index channels, Index control = 6,
       Index hidden1 = 128, Index hidden2 = 64)
-      : c1_(group, name + ".c1", ops::ConvOptions<Dim>(2 * channels, hidden1, 3).stride(2).padding(1)),
-        c2_(group, name + ".c2", ops::ConvOptions<Dim>(hidden1, hidden2, 3).stride(2).padding(1)),
+      : c1_(group, name + ".body.0", ops::ConvOptions<Dim>(2 * channels, hidden1, 3).stride(2).padding(1)),
+        c2_(group, name + ".body.2", ops::ConvOptions<Dim>(hidden1, hidden2, 3).stride(2).padding(1)),
         fc_(group, name + ".fc", hidden2, ipow(control, Dim) * Dim, Init::Zeros, Init::Zeros),
         name_(name),
         channels_(channels),

@@ -1,0 +1,69 @@
+// Gradient-check helpers for the nn modules: parameter randomisation and central differences
+// against analytic gradients, for inputs and for parameter tensors in a group's buffers.
+#pragma once
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "dicyc/nn/parameter.hpp"
+#include "test_util.hpp"
+
+namespace dt {
+
+using dicyc::Index;
+
+/// Sets every parameter of the group to uniform(-a, a) values, scaled per tensor by `scale(name)`.
+inline void randomise(dicyc::nn::ParameterGroup<double, Eigen::DefaultDevice>& g, std::uint64_t seed, const std::function<double(const std::string&)>& scale) {
+  dicyc::core::Rng r(seed);
+  for (Index i = 0; i < g.count(); ++i) {
+    const auto& ref = g.ref_of(i);
+    double* v = g.value(ref);
+    const double s = scale(g.name_of(i));
+    for (Index k = 0; k < ref.size(); ++k) v[k] = r.uniform(-s, s);
+  }
+}
+
+/// Central differences of f (a scalar of the parameters and inputs) against analytic gradients.
+inline void check(const std::string& what, std::vector<double>& x, const std::vector<double>& grad,
+           const std::function<double()>& f, double tol = 2e-6) {
+  const double scale = std::max(max_abs(grad), 1e-12);
+  int checked = 0;
+  for (Index i : probe_indices(static_cast<Index>(x.size()), 5, 24)) {
+    const double keep = x[i], h = 1e-6;
+    x[i] = keep + h;
+    const double fp = f();
+    x[i] = keep - h;
+    const double fm = f();
+    x[i] = keep;
+    const double num = (fp - fm) / (2 * h);
+    ++checked;
+    // The absolute floor covers finite-difference noise (about 1e-9 here) on gradients that are
+    // exactly 0, such as a conv bias followed by instance norm.
+    if (std::abs(num - grad[i]) > tol * scale + 1e-7) {
+      BOOST_ERROR(what << "[" << i << "]: analytic " << grad[i] << ", numeric " << num << " (scale " << scale << ")");
+      return;
+    }
+  }
+  BOOST_CHECK(checked > 0);
+}
+
+/// The same for a parameter tensor living in the group's buffers.
+inline void check_param(const std::string& what, double* p, const double* grad, Index n, const std::function<double()>& f) {
+  std::vector<double> x(p, p + n), g(grad, grad + n);
+  check(what, x, g, [&] {
+    std::copy(x.begin(), x.end(), p);
+    return f();
+  });
+  std::copy(x.begin(), x.end(), p);
+}
+
+/// Checks the gradient of every parameter tensor of g against f.
+inline void check_all_params(const std::string& what, dicyc::nn::ParameterGroup<double, Eigen::DefaultDevice>& g,
+                             const std::function<double()>& f) {
+  for (Index i = 0; i < g.count(); ++i)
+    check_param(what + " d " + g.name_of(i), g.value(g.ref_of(i)), g.grads() + g.ref_of(i).offset, g.ref_of(i).size(), f);
+}
+
+}  // namespace dt
