@@ -76,6 +76,15 @@ std::vector<S> to_host(Context<Device>& ctx, const S* p, Index n) {
   return v;
 }
 
+/// d[0, n) = h[0, n) on ctx's device; waits for the copy.
+template <class S, class Device>
+void copy_from_host(Context<Device>& ctx, const S* h, Index n, S* d) {
+  if (n <= 0) return;
+  ctx.synchronize();
+  ctx.device().memcpyHostToDevice(d, h, sizeof(S) * static_cast<std::size_t>(n));
+  ctx.synchronize();
+}
+
 /// d[0, h.size()) += h on ctx's device, summed in the accumulation type; waits for it.
 template <class S, class Device>
 void add_from_host(Context<Device>& ctx, const std::vector<S>& h, S* d) {

@@ -1,0 +1,314 @@
+// dicyc/io/safetensors.hpp -- reading and writing the safetensors format
+// (https://github.com/huggingface/safetensors), so Python reads our weights with the safetensors
+// package or with plain json + numpy, and PyTorch state dicts move both ways.
+//
+// Layout: an 8-byte little-endian header length n, n bytes of JSON
+//   {"<name>": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+//    "__metadata__": {"key": "string value", ...}}
+// then the data: each tensor row-major (C order), little-endian, at [begin, end) of the data block.
+// The writer pads the header with spaces to a multiple of 8 bytes, as the reference does, and
+// writes atomically: to a temporary file in the destination's directory, flushed and fsync'ed,
+// then renamed over the destination, so a crash mid-write leaves the old file or the new one,
+// never a broken one.
+// The reader validates everything before anything is used: header length against the file size,
+// JSON syntax, every entry's dtype, shape, and offsets (inside the data block, of exactly
+// numel * itemsize bytes, not overlapping), and reports each problem as a SerializationError
+// that names the file, the tensor, what was expected and what was found.
+#pragma once
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "dicyc/core/error.hpp"
+#include "dicyc/core/types.hpp"
+
+namespace dicyc::io {
+
+enum class DType { F16, F32, F64, I32, I64, U8 };
+
+inline const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::F16: return "F16";
+    case DType::F32: return "F32";
+    case DType::F64: return "F64";
+    case DType::I32: return "I32";
+    case DType::I64: return "I64";
+    default: return "U8";
+  }
+}
+inline std::size_t dtype_size(DType d) {
+  switch (d) {
+    case DType::F16: return 2;
+    case DType::F32: case DType::I32: return 4;
+    case DType::F64: case DType::I64: return 8;
+    default: return 1;
+  }
+}
+inline bool parse_dtype(const std::string& s, DType& d) {
+  for (DType c : {DType::F16, DType::F32, DType::F64, DType::I32, DType::I64, DType::U8})
+    if (s == dtype_name(c)) {
+      d = c;
+      return true;
+    }
+  return false;
+}
+
+template <class T>
+constexpr DType dtype_of();
+template <> constexpr DType dtype_of<half>() { return DType::F16; }
+template <> constexpr DType dtype_of<float>() { return DType::F32; }
+template <> constexpr DType dtype_of<double>() { return DType::F64; }
+template <> constexpr DType dtype_of<std::int32_t>() { return DType::I32; }
+template <> constexpr DType dtype_of<std::int64_t>() { return DType::I64; }
+template <> constexpr DType dtype_of<std::uint8_t>() { return DType::U8; }
+
+inline std::string shape_string(const std::vector<std::int64_t>& s) {
+  std::string r = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+namespace detail {
+inline bool little_endian() {
+  const std::uint16_t one = 1;
+  unsigned char c;
+  std::memcpy(&c, &one, 1);
+  return c == 1;
+}
+}  // namespace detail
+
+/// Collects tensors and metadata, then writes one file atomically.
+class SafeTensorsWriter {
+ public:
+  /// Adds a tensor from row-major data of numel(shape) elements of dtype d.
+  void add(const std::string& name, DType d, std::vector<std::int64_t> shape, const void* data) {
+    DICYC_CHECK(!name.empty() && name != "__metadata__", ConfigError, "safetensors: invalid tensor name '" << name << "'");
+    DICYC_CHECK(index_.count(name) == 0, ConfigError, "safetensors: tensor '" << name << "' added twice");
+    std::size_t n = 1;
+    for (auto e : shape) {
+      DICYC_CHECK(e >= 0, ShapeError, "safetensors: tensor '" << name << "' has a negative extent " << shape_string(shape));
+      n *= static_cast<std::size_t>(e);
+    }
+    Entry e{name, d, std::move(shape), std::vector<unsigned char>(n * dtype_size(d))};
+    if (n) std::memcpy(e.bytes.data(), data, e.bytes.size());
+    index_[name] = entries_.size();
+    entries_.push_back(std::move(e));
+  }
+  template <class T>
+  void add(const std::string& name, std::vector<std::int64_t> shape, const T* data) {
+    add(name, dtype_of<T>(), std::move(shape), data);
+  }
+  void metadata(const std::string& key, const std::string& value) { meta_[key] = value; }
+
+  /// The whole file as bytes.
+  std::vector<unsigned char> serialize() const {
+    DICYC_CHECK(detail::little_endian(), IoError, "safetensors: big-endian hosts are not supported");
+    nlohmann::ordered_json h = nlohmann::ordered_json::object();
+    if (!meta_.empty()) {
+      nlohmann::ordered_json m = nlohmann::ordered_json::object();
+      for (const auto& [k, v] : meta_) m[k] = v;
+      h["__metadata__"] = m;
+    }
+    std::size_t off = 0;
+    for (const auto& e : entries_) {
+      h[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {off, off + e.bytes.size()}}};
+      off += e.bytes.size();
+    }
+    std::string header = h.dump();
+    while (header.size() % 8) header.push_back(' ');
+    std::vector<unsigned char> out(8 + header.size() + off);
+    const std::uint64_t n = header.size();
+    std::memcpy(out.data(), &n, 8);
+    std::memcpy(out.data() + 8, header.data(), header.size());
+    std::size_t p = 8 + header.size();
+    for (const auto& e : entries_) {
+      if (!e.bytes.empty()) std::memcpy(out.data() + p, e.bytes.data(), e.bytes.size());
+      p += e.bytes.size();
+    }
+    return out;
+  }
+
+  /// Writes atomically (temporary file + fsync + rename); throws IoError, leaving `path` untouched.
+  void write(const std::string& path) const { write_file_atomic(path, serialize()); }
+
+  static void write_file_atomic(const std::string& path, const std::vector<unsigned char>& bytes) {
+    const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    DICYC_CHECK(f != nullptr, IoError, "cannot write '" << tmp << "': " << std::strerror(errno));
+    const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0 &&
+                    ::fsync(::fileno(f)) == 0;
+    const int err = errno;
+    const bool closed = std::fclose(f) == 0;
+    if (!ok || !closed) {
+      std::remove(tmp.c_str());
+      DICYC_CHECK(false, IoError, "cannot write '" << tmp << "': " << std::strerror(err ? err : EIO));
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      const int e = errno;
+      std::remove(tmp.c_str());
+      DICYC_CHECK(false, IoError, "cannot rename '" << tmp << "' to '" << path << "': " << std::strerror(e));
+    }
+  }
+
+ private:
+  struct Entry {
+    std::string name;
+    DType dtype;
+    std::vector<std::int64_t> shape;
+    std::vector<unsigned char> bytes;
+  };
+  std::vector<Entry> entries_;
+  std::map<std::string, std::size_t> index_;
+  std::map<std::string, std::string> meta_;
+};
+
+/// A safetensors file read and validated in full.
+class SafeTensorsFile {
+ public:
+  struct Tensor {
+    DType dtype;
+    std::vector<std::int64_t> shape;
+    std::size_t begin = 0, end = 0;
+    std::size_t numel() const {
+      std::size_t n = 1;
+      for (auto e : shape) n *= static_cast<std::size_t>(e);
+      return n;
+    }
+  };
+
+  static SafeTensorsFile read(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    DICYC_CHECK(in.good(), IoError, "cannot open '" << path << "': " << std::strerror(errno));
+    std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    DICYC_CHECK(!in.bad(), IoError, "cannot read '" << path << "'");
+    return parse(std::move(bytes), path);
+  }
+
+  static SafeTensorsFile parse(std::vector<unsigned char> bytes, const std::string& label = "<memory>") {
+    SafeTensorsFile f;
+    f.label_ = label;
+    const std::string L = "safetensors file '" + label + "'";
+    DICYC_CHECK(bytes.size() >= 8, SerializationError,
+                L << ": truncated: " << bytes.size() << " bytes, expected at least the 8-byte header length");
+    std::uint64_t n = 0;
+    std::memcpy(&n, bytes.data(), 8);
+    DICYC_CHECK(n >= 2 && n <= bytes.size() - 8, SerializationError,
+                L << ": header length " << n << " does not fit in the file of " << bytes.size()
+                  << " bytes (truncated or not a safetensors file)");
+    const std::string header(reinterpret_cast<const char*>(bytes.data() + 8), static_cast<std::size_t>(n));
+    nlohmann::json h;
+    try {
+      h = nlohmann::json::parse(header);
+    } catch (const std::exception& e) {
+      DICYC_CHECK(false, SerializationError, L << ": corrupt JSON header: " << e.what());
+    }
+    DICYC_CHECK(h.is_object(), SerializationError, L << ": the header is not a JSON object");
+    const std::size_t data_size = bytes.size() - 8 - static_cast<std::size_t>(n);
+    std::vector<std::pair<std::size_t, std::size_t>> ranges;
+    for (auto it = h.begin(); it != h.end(); ++it) {
+      const std::string& name = it.key();
+      const auto& v = it.value();
+      if (name == "__metadata__") {
+        DICYC_CHECK(v.is_object(), SerializationError, L << ": __metadata__ is not an object");
+        for (auto m = v.begin(); m != v.end(); ++m) {
+          DICYC_CHECK(m.value().is_string(), SerializationError,
+                      L << ": metadata '" << m.key() << "' is not a string");
+          f.meta_[m.key()] = m.value().get<std::string>();
+        }
+        continue;
+      }
+      const std::string T = L + ": tensor '" + name + "'";
+      DICYC_CHECK(v.is_object() && v.contains("dtype") && v.contains("shape") && v.contains("data_offsets"),
+                  SerializationError, T << ": expected an object with dtype, shape and data_offsets");
+      Tensor t;
+      DICYC_CHECK(v["dtype"].is_string() && parse_dtype(v["dtype"].get<std::string>(), t.dtype), SerializationError,
+                  T << ": unsupported dtype " << v["dtype"].dump());
+      DICYC_CHECK(v["shape"].is_array(), SerializationError, T << ": shape is not an array");
+      for (const auto& e : v["shape"]) {
+        DICYC_CHECK(e.is_number_unsigned() || (e.is_number_integer() && e.get<std::int64_t>() >= 0), SerializationError,
+                    T << ": invalid extent " << e.dump() << " in shape " << v["shape"].dump());
+        t.shape.push_back(e.get<std::int64_t>());
+      }
+      const auto& o = v["data_offsets"];
+      DICYC_CHECK(o.is_array() && o.size() == 2 && o[0].is_number_unsigned() && o[1].is_number_unsigned(),
+                  SerializationError, T << ": data_offsets must be two non-negative integers, got " << o.dump());
+      t.begin = o[0].get<std::size_t>();
+      t.end = o[1].get<std::size_t>();
+      DICYC_CHECK(t.begin <= t.end && t.end <= data_size, SerializationError,
+                  T << ": data [" << t.begin << ", " << t.end << ") lies outside the data block of " << data_size
+                    << " bytes (truncated file?)");
+      DICYC_CHECK(t.end - t.begin == t.numel() * dtype_size(t.dtype), SerializationError,
+                  T << ": " << dtype_name(t.dtype) << " " << shape_string(t.shape) << " needs "
+                    << t.numel() * dtype_size(t.dtype) << " bytes, but its data_offsets hold " << t.end - t.begin);
+      ranges.emplace_back(t.begin, t.end);
+      f.tensors_[name] = std::move(t);
+    }
+    std::sort(ranges.begin(), ranges.end());
+    for (std::size_t i = 1; i < ranges.size(); ++i)
+      DICYC_CHECK(ranges[i].first >= ranges[i - 1].second, SerializationError, L << ": tensor data ranges overlap");
+    f.data_.assign(bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n), bytes.end());
+    return f;
+  }
+
+  const std::string& label() const { return label_; }
+  bool has(const std::string& name) const { return tensors_.count(name) != 0; }
+  std::vector<std::string> names() const {
+    std::vector<std::string> r;
+    for (const auto& [k, v] : tensors_) r.push_back(k);
+    return r;
+  }
+  const Tensor& info(const std::string& name) const {
+    auto it = tensors_.find(name);
+    DICYC_CHECK(it != tensors_.end(), SerializationError,
+                "safetensors file '" << label_ << "': missing tensor '" << name << "'");
+    return it->second;
+  }
+  const std::map<std::string, std::string>& metadata() const { return meta_; }
+  bool has_metadata(const std::string& key) const { return meta_.count(key) != 0; }
+  const std::string& metadata(const std::string& key) const {
+    auto it = meta_.find(key);
+    DICYC_CHECK(it != meta_.end(), SerializationError,
+                "safetensors file '" << label_ << "': missing metadata '" << key << "'");
+    return it->second;
+  }
+
+  /// Copies tensor `name` into dst after checking dtype and shape against what the caller expects.
+  template <class T>
+  void read_into(const std::string& name, const std::vector<std::int64_t>& expect_shape, T* dst) const {
+    const Tensor& t = info(name);
+    DICYC_CHECK(t.dtype == dtype_of<T>() && t.shape == expect_shape, SerializationError,
+                "safetensors file '" << label_ << "': tensor '" << name << "': expected " << dtype_name(dtype_of<T>())
+                                     << " " << shape_string(expect_shape) << ", but found " << dtype_name(t.dtype)
+                                     << " " << shape_string(t.shape));
+    if (t.end > t.begin) std::memcpy(static_cast<void*>(dst), data_.data() + t.begin, t.end - t.begin);
+  }
+  /// A 1-D tensor of any length, checked for dtype.
+  template <class T>
+  std::vector<T> read_vector(const std::string& name) const {
+    const Tensor& t = info(name);
+    DICYC_CHECK(t.dtype == dtype_of<T>() && t.shape.size() == 1, SerializationError,
+                "safetensors file '" << label_ << "': tensor '" << name << "': expected a 1-D " << dtype_name(dtype_of<T>())
+                                     << " tensor, but found " << dtype_name(t.dtype) << " " << shape_string(t.shape));
+    std::vector<T> v(t.numel());
+    if (!v.empty()) std::memcpy(static_cast<void*>(v.data()), data_.data() + t.begin, t.end - t.begin);
+    return v;
+  }
+
+ private:
+  std::string label_;
+  std::map<std::string, Tensor> tensors_;
+  std::map<std::string, std::string> meta_;
+  std::vector<unsigned char> data_;
+};
+
+}  // namespace dicyc::io
