@@ -1,0 +1,256 @@
+// The CycleGAN model: 2-D and 3-D training with a finite, decreasing cycle loss, the alignment
+// variants (NMI, GCC, MIND and a custom hook), input validation, exact resume from a checkpoint,
+// and checkpoint errors (wrong version, model, configuration, missing or mismatched tensors,
+// truncation), which leave the model untouched.
+#define BOOST_TEST_MODULE cyclegan
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+
+#include "dicyc/model/cyclegan.hpp"
+#include "test_util.hpp"
+
+using namespace dicyc;
+using Dev = Eigen::DefaultDevice;
+using dt::cpu;
+
+namespace {
+
+/// A smooth blob image (C = 1) of the given spatial size, shifted by `phase`; domain B is a
+/// contrast change of domain A (inverted, gamma).
+template <int Dim>
+std::vector<float> blob(const std::array<Index, Dim>& sz, double phase, bool domain_b) {
+  Index n = 1;
+  for (Index e : sz) n *= e;
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (Index i = 0; i < n; ++i) {
+    Index r = i;
+    double acc = 0;
+    for (int d = 0; d < Dim; ++d) {
+      const double c = (double(r % sz[d]) + 0.5) / double(sz[d]) - 0.5 - 0.1 * std::sin(phase + d);
+      acc += c * c;
+      r /= sz[d];
+    }
+    const double a = std::exp(-acc * 8.0);
+    v[static_cast<std::size_t>(i)] = float(domain_b ? 1.0 - 2.0 * std::pow(a, 0.7) : 2.0 * a - 1.0);
+  }
+  return v;
+}
+
+model::CycleGanOptions tiny(std::uint64_t seed = 1) {
+  return model::CycleGanOptions()
+      .generator(nn::GeneratorOptions().ngf(4).n_blocks(1))
+      .ndf(4)
+      .n_layers(2)
+      .seed(seed)
+      .schedule(optim::ScheduleOptions().lr(2e-3).iterations_per_epoch(4).constant_epochs(50).decay_epochs(50));
+}
+
+std::vector<unsigned char> slurp(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+void spit(const std::string& p, const std::vector<unsigned char>& b) {
+  std::ofstream out(p, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+template <int Dim>
+std::vector<double> train(model::CycleGan<Dim, float, Dev>& m, const std::array<Index, Dim>& sz, int iters, int start = 0) {
+  Shape<Dim + 2> s;
+  s[0] = 1;
+  for (int d = 0; d < Dim; ++d) s[d + 1] = sz[d];
+  s[Dim + 1] = 1;
+  std::vector<double> cyc;
+  for (int it = start; it < start + iters; ++it) {
+    const auto x = blob<Dim>(sz, 0.3 * it, false), y = blob<Dim>(sz, 1.0 + 0.7 * it, true);
+    ConstTensorMap<float, Dim + 2> xm(x.data(), s), ym(y.data(), s);
+    const auto L = m.train_step(xm, ym);
+    BOOST_REQUIRE(std::isfinite(L.g_total) && std::isfinite(L.d_a) && std::isfinite(L.d_b));
+    cyc.push_back(L.cyc_a + L.cyc_b);
+  }
+  return cyc;
+}
+
+double mean(const std::vector<double>& v, std::size_t b, std::size_t e) {
+  double s = 0;
+  for (std::size_t i = b; i < e; ++i) s += v[i];
+  return s / double(e - b);
+}
+
+template <class S>
+std::vector<S> all_values(model::CycleGan<2, S, Dev>& m) {
+  std::vector<S> v;
+  for (auto* g : m.groups()) v.insert(v.end(), g->values(), g->values() + g->size());
+  return v;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(train_2d_cycle_loss_decreases) {
+  model::CycleGan<2, float, Dev> m(cpu(), tiny());
+  const auto cyc = train<2>(m, {16, 16}, 40);
+  BOOST_TEST_MESSAGE("2-D cycle loss: first 5 " << mean(cyc, 0, 5) << ", last 5 " << mean(cyc, 35, 40));
+  BOOST_CHECK_LT(mean(cyc, 35, 40), 0.7 * mean(cyc, 0, 5));
+  BOOST_CHECK_EQUAL(m.iteration(), 40);
+  BOOST_CHECK_EQUAL(m.schedule().epoch(), 10);
+  BOOST_CHECK_EQUAL(m.optimizer(0).steps(), 40);
+  // Synthesis: the plain generator, the input's shape.
+  const auto x = blob<2>({16, 16}, 0.0, false);
+  std::vector<float> y(x.size());
+  ConstTensorMap<float, 4> xm(x.data(), 1, 16, 16, 1);
+  TensorMap<float, 4> ym(y.data(), 1, 16, 16, 1);
+  m.translate_ab(xm, ym);
+  for (float v : y) BOOST_REQUIRE(std::isfinite(v) && std::abs(v) <= 1.0f);
+}
+
+BOOST_AUTO_TEST_CASE(train_3d_cycle_loss_decreases) {
+  model::CycleGan<3, float, Dev> m(cpu(), tiny(2).n_layers(1));
+  const auto cyc = train<3>(m, {12, 12, 8}, 30);
+  BOOST_TEST_MESSAGE("3-D cycle loss: first 5 " << mean(cyc, 0, 5) << ", last 5 " << mean(cyc, 25, 30));
+  BOOST_CHECK_LT(mean(cyc, 25, 30), 0.8 * mean(cyc, 0, 5));
+}
+
+BOOST_AUTO_TEST_CASE(alignment_variants_and_custom_hook) {
+  for (auto k : {model::AlignKind::Nmi, model::AlignKind::Gcc, model::AlignKind::Mind}) {
+    auto o = tiny(3);
+    o.alignment(model::AlignmentOptions().kind(k).weight(0.9).nmi(loss::NmiOptions().bins(16)));
+    model::CycleGan<2, float, Dev> m(cpu(), o);
+    const Shape<4> s(1, 16, 16, 1);
+    const auto x = blob<2>({16, 16}, 0.1, false), y = blob<2>({16, 16}, 0.5, true);
+    ConstTensorMap<float, 4> xm(x.data(), s), ym(y.data(), s);
+    const auto L = m.train_step(xm, ym);
+    BOOST_TEST_INFO(model::align_name(k));
+    BOOST_CHECK(L.align_a > 0 && L.align_a < 2 && L.align_b > 0 && L.align_b < 2);
+    BOOST_CHECK_CLOSE(L.g_total,
+                      L.gan_ab + L.gan_ba + 10 * (L.cyc_a + L.cyc_b) + 0.9 * (L.align_a + L.align_b), 1e-9);
+  }
+  // A custom hook: called once per direction with the source and the output, its gradient used.
+  auto o = tiny(4);
+  o.alignment(model::AlignmentOptions().weight(2.0));
+  model::CycleGan<2, float, Dev> m(cpu(), o);
+  int calls = 0;
+  m.set_alignment([&](core::Context<Dev>& ctx, const ConstTensorMap<float, 4>& src, const ConstTensorMap<float, 4>& out,
+                      TensorMap<float, 4>* d, double w) {
+    ++calls;
+    BOOST_CHECK(src.dimensions() == out.dimensions());
+    return static_cast<double>(loss::l1<float, 4>(ctx, out, src, {d, nullptr, w}));
+  });
+  const Shape<4> s(1, 16, 16, 1);
+  const auto x = blob<2>({16, 16}, 0.1, false), y = blob<2>({16, 16}, 0.5, true);
+  ConstTensorMap<float, 4> xm(x.data(), s), ym(y.data(), s);
+  const auto L = m.train_step(xm, ym);
+  BOOST_CHECK_EQUAL(calls, 2);
+  BOOST_CHECK_GT(L.align_a, 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(identity_loss_and_bad_inputs) {
+  auto o = tiny(5);
+  o.lambda_id(5.0);
+  model::CycleGan<2, float, Dev> m(cpu(), o);
+  const auto x = blob<2>({16, 16}, 0.1, false), y = blob<2>({16, 16}, 0.5, true);
+  ConstTensorMap<float, 4> xm(x.data(), 1, 16, 16, 1), ym(y.data(), 1, 16, 16, 1);
+  const auto L = m.train_step(xm, ym);
+  BOOST_CHECK(L.id_a > 0 && L.id_b > 0);
+  BOOST_CHECK_CLOSE(L.g_total, L.gan_ab + L.gan_ba + 10 * (L.cyc_a + L.cyc_b) + 5 * (L.id_a + L.id_b), 1e-9);
+  std::vector<float> odd(18 * 16);
+  ConstTensorMap<float, 4> om(odd.data(), 1, 18, 16, 1), two(odd.data(), 2, 12, 12, 1);
+  dt::expect_error<ShapeError>([&] { m.train_step(om, ym); }, "multiple of 4 along every spatial axis");
+  dt::expect_error<ShapeError>([&] { m.train_step(two, ym); }, "x (domain A) must have 1 channels");
+  dt::expect_error<ConfigError>([&] { model::CycleGan<2, float, Dev>(cpu(), tiny().lambda_cyc(-1)); }, "loss weights");
+  dt::expect_error<ConfigError>(
+      [&] { model::CycleGan<2, float, Dev>(cpu(), tiny().generator(nn::GeneratorOptions().ngf(4).out_channels(2)).lambda_id(1)); },
+      "identity loss needs");
+  // A non-finite input is caught before any weight changes.
+  const auto before = all_values(m);
+  std::vector<float> bad(x);
+  bad[7] = std::nanf("");
+  ConstTensorMap<float, 4> bm(bad.data(), 1, 16, 16, 1);
+  dt::expect_error<NumericError>([&] { m.train_step(bm, ym); }, "non-finite generator loss");
+  BOOST_CHECK(all_values(m) == before);
+}
+
+// Training N iterations straight equals k, save, load into a fresh model, N - k: bit for bit.
+BOOST_AUTO_TEST_CASE(resume_is_exact) {
+  const std::string path = "/tmp/dicyc_test_resume.safetensors";
+  auto o = tiny(6);
+  o.pool_size(3);  // the pools fill up and start swapping within the run
+  model::CycleGan<2, float, Dev> straight(cpu(), o);
+  const auto c1 = train<2>(straight, {16, 16}, 9);
+  model::CycleGan<2, float, Dev> first(cpu(), o);
+  train<2>(first, {16, 16}, 5);
+  first.save(path);
+  model::CycleGan<2, float, Dev> resumed(cpu(), tiny(99).pool_size(3));  // another seed: everything comes from the file
+  resumed.load(path);
+  BOOST_CHECK_EQUAL(resumed.iteration(), 5);
+  const auto c2 = train<2>(resumed, {16, 16}, 4, 5);
+  for (int i = 0; i < 4; ++i) BOOST_CHECK_EQUAL(c1[5 + i], c2[i]);
+  BOOST_CHECK(all_values(straight) == all_values(resumed));
+  for (std::size_t i = 0; i < 4; ++i) {
+    const Index n = straight.groups()[i]->size();
+    BOOST_CHECK(std::equal(straight.optimizer(i).exp_avg_sq(), straight.optimizer(i).exp_avg_sq() + n,
+                           resumed.optimizer(i).exp_avg_sq()));
+  }
+  const auto a = straight.schedule().state(), b = resumed.schedule().state();
+  BOOST_CHECK_EQUAL(a.epoch_sum, b.epoch_sum);
+  BOOST_CHECK_EQUAL(a.best, b.best);
+  std::remove(path.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(checkpoint_errors_leave_the_model_untouched) {
+  const std::string path = "/tmp/dicyc_test_ckpt.safetensors", bad = "/tmp/dicyc_test_ckpt_bad.safetensors";
+  model::CycleGan<2, float, Dev> m(cpu(), tiny(7));
+  train<2>(m, {16, 16}, 2);
+  m.save(path);
+  const auto good = slurp(path);
+  // A model of another configuration.
+  model::CycleGan<2, float, Dev> other(cpu(), tiny(7).ndf(8));
+  const auto before = all_values(other);
+  dt::expect_error<SerializationError>([&] { other.load(path); }, "configuration 'ndf' is 4, but this model has 8");
+  BOOST_CHECK(all_values(other) == before);
+  // Other dimension / scalar.
+  model::CycleGan<3, float, Dev> m3(cpu(), tiny(7));
+  dt::expect_error<SerializationError>([&] { m3.load(path); }, "holds a 2-D model, expected 3-D");
+  model::CycleGan<2, double, Dev> md(cpu(), tiny(7));
+  dt::expect_error<SerializationError>([&] { md.load(path); }, "holds F32 weights, expected F64");
+  // Edits of the header: a wrong version, a missing tensor, a wrong shape or dtype.
+  std::uint64_t n;
+  std::memcpy(&n, good.data(), 8);
+  auto edit = [&](const std::string& from, const std::string& to) {
+    std::string h(reinterpret_cast<const char*>(good.data() + 8), n);
+    const auto pos = h.find(from);
+    BOOST_REQUIRE_MESSAGE(pos != std::string::npos, "header has no " << from);
+    h.replace(pos, from.size(), to);
+    BOOST_REQUIRE(h.size() <= n);
+    h.resize(n, ' ');
+    std::vector<unsigned char> r(good);
+    std::memcpy(r.data() + 8, h.data(), n);
+    spit(bad, r);
+  };
+  model::CycleGan<2, float, Dev> fresh(cpu(), tiny(8));
+  const auto fresh_before = all_values(fresh);
+  edit("\"format_version\":\"1\"", "\"format_version\":\"7\"");
+  dt::expect_error<SerializationError>([&] { fresh.load(bad); }, "format version 7, this build reads version 1");
+  edit("\"g_ba.dec.7.bias\"", "\"g_ba.dec.7.bia_\"");
+  dt::expect_error<SerializationError>([&] { fresh.load(bad); }, "missing tensor 'g_ba.dec.7.bias' (expected F32 [1])");
+  edit("\"dtype\":\"F32\",\"shape\":[4,1,7,7]", "\"dtype\":\"I32\",\"shape\":[4,1,7,7]");
+  dt::expect_error<SerializationError>([&] { fresh.load(bad); }, "expected F32 [4, 1, 7, 7], but found I32 [4, 1, 7, 7]");
+  edit("\"shape\":[4,1,7,7]", "\"shape\":[1,4,7,7]");
+  dt::expect_error<SerializationError>([&] { fresh.load(bad); }, "expected F32 [4, 1, 7, 7], but found F32 [1, 4, 7, 7]");
+  // Truncated in the data, and garbage.
+  spit(bad, std::vector<unsigned char>(good.begin(), good.end() - 100));
+  dt::expect_error<SerializationError>([&] { fresh.load(bad); }, "outside the data block");
+  spit(bad, std::vector<unsigned char>(64, 'z'));
+  dt::expect_error<SerializationError>([&] { fresh.load(bad); }, "header length");
+  dt::expect_error<IoError>([&] { fresh.load("/tmp/dicyc_no_such_checkpoint"); }, "cannot open");
+  BOOST_CHECK(all_values(fresh) == fresh_before);
+  BOOST_CHECK_EQUAL(fresh.iteration(), 0);
+  // And the good file still loads.
+  fresh.load(path);
+  BOOST_CHECK(all_values(fresh) == all_values(m));
+  std::remove(path.c_str());
+  std::remove(bad.c_str());
+}
