@@ -269,6 +269,31 @@ class CycleGan {
     w.write(path);
   }
 
+  /// Loads network weights only (a checkpoint, or a weights file made from PyTorch state dicts by
+  /// scripts/checkpoint_torch.py import): every group with a tensor in the file ("g_ab.*", ...)
+  /// must be complete there; optimiser state, schedule and pools are left as they are. Returns
+  /// the names of the groups loaded.
+  std::vector<std::string> load_weights(const std::string& path) {
+    const auto f = io::SafeTensorsFile::read(path);
+    std::vector<Group*> present;
+    for (Group* g : groups())
+      for (const auto& n : f.names())
+        if (n.rfind(g->name() + ".", 0) == 0) {
+          present.push_back(g);
+          break;
+        }
+    DICYC_CHECK(!present.empty(), SerializationError,
+                "weights file '" << path << "': no tensor of g_ab, g_ba, d_a or d_b");
+    std::vector<std::vector<std::vector<S>>> staged;
+    for (Group* g : present) staged.push_back(io::stage_parameters(f, *g));
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < present.size(); ++i) {
+      io::commit_parameters(*ctx_, *present[i], staged[i]);
+      names.push_back(present[i]->name());
+    }
+    return names;
+  }
+
   /// Restores a checkpoint written by save() for the same configuration; nothing changes unless
   /// everything in the file checks out.
   void load(const std::string& path) {

@@ -1,0 +1,106 @@
+// Network and model benchmarks on the CPU thread pool (2 threads by default; DICYC_BENCH_THREADS
+// overrides), at the sizes of shared/bench/torch_reference.py: batch 1, one channel, 128x128
+// (DICYC_BENCH_SIZE overrides), ResNet-6 generator with ngf 64, 70x70 PatchGAN.
+//   G_fwd          generator inference (no caches kept)
+//   G_fwd_bwd      generator forward with caches, then backward of mean(G(x)) into the parameters
+//   D_fwd_bwd      discriminator forward and backward of mean(D(x))
+//   cyclegan_step  one CycleGAN iteration: generator step then discriminator step, Adam on all four
+// benchmarks/compare_models.py runs these next to the PyTorch reference and reports the ratios and
+// both programs' peak resident memory.
+#include <benchmark/benchmark.h>
+
+#include "bench_common.hpp"
+
+#include <cstdlib>
+
+#include "dicyc/model/cyclegan.hpp"
+
+using namespace dicyc;
+using dicyc_bench::ctx;
+using dicyc_bench::Dev;
+
+namespace {
+Index bench_size() {
+  const char* s = std::getenv("DICYC_BENCH_SIZE");
+  return s ? std::atoi(s) : 128;
+}
+std::vector<float> rnd(Index n, std::uint64_t seed) {
+  core::Rng rng(seed);
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (auto& e : v) e = float(rng.normal());
+  return v;
+}
+}  // namespace
+
+static void G_fwd(benchmark::State& st) {
+  const Index n = bench_size();
+  nn::ParameterGroup<float, Dev> g("g_ab");
+  nn::ResnetGenerator<2, float, Dev> G(g, "g_ab");
+  core::Rng rng(0);
+  g.allocate(ctx(), rng);
+  const Shape<4> s(1, n, n, 1);
+  auto x = rnd(num_elements(s), 1);
+  std::vector<float> y(x.size());
+  ConstTensorMap<float, 4> xm(x.data(), s);
+  TensorMap<float, 4> ym(y.data(), s);
+  for (auto _ : st) {
+    G.infer(ctx(), xm, ym);
+    benchmark::DoNotOptimize(y.data());
+  }
+}
+
+static void G_fwd_bwd(benchmark::State& st) {
+  const Index n = bench_size();
+  nn::ParameterGroup<float, Dev> g("g_ab");
+  nn::ResnetGenerator<2, float, Dev> G(g, "g_ab");
+  core::Rng rng(0);
+  g.allocate(ctx(), rng);
+  const Shape<4> s(1, n, n, 1);
+  auto x = rnd(num_elements(s), 1);
+  std::vector<float> dy(x.size(), 1.0f / float(x.size()));  // d mean(G(x))
+  ConstTensorMap<float, 4> xm(x.data(), s), dym(dy.data(), s);
+  for (auto _ : st) {
+    g.zero_grad();
+    nn::ResnetGenerator<2, float, Dev>::Cache c;
+    G.forward(ctx(), xm, c);
+    G.backward(ctx(), xm, c, dym, nullptr);
+    benchmark::DoNotOptimize(g.grads());
+  }
+}
+
+static void D_fwd_bwd(benchmark::State& st) {
+  const Index n = bench_size();
+  nn::ParameterGroup<float, Dev> g("d_b");
+  nn::PatchDiscriminator<2, float, Dev> D(g, "d_b", 1);
+  core::Rng rng(0);
+  g.allocate(ctx(), rng);
+  const Shape<4> s(1, n, n, 1);
+  const auto ys = D.output_shape(s);
+  auto x = rnd(num_elements(s), 1);
+  std::vector<float> y(static_cast<std::size_t>(num_elements(ys))), dy(y.size(), 1.0f / float(y.size()));
+  ConstTensorMap<float, 4> xm(x.data(), s), dym(dy.data(), ys);
+  TensorMap<float, 4> ym(y.data(), ys);
+  for (auto _ : st) {
+    g.zero_grad();
+    nn::PatchDiscriminator<2, float, Dev>::Cache c;
+    D.forward(ctx(), xm, c, ym);
+    D.backward(ctx(), xm, c, dym, nullptr);
+    benchmark::DoNotOptimize(g.grads());
+  }
+}
+
+static void cyclegan_step(benchmark::State& st) {
+  const Index n = bench_size();
+  model::CycleGan<2, float, Dev> m(ctx(), model::CycleGanOptions().seed(0));
+  const Shape<4> s(1, n, n, 1);
+  auto x = rnd(num_elements(s), 1), y = rnd(num_elements(s), 2);
+  ConstTensorMap<float, 4> xm(x.data(), s), ym(y.data(), s);
+  for (auto _ : st) benchmark::DoNotOptimize(m.train_step(xm, ym).g_total);
+}
+
+BENCHMARK(G_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(G_fwd_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(D_fwd_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(cyclegan_step)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK_MAIN();
