@@ -33,6 +33,7 @@ class Fixture {
     return it->second;
   }
   double scalar(const std::string& k) const { return (*this)[k].at(0); }
+  bool has(const std::string& k) const { return data_.count(k) != 0; }
 
  private:
   std::map<std::string, std::vector<double>> data_;

@@ -1,0 +1,430 @@
+// dicyc/model/base.hpp -- what every model of the trainer shares: the two ResNet generators and the
+// two PatchGAN discriminators, one parameter group and one Adam per network part, the image pools,
+// the schedule, the alignment hook, the loss helpers and the checkpoints.
+//
+// Parameter groups (each its own Adam): g_ab, g_ba (generators), d_a, d_b (discriminators), and for
+// DiCyc o_ab, o_ba (offset branches, updated in the M step with the generators) and s_ab, s_ba
+// (STNs, the E step). Every group is initialised N(0, 0.02) with zero biases (the offset branches'
+// and STNs' last layers zero) from the seed, in that order.
+// Checkpoints (safetensors): every parameter under its dotted name in PyTorch's layout, the Adam
+// moments ("adam.<group>.exp_avg|exp_avg_sq", step counts in the metadata), the schedule position,
+// the pools ("pool.a|b.<i>") with their RNG states, and the configuration. Writes are atomic;
+// load() checks format, version, model, dimension, scalar type, configuration and every tensor
+// before it changes anything, and a resumed run reproduces the uninterrupted one bit for bit.
+#pragma once
+
+#include <cmath>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dicyc/io/checkpoint.hpp"
+#include "dicyc/loss/gan.hpp"
+#include "dicyc/model/image_pool.hpp"
+#include "dicyc/model/options.hpp"
+#include "dicyc/nn/generator.hpp"
+#include "dicyc/nn/patch_discriminator.hpp"
+
+namespace dicyc::model {
+
+template <int Dim, class S, class Device>
+class ModelBase {
+ public:
+  static constexpr int Rank = Dim + 2;
+  using T = core::Tensor<S, Rank, Device>;
+  using CMap = ConstTensorMap<S, Rank>;
+  using Map = TensorMap<S, Rank>;
+  using Group = nn::ParameterGroup<S, Device>;
+  using Gen = nn::ResnetGenerator<Dim, S, Device>;
+  using Disc = nn::PatchDiscriminator<Dim, S, Device>;
+  static constexpr const char* kFormat = "dicyc.checkpoint";
+  static constexpr int kFormatVersion = 1;
+
+  virtual ~ModelBase() = default;
+  ModelBase(const ModelBase&) = delete;
+  ModelBase& operator=(const ModelBase&) = delete;
+
+  /// One training iteration on a batch x of domain A and a batch y of domain B (unpaired).
+  virtual StepLosses train_step(const CMap& x, const CMap& y) = 0;
+
+  const ModelOptions& options() const { return o_; }
+  std::string name() const { return o_.model_name(); }
+  /// Replaces the alignment loss (any function; empty: none). Its weight stays options().alignment().weight().
+  void set_alignment(AlignmentFn<Dim, S, Device> f) { align_ = std::move(f); }
+
+  Gen& g_ab() { return g_ab_; }
+  Gen& g_ba() { return g_ba_; }
+  Disc& d_a() { return d_a_; }
+  Disc& d_b() { return d_b_; }
+  std::vector<Group*> groups() {
+    std::vector<Group*> r;
+    for (auto& g : groups_) r.push_back(g.get());
+    return r;
+  }
+  Group& group(const std::string& name) { return *groups_.at(group_index(name)); }
+  optim::Adam<S, Device>& optimizer(std::size_t i) { return *adam_.at(i); }
+  optim::Adam<S, Device>& optimizer(const std::string& group_name) { return *adam_.at(group_index(group_name)); }
+  optim::Schedule& schedule() { return schedule_; }
+  const optim::Schedule& schedule() const { return schedule_; }
+  bool done() const { return schedule_.done(); }
+  std::int64_t iteration() const { return schedule_.iteration(); }
+
+  /// The D step: both discriminators on real images and on fakes drawn through the pools, then
+  /// their Adam steps (only d_a and d_b change).
+  void discriminator_update(StepLosses& L, const CMap& x, const CMap& y, const CMap& fake_a, const CMap& fake_b) {
+    group("d_a").requires_grad(true);
+    group("d_b").requires_grad(true);
+    group("d_a").zero_grad();
+    group("d_b").zero_grad();
+    L.d_b = discriminator_step(d_b_, pool_b_, y, fake_b);
+    L.d_a = discriminator_step(d_a_, pool_a_, x, fake_a);
+    optimizer("d_a").step(*ctx_);
+    optimizer("d_b").step(*ctx_);
+  }
+  /// Synthesis with the plain generators (no caches kept): A -> B and B -> A. Any size whose spatial
+  /// extents are multiples of 4 comes back at its own size.
+  void translate_ab(const CMap& x, Map& y) const { g_ab_.infer(*ctx_, x, y); }
+  void translate_ba(const CMap& y, Map& x) const { g_ba_.infer(*ctx_, y, x); }
+
+  // ---------------------------------------------------------------------------------- checkpoints
+  void save(const std::string& path) {
+    auto& ctx = *ctx_;
+    io::SafeTensorsWriter w;
+    w.metadata("format", kFormat);
+    w.metadata("format_version", std::to_string(kFormatVersion));
+    w.metadata("model", o_.deformation() ? "dicyc" : "cyclegan");
+    w.metadata("dim", std::to_string(Dim));
+    w.metadata("scalar", io::dtype_name(io::dtype_of<S>()));
+    w.metadata("config", o_.to_json().dump());
+    w.metadata("iteration", std::to_string(iteration()));
+    const auto st = schedule_.state();
+    w.metadata("schedule", std::to_string(st.iteration) + " " + std::to_string(st.epoch) + " " +
+                               std::to_string(st.epoch_in_phase) + " " + std::to_string(static_cast<int>(st.phase)) +
+                               " " + io::hexfloat(st.best) + " " + std::to_string(st.since_best) + " " +
+                               io::hexfloat(st.epoch_sum) + " " + std::to_string(st.epoch_count));
+    auto gs = groups();
+    for (std::size_t i = 0; i < gs.size(); ++i) {
+      io::add_parameters(w, ctx, *gs[i]);
+      const Index n = gs[i]->size();
+      const auto m = core::to_host(ctx, adam_[i]->exp_avg(), n), v = core::to_host(ctx, adam_[i]->exp_avg_sq(), n);
+      w.add("adam." + gs[i]->name() + ".exp_avg", {n}, m.data());
+      w.add("adam." + gs[i]->name() + ".exp_avg_sq", {n}, v.data());
+      w.metadata("adam." + gs[i]->name() + ".steps", std::to_string(adam_[i]->steps()));
+    }
+    save_pool(w, "a", pool_a_);
+    save_pool(w, "b", pool_b_);
+    w.write(path);
+  }
+
+  /// Loads network weights only (a checkpoint of any of the models, or a weights file made from
+  /// PyTorch state dicts by scripts/checkpoint_torch.py import): every parameter group with a
+  /// tensor in the file must be complete there; the others, the optimiser state, the schedule and
+  /// the pools are left as they are. A DiCyc's generators (g_ab, g_ba) and a CycleGAN's are the
+  /// same networks, so their weights move between the two. Returns the names of the groups loaded.
+  std::vector<std::string> load_weights(const std::string& path) {
+    const auto f = io::SafeTensorsFile::read(path);
+    std::vector<Group*> present;
+    for (Group* g : groups())
+      for (Index i = 0; i < g->count(); ++i)
+        if (f.has(g->name_of(i))) {
+          present.push_back(g);
+          break;
+        }
+    DICYC_CHECK(!present.empty(), SerializationError,
+                "weights file '" << path << "': no parameter of this model's networks");
+    std::vector<std::vector<std::vector<S>>> staged;
+    for (Group* g : present) staged.push_back(io::stage_parameters(f, *g));
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < present.size(); ++i) {
+      io::commit_parameters(*ctx_, *present[i], staged[i]);
+      names.push_back(present[i]->name());
+    }
+    return names;
+  }
+
+  /// Restores a checkpoint written by save() for the same configuration; nothing changes unless
+  /// everything in the file checks out.
+  void load(const std::string& path) {
+    auto& ctx = *ctx_;
+    const auto f = io::SafeTensorsFile::read(path);
+    const std::string L = "checkpoint '" + path + "'";
+    auto meta = [&](const std::string& k) -> const std::string& {
+      DICYC_CHECK(f.has_metadata(k), SerializationError, L << ": missing metadata '" << k << "' (not a dicyc checkpoint?)");
+      return f.metadata(k);
+    };
+    DICYC_CHECK(meta("format") == kFormat, SerializationError,
+                L << ": format '" << meta("format") << "', expected '" << kFormat << "'");
+    DICYC_CHECK(meta("format_version") == std::to_string(kFormatVersion), SerializationError,
+                L << ": format version " << meta("format_version") << ", this build reads version " << kFormatVersion);
+    const std::string kind = o_.deformation() ? "dicyc" : "cyclegan";
+    DICYC_CHECK(meta("model") == kind, SerializationError,
+                L << ": holds a '" << meta("model") << "' model, expected '" << kind << "'");
+    DICYC_CHECK(meta("dim") == std::to_string(Dim), SerializationError,
+                L << ": holds a " << meta("dim") << "-D model, expected " << Dim << "-D");
+    DICYC_CHECK(meta("scalar") == io::dtype_name(io::dtype_of<S>()), SerializationError,
+                L << ": holds " << meta("scalar") << " weights, expected " << io::dtype_name(io::dtype_of<S>()));
+    check_config(L, meta("config"));
+    // Stage everything on the host.
+    auto gs = groups();
+    std::vector<std::vector<std::vector<S>>> params;
+    std::vector<std::vector<acc_t<S>>> ms, vs;
+    std::vector<std::int64_t> steps;
+    for (Group* g : gs) {
+      params.push_back(io::stage_parameters(f, *g));
+      const std::vector<std::int64_t> n{g->size()};
+      ms.emplace_back(static_cast<std::size_t>(g->size()));
+      vs.emplace_back(static_cast<std::size_t>(g->size()));
+      f.read_into("adam." + g->name() + ".exp_avg", n, ms.back().data());
+      f.read_into("adam." + g->name() + ".exp_avg_sq", n, vs.back().data());
+      steps.push_back(io::parse_int(meta("adam." + g->name() + ".steps"), "adam." + g->name() + ".steps"));
+      DICYC_CHECK(steps.back() >= 0, SerializationError, L << ": negative Adam step count");
+    }
+    optim::Schedule::State st;
+    {
+      std::istringstream in(meta("schedule"));
+      std::string best, sum;
+      int phase = -1;
+      in >> st.iteration >> st.epoch >> st.epoch_in_phase >> phase >> best >> st.since_best >> sum >> st.epoch_count;
+      DICYC_CHECK(!in.fail() && phase >= 0 && phase <= 2, SerializationError,
+                  L << ": corrupt schedule state '" << meta("schedule") << "'");
+      st.phase = static_cast<optim::Phase>(phase);
+      st.best = io::parse_double(best, "schedule best loss");
+      st.epoch_sum = io::parse_double(sum, "schedule epoch sum");
+    }
+    optim::Schedule sched_check(o_.schedule());
+    try {
+      sched_check.restore(st);
+    } catch (const Error& e) {
+      DICYC_CHECK(false, SerializationError, L << ": " << e.what());
+    }
+    auto pa = stage_pool(f, L, "a", pool_a_), pb = stage_pool(f, L, "b", pool_b_);
+    // Commit.
+    for (std::size_t i = 0; i < gs.size(); ++i) {
+      io::commit_parameters(ctx, *gs[i], params[i]);
+      const Index n = gs[i]->size();
+      core::copy_from_host(ctx, ms[i].data(), n, adam_[i]->exp_avg());
+      core::copy_from_host(ctx, vs[i].data(), n, adam_[i]->exp_avg_sq());
+      adam_[i]->set_steps(steps[i]);
+    }
+    schedule_.restore(st);
+    commit_pool(pool_a_, std::move(pa));
+    commit_pool(pool_b_, std::move(pb));
+  }
+
+ protected:
+  ModelBase(core::Context<Device>& ctx, const ModelOptions& o)
+      : ctx_(&ctx),
+        o_(o),
+        groups_(make_groups(o)),
+        g_ab_(*groups_[0], "g_ab", o.generator()),
+        g_ba_(*groups_[1], "g_ba", swapped(o.generator())),
+        d_a_(*groups_[2], "d_a", o.generator().in_channels(), o.ndf(), o.n_layers()),
+        d_b_(*groups_[3], "d_b", o.generator().out_channels(), o.ndf(), o.n_layers()),
+        pool_a_(o.pool_size(), o.seed() ^ 0xa11ceULL),
+        pool_b_(o.pool_size(), o.seed() ^ 0xb0bULL),
+        schedule_(o.schedule()) {
+    DICYC_CHECK(o.lambda_cyc() >= 0 && o.lambda_id() >= 0 && o.alignment().weight() >= 0 && o.lambda_dicyc() >= 0,
+                ConfigError,
+                "model: loss weights must be >= 0 (lambda_cyc " << o.lambda_cyc() << ", lambda_dicyc " << o.lambda_dicyc()
+                                                                << ", lambda_id " << o.lambda_id() << ", alignment "
+                                                                << o.alignment().weight() << ")");
+    DICYC_CHECK(o.lambda_id() == 0 || o.generator().in_channels() == o.generator().out_channels(), ConfigError,
+                "model: the identity loss needs as many input as output channels");
+    DICYC_CHECK(o.alignment().kind() == AlignKind::None ||
+                    o.generator().in_channels() == o.generator().out_channels(),
+                ConfigError, "model: alignment losses compare source and output: they need equal channel counts");
+    if (o.alignment().kind() == AlignKind::Nmi) o.alignment().nmi().validate();
+    if (o.alignment().kind() == AlignKind::Mind) o.alignment().mind().validate();
+    align_ = make_alignment<Dim, S, Device>(o.alignment());
+  }
+
+  /// Called by the derived model's constructor once every module has declared its parameters.
+  void allocate() {
+    core::Rng rng(o_.seed());
+    for (auto& g : groups_) g->allocate(*ctx_, rng);
+    for (auto& g : groups_) adam_.push_back(std::make_unique<optim::Adam<S, Device>>(*ctx_, *g, o_.adam()));
+  }
+
+  std::size_t group_index(const std::string& name) const {
+    for (std::size_t i = 0; i < groups_.size(); ++i)
+      if (groups_[i]->name() == name) return i;
+    DICYC_CHECK(false, ConfigError, "model: no parameter group '" << name << "'");
+    return 0;
+  }
+
+  static std::vector<std::unique_ptr<Group>> make_groups(const ModelOptions& o) {
+    std::vector<std::unique_ptr<Group>> g;
+    for (const char* n : {"g_ab", "g_ba", "d_a", "d_b"}) g.push_back(std::make_unique<Group>(n));
+    if (o.deformation())
+      for (const char* n : {"o_ab", "o_ba", "s_ab", "s_ba"}) g.push_back(std::make_unique<Group>(n));
+    return g;
+  }
+  static nn::GeneratorOptions swapped(nn::GeneratorOptions g) {
+    const Index in = g.in_channels();
+    return g.in_channels(g.out_channels()).out_channels(in);
+  }
+
+  void check_input(const char* what, const Shape<Rank>& s, Index channels) const {
+    DICYC_CHECK(s[0] == channels, ShapeError,
+                o_.model_name() << ": " << what << " must have " << channels << " channels, but has shape " << shape_str(s));
+    for (int d = 1; d <= Dim; ++d)
+      DICYC_CHECK(s[d] % 4 == 0 && s[d] >= 8, ShapeError,
+                  o_.model_name() << ": training images must be at least 8 and a multiple of 4 along every spatial axis "
+                                     "(two stride-2 levels), but " << what << " has shape " << shape_str(s));
+  }
+  void check_total(const StepLosses& L) const {
+    DICYC_CHECK(std::isfinite(L.g_total), NumericError,
+                o_.model_name() << ": non-finite generator loss at iteration " << iteration() << " (GAN " << L.gan_ab
+                                << ", " << L.gan_ba << "; cycle " << L.cyc_a << ", " << L.cyc_b << "; deformed cycle "
+                                << L.dicyc_a << ", " << L.dicyc_b << "; alignment " << L.align_a << ", " << L.align_b
+                                << ")");
+  }
+  double total(const StepLosses& L) const {
+    return L.gan_ab + L.gan_ba + o_.lambda_cyc() * (L.cyc_a + L.cyc_b) + o_.lambda_dicyc() * (L.dicyc_a + L.dicyc_b) +
+           o_.lambda_id() * (L.id_a + L.id_b) + o_.alignment().weight() * (L.align_a + L.align_b);
+  }
+  void begin_step(StepLosses& L, const CMap& x, const CMap& y) {
+    DICYC_CHECK(!done(), ConfigError, o_.model_name() << ": the schedule is done (epoch " << schedule_.epoch() << ")");
+    check_input("x (domain A)", x.dimensions(), o_.generator().in_channels());
+    check_input("y (domain B)", y.dimensions(), o_.generator().out_channels());
+    L.lr = schedule_.lr();
+    for (auto& a : adam_) a->set_lr(L.lr);
+  }
+
+  /// mean((D(fake) - 1)^2) with its gradient accumulated into dfake (D frozen).
+  double gan_generator(const Disc& d, const T& fake, Map& dfake) {
+    auto& ctx = *ctx_;
+    typename Disc::Cache c;
+    T pred(ctx, d.output_shape(fake.shape()));
+    auto pm = pred.map();
+    d.forward(ctx, fake.cmap(), c, pm);
+    T dpred = T::zeros(ctx, pred.shape());
+    auto dpm = dpred.map();
+    const double v = loss::lsgan_generator<S, Rank>(ctx, pred.cmap(), {&dpm, nullptr, 1.0});
+    d.backward(ctx, fake.cmap(), c, dpred.cmap(), &dfake);
+    return v;
+  }
+
+  /// weight * |G(fake) - real|_1 through the plain generator; its gradient flows back into dfake.
+  double cycle(const Gen& g, const T& fake, const CMap& real, Map& dfake, double weight) {
+    auto& ctx = *ctx_;
+    typename Gen::Cache c;
+    const T& back = g.forward(ctx, fake.cmap(), c);
+    T dback = T::zeros(ctx, back.shape());
+    auto dbm = dback.map();
+    const double v = loss::l1<S, Rank>(ctx, back.cmap(), real, {&dbm, nullptr, weight});
+    g.backward(ctx, fake.cmap(), c, dback.cmap(), &dfake);
+    return v;
+  }
+
+  /// lambda_id-weighted |G(real) - real|_1 (gradients into G's parameters only).
+  double identity(const Gen& g, const CMap& real) {
+    auto& ctx = *ctx_;
+    typename Gen::Cache c;
+    const T& out = g.forward(ctx, real, c);
+    T dout = T::zeros(ctx, out.shape());
+    auto dom = dout.map();
+    const double v = loss::l1<S, Rank>(ctx, out.cmap(), real, {&dom, nullptr, o_.lambda_id()});
+    g.backward(ctx, real, c, dout.cmap(), nullptr);
+    return v;
+  }
+
+  /// The LSGAN discriminator loss on real and pooled fakes; gradients into d's group.
+  double discriminator_step(const Disc& d, ImagePool<S, Rank, Device>& pool, const CMap& real, const CMap& fake) {
+    auto& ctx = *ctx_;
+    const T pooled = pool.query(ctx, fake);
+    typename Disc::Cache cr, cf;
+    T pr(ctx, d.output_shape(real.dimensions())), pf(ctx, d.output_shape(pooled.shape()));
+    auto prm = pr.map();
+    auto pfm = pf.map();
+    d.forward(ctx, real, cr, prm);
+    d.forward(ctx, pooled.cmap(), cf, pfm);
+    T dr = T::zeros(ctx, pr.shape()), df = T::zeros(ctx, pf.shape());
+    auto drm = dr.map();
+    auto dfm = df.map();
+    const double v = loss::lsgan_discriminator<S, Rank>(ctx, pr.cmap(), pf.cmap(), {&drm, &dfm, 1.0});
+    d.backward(ctx, real, cr, dr.cmap(), nullptr);
+    d.backward(ctx, pooled.cmap(), cf, df.cmap(), nullptr);
+    return v;
+  }
+
+  void save_pool(io::SafeTensorsWriter& w, const std::string& tag, const ImagePool<S, Rank, Device>& p) {
+    w.metadata("pool." + tag + ".size", std::to_string(p.size()));
+    w.metadata("pool." + tag + ".rng", io::rng_text(p.rng()));
+    for (Index i = 0; i < p.size(); ++i) {
+      const auto& im = p.images()[static_cast<std::size_t>(i)];
+      const auto h = im.to_host();
+      std::vector<std::int64_t> shape;
+      for (int d = Rank; d-- > 0;) shape.push_back(im.shape()[d]);
+      w.add("pool." + tag + "." + std::to_string(i), shape, h.data());
+    }
+  }
+  struct StagedPool {
+    std::vector<std::vector<S>> images;
+    Shape<Rank> shape;
+    core::Rng::Snapshot rng;
+  };
+  StagedPool stage_pool(const io::SafeTensorsFile& f, const std::string& L, const std::string& tag,
+                        const ImagePool<S, Rank, Device>& p) const {
+    StagedPool s;
+    const std::string key = "pool." + tag;
+    DICYC_CHECK(f.has_metadata(key + ".size") && f.has_metadata(key + ".rng"), SerializationError,
+                L << ": missing metadata for image pool " << tag);
+    const auto n = io::parse_int(f.metadata(key + ".size"), key + ".size");
+    DICYC_CHECK(n >= 0 && n <= p.capacity(), SerializationError,
+                L << ": image pool " << tag << " holds " << n << " images, the capacity is " << p.capacity());
+    s.rng = io::parse_rng(f.metadata(key + ".rng"), key + ".rng");
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::string name = key + "." + std::to_string(i);
+      const auto& info = f.info(name);
+      DICYC_CHECK(static_cast<int>(info.shape.size()) == Rank && info.shape[0] == 1, SerializationError,
+                  L << ": tensor '" << name << "': expected a single image of rank " << Rank << ", found "
+                    << io::shape_string(info.shape));
+      Shape<Rank> sh;
+      for (int d = 0; d < Rank; ++d) sh[d] = info.shape[Rank - 1 - d];
+      if (i == 0) s.shape = sh;
+      DICYC_CHECK(sh == s.shape, SerializationError, L << ": pooled images of different shapes");
+      std::vector<S> h(static_cast<std::size_t>(num_elements(sh)));
+      f.read_into(name, info.shape, h.data());
+      s.images.push_back(std::move(h));
+    }
+    return s;
+  }
+  void commit_pool(ImagePool<S, Rank, Device>& p, StagedPool s) {
+    std::vector<T> ims;
+    for (auto& h : s.images) ims.push_back(T::from_host(*ctx_, s.shape, h));
+    p.restore(std::move(ims), s.rng);
+  }
+
+  void check_config(const std::string& L, const std::string& text) const {
+    nlohmann::json saved;
+    try {
+      saved = nlohmann::json::parse(text);
+    } catch (const std::exception& e) {
+      DICYC_CHECK(false, SerializationError, L << ": corrupt configuration metadata: " << e.what());
+    }
+    const nlohmann::json ours = nlohmann::json::parse(o_.to_json().dump());
+    // Architecture and training settings must match for an exact resume; the seed need not.
+    for (auto it = ours.begin(); it != ours.end(); ++it) {
+      if (it.key() == "seed") continue;
+      DICYC_CHECK(saved.contains(it.key()), SerializationError,
+                  L << ": configuration has no '" << it.key() << "' (expected " << it.value().dump() << ")");
+      DICYC_CHECK(saved[it.key()] == it.value(), SerializationError,
+                  L << ": configuration '" << it.key() << "' is " << saved[it.key()].dump() << ", but this model has "
+                    << it.value().dump());
+    }
+  }
+
+  core::Context<Device>* ctx_;
+  ModelOptions o_;
+  std::vector<std::unique_ptr<Group>> groups_;
+  Gen g_ab_, g_ba_;
+  Disc d_a_, d_b_;
+  ImagePool<S, Rank, Device> pool_a_, pool_b_;
+  optim::Schedule schedule_;
+  std::vector<std::unique_ptr<optim::Adam<S, Device>>> adam_;
+  AlignmentFn<Dim, S, Device> align_;
+};
+
+}  // namespace dicyc::model

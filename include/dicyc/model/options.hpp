@@ -1,0 +1,153 @@
+// dicyc/model/options.hpp -- the configuration of every model the trainer runs (the paper's seven:
+// CycleGAN, GCC-, MIND-, NMI-CycleGAN, NMI-DiCyc, GCC-DiCyc, MIND-DiCyc), and the loss record of
+// one iteration.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "dicyc/model/alignment.hpp"
+#include "dicyc/nn/generator.hpp"
+#include "dicyc/optim/adam.hpp"
+#include "dicyc/optim/schedule.hpp"
+
+namespace dicyc::model {
+
+/// DiCyc's EM schedule: Single = one backward of the total loss, then the STN (E) and generator (M)
+/// updates; Sequential = a separate E step (deformed terms, STNs only) before the M step.
+enum class EmMode { Single, Sequential };
+
+class ModelOptions {
+ public:
+  ModelOptions& generator(nn::GeneratorOptions v) { gen_ = v; return *this; }
+  ModelOptions& ndf(Index v) { ndf_ = v; return *this; }
+  ModelOptions& n_layers(int v) { n_layers_ = v; return *this; }
+  ModelOptions& lambda_cyc(double v) { cyc_ = v; return *this; }
+  ModelOptions& lambda_id(double v) { id_ = v; return *this; }
+  ModelOptions& alignment(AlignmentOptions v) { align_ = v; return *this; }
+  ModelOptions& adam(optim::AdamOptions v) { adam_ = v; return *this; }
+  ModelOptions& schedule(optim::ScheduleOptions v) { sched_ = v; return *this; }
+  ModelOptions& pool_size(Index v) { pool_ = v; return *this; }
+  ModelOptions& seed(std::uint64_t v) { seed_ = v; return *this; }
+  /// DiCyc's deformation modules (offset branches + TPS STN) and EM training; off: a CycleGAN.
+  ModelOptions& deformation(bool v) { deform_ = v; return *this; }
+  ModelOptions& lambda_dicyc(double v) { dicyc_ = v; return *this; }
+  ModelOptions& control_points(Index v) { control_ = v; return *this; }
+  ModelOptions& offset_hidden(Index v) { off_hidden_ = v; return *this; }
+  ModelOptions& stn_hidden(Index h1, Index h2) { stn_h1_ = h1; stn_h2_ = h2; return *this; }
+  ModelOptions& em(EmMode v) { em_ = v; return *this; }
+  const nn::GeneratorOptions& generator() const { return gen_; }
+  Index ndf() const { return ndf_; }
+  int n_layers() const { return n_layers_; }
+  double lambda_cyc() const { return cyc_; }
+  double lambda_id() const { return id_; }
+  const AlignmentOptions& alignment() const { return align_; }
+  const optim::AdamOptions& adam() const { return adam_; }
+  const optim::ScheduleOptions& schedule() const { return sched_; }
+  Index pool_size() const { return pool_; }
+  std::uint64_t seed() const { return seed_; }
+  bool deformation() const { return deform_; }
+  double lambda_dicyc() const { return dicyc_; }
+  Index control_points() const { return control_; }
+  Index offset_hidden() const { return off_hidden_; }
+  Index stn_hidden1() const { return stn_h1_; }
+  Index stn_hidden2() const { return stn_h2_; }
+  EmMode em() const { return em_; }
+
+  /// The paper's name of this configuration: cyclegan, nmi-cyclegan, ..., nmi-dicyc.
+  std::string model_name() const {
+    const std::string base = deform_ ? "dicyc" : "cyclegan";
+    if (align_.kind() == AlignKind::None) return base;
+    return std::string(align_name(align_.kind())) + "-" + base;
+  }
+  /// The options of one of the paper's seven models (the spec's defaults otherwise): cyclegan,
+  /// gcc-cyclegan, mind-cyclegan, nmi-cyclegan, nmi-dicyc (also "dicyc"), gcc-dicyc, mind-dicyc.
+  static ModelOptions preset(const std::string& name) {
+    ModelOptions o;
+    std::string rest = name;
+    AlignKind k = AlignKind::None;
+    for (AlignKind c : {AlignKind::Nmi, AlignKind::Gcc, AlignKind::Mind}) {
+      const std::string p = std::string(align_name(c)) + "-";
+      if (rest.rfind(p, 0) == 0) {
+        k = c;
+        rest = rest.substr(p.size());
+      }
+    }
+    if (rest == "dicyc") {
+      o.deformation(true);
+      if (k == AlignKind::None) k = AlignKind::Nmi;  // "dicyc" is NMI-DiCyc
+    } else {
+      DICYC_CHECK(rest == "cyclegan", ConfigError,
+                  "unknown model '" << name << "' (expected cyclegan, gcc-cyclegan, mind-cyclegan, nmi-cyclegan, "
+                                       "dicyc, nmi-dicyc, gcc-dicyc or mind-dicyc)");
+    }
+    o.alignment(AlignmentOptions().kind(k).weight(0.9));
+    return o;
+  }
+
+  /// The configuration as JSON (checkpoint metadata; also what the tools print).
+  nlohmann::ordered_json to_json() const {
+    nlohmann::ordered_json j;
+    j["in_channels"] = gen_.in_channels();
+    j["out_channels"] = gen_.out_channels();
+    j["ngf"] = gen_.ngf();
+    j["n_blocks"] = gen_.n_blocks();
+    j["tanh"] = gen_.tanh();
+    j["ndf"] = ndf_;
+    j["n_layers"] = n_layers_;
+    j["lambda_cyc"] = cyc_;
+    j["lambda_id"] = id_;
+    j["align"] = align_name(align_.kind());
+    j["align_weight"] = align_.weight();
+    j["nmi_bins"] = align_.nmi().bins();
+    j["mind_radius"] = align_.mind().radius();
+    j["lr"] = sched_.lr();
+    j["beta1"] = adam_.beta1();
+    j["beta2"] = adam_.beta2();
+    j["constant_epochs"] = sched_.constant_epochs();
+    j["decay_epochs"] = sched_.decay_epochs();
+    j["iterations_per_epoch"] = sched_.iterations_per_epoch();
+    j["early_stop"] = sched_.early_stop();
+    j["pool_size"] = pool_;
+    j["deformation"] = deform_;
+    j["lambda_dicyc"] = dicyc_;
+    j["control_points"] = control_;
+    j["offset_hidden"] = off_hidden_;
+    j["stn_hidden"] = {stn_h1_, stn_h2_};
+    j["em"] = em_ == EmMode::Single ? "single" : "sequential";
+    j["seed"] = seed_;
+    return j;
+  }
+
+ private:
+  nn::GeneratorOptions gen_;
+  Index ndf_ = 64;
+  int n_layers_ = 3;
+  double cyc_ = 10.0, id_ = 0.0;
+  AlignmentOptions align_;
+  optim::AdamOptions adam_;
+  optim::ScheduleOptions sched_;
+  Index pool_ = 50;
+  std::uint64_t seed_ = 0;
+  bool deform_ = false;
+  double dicyc_ = 10.0;
+  Index control_ = 6, off_hidden_ = 32, stn_h1_ = 128, stn_h2_ = 64;
+  EmMode em_ = EmMode::Single;
+};
+
+using CycleGanOptions = ModelOptions;
+
+/// The losses of one iteration: the unweighted terms, and g_total, the weighted sum minimised.
+struct StepLosses {
+  double gan_ab = 0, gan_ba = 0;      // generator LSGAN terms: D_B on G_AB's output, D_A on G_BA's
+  double cyc_a = 0, cyc_b = 0;        // |G_BA(G_AB(x)) - x|, |G_AB(G_BA(y)) - y| (plain paths)
+  double dicyc_a = 0, dicyc_b = 0;    // deformed cycles (DiCyc; 0 otherwise)
+  double id_a = 0, id_b = 0;          // |G_BA(x) - x|, |G_AB(y) - y| (0 when lambda_id is 0)
+  double align_a = 0, align_b = 0;    // L(x, G_AB(x)), L(y, G_BA(y)) (0 without alignment)
+  double g_total = 0;
+  double d_a = 0, d_b = 0;            // discriminator losses
+  double lr = 0;                      // learning rate used
+};
+using CycleGanLosses = StepLosses;
+
+}  // namespace dicyc::model
