@@ -5,6 +5,9 @@
 //   G_fwd_bwd      generator forward with caches, then backward of mean(G(x)) into the parameters
 //   D_fwd_bwd      discriminator forward and backward of mean(D(x))
 //   cyclegan_step  one CycleGAN iteration: generator step then discriminator step, Adam on all four
+//   dicyc_step     one NMI-DiCyc iteration (6x6 TPS grid, four offset branches): undeformed and
+//                  deformed passes, one backward, E and M steps, D step (EmMode::Single)
+//   dicyc_step_sequential   the same with the separate E step
 // benchmarks/compare_models.py runs these next to the PyTorch reference and reports the ratios and
 // both programs' peak resident memory.
 #include <benchmark/benchmark.h>
@@ -13,7 +16,7 @@
 
 #include <cstdlib>
 
-#include "dicyc/model/cyclegan.hpp"
+#include "dicyc/model/dicyc.hpp"
 
 using namespace dicyc;
 using dicyc_bench::ctx;
@@ -98,9 +101,23 @@ static void cyclegan_step(benchmark::State& st) {
   for (auto _ : st) benchmark::DoNotOptimize(m.train_step(xm, ym).g_total);
 }
 
+static void dicyc_step(benchmark::State& st, model::EmMode em) {
+  const Index n = bench_size();
+  model::DiCyc<2, float, Dev> m(ctx(), model::ModelOptions::preset("nmi-dicyc").em(em).seed(0));
+  const Shape<4> s(1, n, n, 1);
+  auto x = rnd(num_elements(s), 1), y = rnd(num_elements(s), 2);
+  ConstTensorMap<float, 4> xm(x.data(), s), ym(y.data(), s);
+  for (auto _ : st) benchmark::DoNotOptimize(m.train_step(xm, ym).g_total);
+}
+
 BENCHMARK(G_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(G_fwd_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(D_fwd_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(cyclegan_step)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(dicyc_step, single, model::EmMode::Single)->Name("dicyc_step")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(dicyc_step, sequential, model::EmMode::Sequential)
+    ->Name("dicyc_step_sequential")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -7,10 +7,11 @@ Times (median of each side's runs; both sides 2 threads, batch 1, one channel, -
   G_fwd, G_fwd_bwd, D_fwd_bwd   torch_reference.py's Generator / patchgan70, timed here in-process
                                 with its own timeit() (as its bench_models does, minus the volume)
   cyclegan_step                 torch_reference.bench_cyclegan
+  dicyc_step                    torch_reference.bench_dicyc (em "single")
 against bench_model's benchmarks of the same names. The comparison is repeated --repeats times,
 alternating the two, and the median ratio (dicyc / PyTorch; below 1 means dicyc is faster) reported.
 
-Peak memory: each side runs its CycleGAN iterations alone in a child process (ours: bench_model
+Peak memory: each side runs its CycleGAN, then its DiCyc, iterations alone in a child process (ours: bench_model
 --benchmark_filter=cyclegan_step; PyTorch: torch_reference.py --only cyclegan) and the child's
 maximum resident set size is read from wait4(), before this script imports torch (a child's
 maximum RSS starts at its parent's size at fork). The baselines (bench_model running nothing; Python
@@ -28,7 +29,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 REF = os.path.join(ROOT, "..", "shared", "bench", "torch_reference.py")
-NAMES = ["G_fwd", "G_fwd_bwd", "D_fwd_bwd", "cyclegan_step"]
+NAMES = ["G_fwd", "G_fwd_bwd", "D_fwd_bwd", "cyclegan_step", "dicyc_step"]
 
 
 def load_ref():
@@ -59,11 +60,13 @@ def torch_times(ref, size, runs):
         D(x).mean().backward()
     out["D_fwd_bwd"] = ref.timeit(dfb, runs)["median_ms"]
     out["cyclegan_step"] = ref.bench_cyclegan(size, max(3, runs // 2))["median_ms"]
+    out["dicyc_step"] = ref.bench_dicyc(size, 3)["median_ms"]
     return out
 
 
 def ours_times(binary, env):
-    res = subprocess.run([binary, "--benchmark_format=json", "--benchmark_min_time=1"], env=env,
+    res = subprocess.run([binary, "--benchmark_format=json", "--benchmark_min_time=1",
+                          "--benchmark_filter=^(G_fwd|G_fwd_bwd|D_fwd_bwd|cyclegan_step|dicyc_step)/"], env=env,
                          capture_output=True, text=True, check=True)
     data = json.loads(res.stdout)
     return {b["name"].replace("/real_time", ""): b["real_time"] for b in data["benchmarks"]}
@@ -89,10 +92,12 @@ def main():
     env = dict(os.environ, DICYC_BENCH_THREADS=str(a.threads), DICYC_BENCH_SIZE=str(a.size))
     # Memory first, while this process is small: a child's maximum RSS starts at its parent's RSS
     # at fork time (Linux keeps the high-water mark across exec).
-    ours_peak = peak_rss_mib([binary, "--benchmark_filter=cyclegan_step", "--benchmark_min_time=1"], env)
+    peaks = {}
+    for model, filt in (("cyclegan", "cyclegan_step"), ("dicyc", "dicyc_step")):
+        peaks[model] = (peak_rss_mib([binary, "--benchmark_filter=^%s/" % filt, "--benchmark_min_time=1"], env),
+                        peak_rss_mib([sys.executable, REF, "--threads", str(a.threads), "--size", str(a.size), "--only",
+                                      model, "--runs", "2"], env))
     ours_base = peak_rss_mib([binary, "--benchmark_filter=^$"], env)
-    torch_peak = peak_rss_mib([sys.executable, REF, "--threads", str(a.threads), "--size", str(a.size), "--only",
-                               "cyclegan", "--runs", "3"], env)
     torch_base = peak_rss_mib([sys.executable, "-c", "import torch, torch.nn"], env)
     import torch
     torch.set_num_threads(a.threads)
@@ -112,13 +117,16 @@ def main():
     for k in NAMES:
         print("| %s | %.1f | %.1f | %.2f |" % (k, last[k][0], last[k][1], statistics.median(ratios[k])))
     print()
-    print("| peak resident memory, CycleGAN training | dicyc MiB | PyTorch MiB | ratio |")
+    print("DiCyc / CycleGAN iteration time: dicyc %.2f, PyTorch %.2f" % (
+        last["dicyc_step"][0] / last["cyclegan_step"][0], last["dicyc_step"][1] / last["cyclegan_step"][1]))
+    print()
+    print("| peak resident memory of training | dicyc MiB | PyTorch MiB | ratio |")
     print("|---|---|---|---|")
-    print("| whole process | %.0f | %.0f | %.2f |" % (ours_peak, torch_peak, ours_peak / torch_peak))
-    print("| above the idle process (%.0f / %.0f MiB) | %.0f | %.0f | %.2f |" % (
-        ours_base, torch_base, ours_peak - ours_base, torch_peak - torch_base,
-        (ours_peak - ours_base) / (torch_peak - torch_base)))
-
+    for model in ("cyclegan", "dicyc"):
+        o, t = peaks[model]
+        print("| %s, whole process | %.0f | %.0f | %.2f |" % (model, o, t, o / t))
+        print("| %s, above the idle process (%.0f / %.0f MiB) | %.0f | %.0f | %.2f |" % (
+            model, ours_base, torch_base, o - ours_base, t - torch_base, (o - ours_base) / (t - torch_base)))
 
 if __name__ == "__main__":
     main()
