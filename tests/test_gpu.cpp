@@ -8,7 +8,9 @@
 #include "dicyc/nn/offset.hpp"
 #include "dicyc/nn/stn.hpp"
 #include "dicyc/tps.hpp"
+#include "dicyc/model/dicyc.hpp"
 #include "gpu/gpu_api.hpp"
+#include "gpu/model_spec.hpp"
 
 #include <cstdio>
 
@@ -238,6 +240,32 @@ BOOST_AUTO_TEST_CASE(deformation_modules_gpu_equal_cpu) {
   BOOST_CHECK_LT(max_abs_diff(r.stn_dsrc, sdx), tol * std::max(1.0, max_abs(sdx)));
   BOOST_CHECK_LT(max_abs_diff(r.stn_dtgt, dt_), tol * std::max(1.0, max_abs(dt_)));
   BOOST_CHECK_LT(max_abs_diff(r.stn_grads, std::vector<double>(gs.grads(), gs.grads() + gs.size())), tol * 10);
+}
+
+// A few training iterations of a CycleGAN and a DiCyc on the GPU against the same on the CPU.
+BOOST_AUTO_TEST_CASE(models_gpu_equal_cpu) {
+  auto& cpu = contexts().cpu;
+  const auto x = random_vec<double>(256, 81), y = random_vec<double>(256, 82, -0.5, 0.5);
+  for (const char* name : {"cyclegan", "nmi-dicyc"}) {
+    BOOST_TEST_CONTEXT(name) {
+      auto m = dicyc::model::make_model<2, float, Eigen::DefaultDevice>(cpu, gpu_api::small_model_options(name));
+      const std::vector<float> xf(x.begin(), x.end()), yf(y.begin(), y.end());
+      dicyc::ConstTensorMap<float, 4> xm(xf.data(), 1, 16, 16, 1), ym(yf.data(), 1, 16, 16, 1);
+      const int iters = 2;
+      std::vector<double> g_total;
+      for (int i = 0; i < iters; ++i) g_total.push_back(m->train_step(xm, ym).g_total);
+      const auto r = gpu_api::model_float(name, iters, x, y);
+      for (int i = 0; i < iters; ++i) BOOST_CHECK_CLOSE(r.g_total[i], g_total[i], 0.1);  // percent
+      auto& g = m->group("g_ab");
+      const std::vector<double> ours(g.values(), g.values() + g.size());
+      // Adam moves every weight by about lr per step; weights whose gradient is rounding noise may
+      // move the other way on the other device, so the bound is 2 lr per step; the mean is tight.
+      BOOST_CHECK_LT(max_abs_diff(r.g_ab, ours), 2 * 2e-4 * iters + 1e-6);
+      double mean = 0;
+      for (std::size_t k = 0; k < ours.size(); ++k) mean += std::abs(r.g_ab[k] - ours[k]);
+      BOOST_CHECK_LT(mean / double(ours.size()), 2e-5);
+    }
+  }
 }
 
 int main(int argc, char** argv) {

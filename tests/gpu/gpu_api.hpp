@@ -74,3 +74,16 @@ ModuleResult modules_float(const long* shape, const std::vector<double>& x, cons
                            const std::vector<double>& stn_params);
 
 }  // namespace gpu_api
+
+namespace gpu_api {
+
+struct ModelRunResult {
+  std::vector<double> g_total, d_total;  // per iteration
+  std::vector<double> g_ab;              // G_AB's parameters after the run
+};
+
+/// `iters` iterations of a small 2-D model on the GPU: the preset `name` (cyclegan, nmi-dicyc, ...)
+/// with ngf 4, 1 block, ndf 4, 1 D layer, 3x3 control grid, seed 1, on x, y of shape (1, 16, 16, 1).
+ModelRunResult model_float(const char* name, int iters, const std::vector<double>& x, const std::vector<double>& y);
+
+}  // namespace gpu_api
