@@ -176,6 +176,7 @@ int main(int argc, char** argv) try {
         std::printf("%s %5d: G %.4f (GAN %.3f/%.3f, cyc %.4f/%.4f, dicyc %.4f/%.4f, align %.4f/%.4f) D %.4f/%.4f\n",
                     name.c_str(), it + 1, L.g_total, L.gan_ab, L.gan_ba, L.cyc_a, L.cyc_b, L.dicyc_a, L.dicyc_b,
                     L.align_a, L.align_b, L.d_a, L.d_b);
+      std::fflush(stdout);
     }
     Result r;
     r.name = name;

@@ -49,14 +49,6 @@ model::CycleGanOptions tiny(std::uint64_t seed = 1) {
       .schedule(optim::ScheduleOptions().lr(2e-3).iterations_per_epoch(4).constant_epochs(50).decay_epochs(50));
 }
 
-std::vector<unsigned char> slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void spit(const std::string& p, const std::vector<unsigned char>& b) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
 
 template <int Dim>
 std::vector<double> train(model::CycleGan<Dim, float, Dev>& m, const std::array<Index, Dim>& sz, int iters, int start = 0) {
@@ -205,7 +197,7 @@ BOOST_AUTO_TEST_CASE(checkpoint_errors_leave_the_model_untouched) {
   model::CycleGan<2, float, Dev> m(cpu(), tiny(7));
   train<2>(m, {16, 16}, 2);
   m.save(path);
-  const auto good = slurp(path);
+  const auto good = dt::read_bytes(path);
   // A model of another configuration.
   model::CycleGan<2, float, Dev> other(cpu(), tiny(7).ndf(8));
   const auto before = all_values(other);
@@ -228,7 +220,7 @@ BOOST_AUTO_TEST_CASE(checkpoint_errors_leave_the_model_untouched) {
     h.resize(n, ' ');
     std::vector<unsigned char> r(good);
     std::memcpy(r.data() + 8, h.data(), n);
-    spit(bad, r);
+    dt::write_bytes(bad, r);
   };
   model::CycleGan<2, float, Dev> fresh(cpu(), tiny(8));
   const auto fresh_before = all_values(fresh);
@@ -241,9 +233,9 @@ BOOST_AUTO_TEST_CASE(checkpoint_errors_leave_the_model_untouched) {
   edit("\"shape\":[4,1,7,7]", "\"shape\":[1,4,7,7]");
   dt::expect_error<SerializationError>([&] { fresh.load(bad); }, "expected F32 [4, 1, 7, 7], but found F32 [1, 4, 7, 7]");
   // Truncated in the data, and garbage.
-  spit(bad, std::vector<unsigned char>(good.begin(), good.end() - 100));
+  dt::write_bytes(bad, std::vector<unsigned char>(good.begin(), good.end() - 100));
   dt::expect_error<SerializationError>([&] { fresh.load(bad); }, "outside the data block");
-  spit(bad, std::vector<unsigned char>(64, 'z'));
+  dt::write_bytes(bad, std::vector<unsigned char>(64, 'z'));
   dt::expect_error<SerializationError>([&] { fresh.load(bad); }, "header length");
   dt::expect_error<IoError>([&] { fresh.load("/tmp/dicyc_no_such_checkpoint"); }, "cannot open");
   BOOST_CHECK(all_values(fresh) == fresh_before);

@@ -24,14 +24,6 @@ const dt::Fixture& fx() {
   return f;
 }
 
-std::vector<unsigned char> slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void spit(const std::string& p, const std::vector<unsigned char>& b) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
 std::string tmp_path(const std::string& name) { return (std::string("/tmp/dicyc_test_") + name); }
 }  // namespace
 
@@ -214,7 +206,7 @@ BOOST_AUTO_TEST_CASE(safetensors_corrupt_files_and_atomic_writes) {
   w.add("w", {10, 10}, a.data());
   const std::string path = tmp_path("st.safetensors");
   w.write(path);
-  const auto good = slurp(path);
+  const auto good = dt::read_bytes(path);
   BOOST_CHECK(io::SafeTensorsFile::read(path).has("w"));
   std::uint64_t n;
   std::memcpy(&n, good.data(), 8);
@@ -249,11 +241,11 @@ BOOST_AUTO_TEST_CASE(safetensors_corrupt_files_and_atomic_writes) {
   dt::expect_error<IoError>([&] { io::SafeTensorsFile::read(tmp_path("does_not_exist")); }, "cannot open");
   // A failed write leaves the old file intact and no temporary behind.
   dt::expect_error<IoError>([&] { w.write("/nonexistent_dir/x.safetensors"); }, "cannot write");
-  spit(path, good);
+  dt::write_bytes(path, good);
   io::SafeTensorsWriter w2;
   w2.add("w", {10, 10}, a.data());
   w2.write(path);  // overwrite goes through a rename
-  BOOST_CHECK(slurp(path) == good);
+  BOOST_CHECK(dt::read_bytes(path) == good);
   std::remove(path.c_str());
 }
 

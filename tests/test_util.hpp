@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -162,6 +164,16 @@ std::vector<double> naive_conv_transpose(const dicyc::ops::ConvOptions<Dim>& o, 
   if (b)
     for (std::size_t i = 0; i < y.size(); ++i) y[i] += (*b)[i % ys[0]];
   return y;
+}
+
+// ----------------------------------------------------------------- files
+inline std::vector<unsigned char> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+inline void write_bytes(const std::string& path, const std::vector<unsigned char>& b) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
 // ----------------------------------------------------------------- gradient check

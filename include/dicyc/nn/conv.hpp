@@ -14,14 +14,17 @@
 
 namespace dicyc::nn {
 
-template <int Dim, class S, class Device>
-class Conv {
+namespace detail {
+
+/// Conv (Transposed = false) and ConvTranspose (true): the same module over the two op families.
+template <int Dim, class S, class Device, bool Transposed>
+class ConvModule {
  public:
   static constexpr int Rank = Dim + 2;
-  Conv(ParameterGroup<S, Device>& group, const std::string& name, ops::ConvOptions<Dim> opts,
-       Init weight_init = Init::Normal002, Init bias_init = Init::Zeros)
+  ConvModule(ParameterGroup<S, Device>& group, const std::string& name, ops::ConvOptions<Dim> opts,
+             Init weight_init = Init::Normal002, Init bias_init = Init::Zeros)
       : group_(&group), opts_(std::move(opts.name(name))) {
-    const auto ws = ops::conv_weight_shape(opts_);
+    const auto ws = Transposed ? ops::conv_transpose_weight_shape(opts_) : ops::conv_weight_shape(opts_);
     std::vector<Index> shape(Rank);
     for (int i = 0; i < Rank; ++i) shape[i] = ws[i];  // (DSizes has no begin() under nvcc)
     weight_ = group.declare(name + ".weight", shape, weight_init);
@@ -29,18 +32,20 @@ class Conv {
   }
 
   const ops::ConvOptions<Dim>& options() const { return opts_; }
-  Shape<Rank> output_shape(const Shape<Rank>& in) const { return ops::conv_output_shape(opts_, in); }
+  Shape<Rank> output_shape(const Shape<Rank>& in) const {
+    return Transposed ? ops::conv_transpose_output_shape(opts_, in) : ops::conv_output_shape(opts_, in);
+  }
   const ParamRef& weight() const { return weight_; }
   const ParamRef& bias() const { return bias_; }
 
   void forward(core::Context<Device>& ctx, const ConstTensorMap<S, Rank>& x, TensorMap<S, Rank>& y) const {
     const auto w = param_cmap<S, Rank>(group_->value(weight_), weight_);
-    if (opts_.bias()) {
-      ConstTensorMap<S, 1> b(group_->value(bias_), opts_.out_channels());
-      ops::conv_forward<Dim, S>(ctx, opts_, x, w, &b, y);
-    } else {
-      ops::conv_forward<Dim, S>(ctx, opts_, x, w, nullptr, y);
-    }
+    const ConstTensorMap<S, 1> b(opts_.bias() ? group_->value(bias_) : nullptr, opts_.out_channels());
+    const ConstTensorMap<S, 1>* bp = opts_.bias() ? &b : nullptr;
+    if constexpr (Transposed)
+      ops::conv_transpose_forward<Dim, S>(ctx, opts_, x, w, bp, y);
+    else
+      ops::conv_forward<Dim, S>(ctx, opts_, x, w, bp, y);
   }
   void backward(core::Context<Device>& ctx, const ConstTensorMap<S, Rank>& x, const ConstTensorMap<S, Rank>& dy,
                 nondeduced_t<TensorMap<S, Rank>>* dx) const {
@@ -48,7 +53,12 @@ class Conv {
     S* gw = group_->grad(weight_);
     auto dwm = param_map<S, Rank>(gw, weight_);
     TensorMap<S, 1> dbm(gw && opts_.bias() ? group_->grad(bias_) : nullptr, opts_.out_channels());
-    ops::conv_backward<Dim, S>(ctx, opts_, x, w, dy, dx, gw ? &dwm : nullptr, gw && opts_.bias() ? &dbm : nullptr);
+    TensorMap<S, Rank>* dwp = gw ? &dwm : nullptr;
+    TensorMap<S, 1>* dbp = gw && opts_.bias() ? &dbm : nullptr;
+    if constexpr (Transposed)
+      ops::conv_transpose_backward<Dim, S>(ctx, opts_, x, w, dy, dx, dwp, dbp);
+    else
+      ops::conv_backward<Dim, S>(ctx, opts_, x, w, dy, dx, dwp, dbp);
   }
 
  private:
@@ -57,51 +67,15 @@ class Conv {
   ParamRef weight_, bias_;
 };
 
-/// ConvTranspose<Dim>: weight (Cin, Cout, k...) in PyTorch's order, named "<name>.weight"; bias (Cout)
-/// "<name>.bias" when the options keep it. Same call contract as Conv.
+}  // namespace detail
+
+/// Conv<Dim>: weight (Cout, Cin, k...) "<name>.weight", bias (Cout) "<name>.bias".
 template <int Dim, class S, class Device>
-class ConvTranspose {
- public:
-  static constexpr int Rank = Dim + 2;
-  ConvTranspose(ParameterGroup<S, Device>& group, const std::string& name, ops::ConvOptions<Dim> opts,
-                Init weight_init = Init::Normal002, Init bias_init = Init::Zeros)
-      : group_(&group), opts_(std::move(opts.name(name))) {
-    const auto ws = ops::conv_transpose_weight_shape(opts_);
-    std::vector<Index> shape(Rank);
-    for (int i = 0; i < Rank; ++i) shape[i] = ws[i];
-    weight_ = group.declare(name + ".weight", shape, weight_init);
-    if (opts_.bias()) bias_ = group.declare(name + ".bias", {opts_.out_channels()}, bias_init);
-  }
-
-  const ops::ConvOptions<Dim>& options() const { return opts_; }
-  Shape<Rank> output_shape(const Shape<Rank>& in) const { return ops::conv_transpose_output_shape(opts_, in); }
-  const ParamRef& weight() const { return weight_; }
-  const ParamRef& bias() const { return bias_; }
-
-  void forward(core::Context<Device>& ctx, const ConstTensorMap<S, Rank>& x, TensorMap<S, Rank>& y) const {
-    const auto w = param_cmap<S, Rank>(group_->value(weight_), weight_);
-    if (opts_.bias()) {
-      ConstTensorMap<S, 1> b(group_->value(bias_), opts_.out_channels());
-      ops::conv_transpose_forward<Dim, S>(ctx, opts_, x, w, &b, y);
-    } else {
-      ops::conv_transpose_forward<Dim, S>(ctx, opts_, x, w, nullptr, y);
-    }
-  }
-  void backward(core::Context<Device>& ctx, const ConstTensorMap<S, Rank>& x, const ConstTensorMap<S, Rank>& dy,
-                nondeduced_t<TensorMap<S, Rank>>* dx) const {
-    const auto w = param_cmap<S, Rank>(group_->value(weight_), weight_);
-    S* gw = group_->grad(weight_);
-    auto dwm = param_map<S, Rank>(gw, weight_);
-    TensorMap<S, 1> dbm(gw && opts_.bias() ? group_->grad(bias_) : nullptr, opts_.out_channels());
-    ops::conv_transpose_backward<Dim, S>(ctx, opts_, x, w, dy, dx, gw ? &dwm : nullptr,
-                                         gw && opts_.bias() ? &dbm : nullptr);
-  }
-
- private:
-  ParameterGroup<S, Device>* group_;
-  ops::ConvOptions<Dim> opts_;
-  ParamRef weight_, bias_;
-};
+using Conv = detail::ConvModule<Dim, S, Device, false>;
+/// ConvTranspose<Dim>: weight (Cin, Cout, k...) in PyTorch's order, named "<name>.weight"; bias
+/// (Cout) "<name>.bias" when the options keep it. Same call contract as Conv.
+template <int Dim, class S, class Device>
+using ConvTranspose = detail::ConvModule<Dim, S, Device, true>;
 
 template <class S, class Device>
 class Linear {
