@@ -314,22 +314,9 @@ class DiCyc : public ModelBase<Dim, S, Device> {
     T dyh = T::zeros(ctx, y_hat.shape()), dxh = T::zeros(ctx, x_hat.shape());
     Map dyhm = dyh.map(), dxhm = dxh.map();
     const double wd = backward ? o.lambda_dicyc() : 0.0;
-    {  // back_x = G~_BA(y^; pose of x), back_y = G~_AB(x^; pose of y)
-      DeformedCache c;
-      const T& back_x = deformed(gba, ba_, y_hat.cmap(), f_x, c);
-      T db = T::zeros(ctx, back_x.shape());
-      Map dbm = db.map();
-      L.dicyc_a = loss::l1<S, Rank>(ctx, back_x.cmap(), x, {&dbm, nullptr, wd});
-      if (backward) deformed_backward(gba, ba_, y_hat.cmap(), f_x, c, db.cmap(), &dyhm, dfx);
-    }
-    {
-      DeformedCache c;
-      const T& back_y = deformed(gab, ab_, x_hat.cmap(), f_y, c);
-      T db = T::zeros(ctx, back_y.shape());
-      Map dbm = db.map();
-      L.dicyc_b = loss::l1<S, Rank>(ctx, back_y.cmap(), y, {&dbm, nullptr, wd});
-      if (backward) deformed_backward(gab, ab_, x_hat.cmap(), f_y, c, db.cmap(), &dxhm, dfy);
-    }
+    // back_x = G~_BA(y^; pose of x), back_y = G~_AB(x^; pose of y)
+    L.dicyc_a = deformed_cycle(gba, ba_, y_hat, f_x, x, wd, backward ? &dyhm : nullptr, dfx);
+    L.dicyc_b = deformed_cycle(gab, ab_, x_hat, f_y, y, wd, backward ? &dxhm : nullptr, dfy);
     if (backward) {
       L.gan_ab = this->gan_generator(this->d_b_, y_hat, dyhm);
       L.gan_ba = this->gan_generator(this->d_a_, x_hat, dxhm);
@@ -345,6 +332,20 @@ class DiCyc : public ModelBase<Dim, S, Device> {
     auto xm = x_hat_out.map();
     ym.device(ctx.device()) = y_hat.cmap();
     xm.device(ctx.device()) = x_hat.cmap();
+  }
+
+  /// weight * |G~(fake; pose of target) - real|_1; with din non-null, its gradient into din (the
+  /// fake) and dtarget (null skips) and into the unfrozen groups.
+  double deformed_cycle(const Gen& g, const Deformer& d, const T& fake, const CMap& target, const CMap& real,
+                        double weight, Map* din, Map* dtarget) {
+    auto& ctx = *this->ctx_;
+    DeformedCache c;
+    const T& back = deformed(g, d, fake.cmap(), target, c);
+    T db = T::zeros(ctx, back.shape());
+    Map dbm = db.map();
+    const double v = loss::l1<S, Rank>(ctx, back.cmap(), real, {&dbm, nullptr, weight});
+    if (din) deformed_backward(g, d, fake.cmap(), target, c, db.cmap(), din, dtarget);
+    return v;
   }
 
   double gan_value(const typename Base::Disc& d, const T& fake) {
