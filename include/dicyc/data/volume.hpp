@@ -97,6 +97,47 @@ inline Volume resample(const Volume& v, const std::array<double, 3>& spacing, In
   return out;
 }
 
+/// Resamples `src` onto the voxel grid of `like` (its dimensions and geometry), through both
+/// volumes' voxel -> world transforms: trilinear (edges held) or nearest. Used to bring a result
+/// computed on a resampled, reoriented grid back onto the source grid.
+inline Volume resample_like(const Volume& src, const Volume& like, Interp interp = Interp::linear) {
+  Volume out = like;
+  const Eigen::Matrix4d m = src.affine().inverse() * like.affine();  // like index -> src index
+  const auto sd = src.dim(), ld = like.dim();
+  const float* s = src.data.data();
+  float* dst = out.data.data();
+  auto at = [&](std::int64_t i, std::int64_t j, std::int64_t k) {
+    i = std::clamp<std::int64_t>(i, 0, sd[0] - 1);
+    j = std::clamp<std::int64_t>(j, 0, sd[1] - 1);
+    k = std::clamp<std::int64_t>(k, 0, sd[2] - 1);
+    return s[i + sd[0] * (j + sd[1] * k)];
+  };
+  std::int64_t n = 0;
+  for (std::int64_t k = 0; k < ld[2]; ++k)
+    for (std::int64_t j = 0; j < ld[1]; ++j)
+      for (std::int64_t i = 0; i < ld[0]; ++i, ++n) {
+        const Eigen::Vector4d p = m * Eigen::Vector4d(static_cast<double>(i), static_cast<double>(j),
+                                                      static_cast<double>(k), 1.0);
+        std::array<double, 3> q;
+        for (int d = 0; d < 3; ++d) q[d] = std::clamp(p[d], 0.0, static_cast<double>(sd[d] - 1));
+        if (interp == Interp::nearest) {
+          dst[n] = at(std::lround(q[0]), std::lround(q[1]), std::lround(q[2]));
+          continue;
+        }
+        const auto i0 = static_cast<std::int64_t>(std::floor(q[0])), j0 = static_cast<std::int64_t>(std::floor(q[1])),
+                   k0 = static_cast<std::int64_t>(std::floor(q[2]));
+        const double wx = q[0] - static_cast<double>(i0), wy = q[1] - static_cast<double>(j0),
+                     wz = q[2] - static_cast<double>(k0);
+        double acc = 0;
+        for (int c = 0; c < 8; ++c) {
+          const double w = ((c & 1) ? wx : 1 - wx) * ((c & 2) ? wy : 1 - wy) * ((c & 4) ? wz : 1 - wz);
+          if (w != 0) acc += w * at(i0 + (c & 1), j0 + ((c >> 1) & 1), k0 + ((c >> 2) & 1));
+        }
+        dst[n] = static_cast<float>(acc);
+      }
+  return out;
+}
+
 /// How the voxel axes of `v` map onto the world (RAS+) axes: new axis i is old axis perm[i],
 /// flipped when flip[i].
 struct Orientation {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cmath>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -88,9 +89,12 @@ class ModelBase {
   void translate_ba(const CMap& y, Map& x) const { g_ba_.infer(*ctx_, y, x); }
 
   // ---------------------------------------------------------------------------------- checkpoints
-  void save(const std::string& path) {
+  /// Writes a checkpoint atomically. `extra` entries are stored as metadata "user.<key>" (the
+  /// tools keep the data preparation and the intensity maps there); load() ignores them.
+  void save(const std::string& path, const std::map<std::string, std::string>& extra = {}) {
     auto& ctx = *ctx_;
     io::SafeTensorsWriter w;
+    for (const auto& [k, v] : extra) w.metadata("user." + k, v);
     w.metadata("format", kFormat);
     w.metadata("format_version", std::to_string(kFormatVersion));
     w.metadata("model", o_.deformation() ? "dicyc" : "cyclegan");
@@ -274,11 +278,22 @@ class ModelBase {
                                      "(two stride-2 levels), but " << what << " has shape " << shape_str(s));
   }
   void check_total(const StepLosses& L) const {
-    DICYC_CHECK(std::isfinite(L.g_total), NumericError,
-                o_.model_name() << ": non-finite generator loss at iteration " << iteration() << " (GAN " << L.gan_ab
-                                << ", " << L.gan_ba << "; cycle " << L.cyc_a << ", " << L.cyc_b << "; deformed cycle "
-                                << L.dicyc_a << ", " << L.dicyc_b << "; alignment " << L.align_a << ", " << L.align_b
-                                << ")");
+    if (std::isfinite(L.g_total)) return;
+    const std::pair<const char*, double> terms[] = {
+        {"gan_ab", L.gan_ab}, {"gan_ba", L.gan_ba},     {"cyc_a", L.cyc_a},   {"cyc_b", L.cyc_b},
+        {"dicyc_a", L.dicyc_a}, {"dicyc_b", L.dicyc_b}, {"id_a", L.id_a},     {"id_b", L.id_b},
+        {"align_a", L.align_a}, {"align_b", L.align_b}};
+    std::string first = "g_total";
+    for (const auto& t : terms)
+      if (!std::isfinite(t.second)) {
+        first = t.first;
+        break;
+      }
+    DICYC_CHECK(false, NumericError,
+                o_.model_name() << ": non-finite loss term '" << first << "' at iteration " << iteration() << " (GAN "
+                                << L.gan_ab << ", " << L.gan_ba << "; cycle " << L.cyc_a << ", " << L.cyc_b
+                                << "; deformed cycle " << L.dicyc_a << ", " << L.dicyc_b << "; alignment "
+                                << L.align_a << ", " << L.align_b << ")");
   }
   double total(const StepLosses& L) const {
     return L.gan_ab + L.gan_ba + o_.lambda_cyc() * (L.cyc_a + L.cyc_b) + o_.lambda_dicyc() * (L.dicyc_a + L.dicyc_b) +

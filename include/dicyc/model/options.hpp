@@ -119,6 +119,57 @@ class ModelOptions {
     return j;
   }
 
+  /// The inverse of to_json(): rebuilds the options a checkpoint was trained with (the tools
+  /// use it, so that synthesis and --resume need no repeated flags). Unknown keys are ignored;
+  /// a missing or mistyped key is a SerializationError naming it.
+  static ModelOptions from_json(const nlohmann::json& j) {
+    auto get = [&](const char* k) -> const nlohmann::json& {
+      DICYC_CHECK(j.is_object() && j.contains(k), SerializationError, "model configuration: missing '" << k << "'");
+      return j.at(k);
+    };
+    try {
+      ModelOptions o;
+      o.generator(nn::GeneratorOptions()
+                      .in_channels(get("in_channels").get<Index>())
+                      .out_channels(get("out_channels").get<Index>())
+                      .ngf(get("ngf").get<Index>())
+                      .n_blocks(get("n_blocks").get<int>())
+                      .tanh(get("tanh").get<bool>()));
+      o.ndf(get("ndf").get<Index>()).n_layers(get("n_layers").get<int>());
+      o.lambda_cyc(get("lambda_cyc").get<double>()).lambda_id(get("lambda_id").get<double>());
+      const std::string align = get("align").get<std::string>();
+      const AlignKind k = parse_align(align);
+      DICYC_CHECK(k != AlignKind::None || align == align_name(AlignKind::None), SerializationError,
+                  "model configuration: unknown alignment '" << align << "'");
+      o.alignment(AlignmentOptions()
+                      .kind(k)
+                      .weight(get("align_weight").get<double>())
+                      .nmi(loss::NmiOptions().bins(get("nmi_bins").get<int>()))
+                      .mind(loss::MindOptions().radius(get("mind_radius").get<int>())));
+      o.adam(optim::AdamOptions().lr(get("lr").get<double>()).betas(get("beta1").get<double>(), get("beta2").get<double>()));
+      o.schedule(optim::ScheduleOptions()
+                     .lr(get("lr").get<double>())
+                     .constant_epochs(get("constant_epochs").get<std::int64_t>())
+                     .decay_epochs(get("decay_epochs").get<std::int64_t>())
+                     .iterations_per_epoch(get("iterations_per_epoch").get<std::int64_t>())
+                     .early_stop(get("early_stop").get<bool>()));
+      o.pool_size(get("pool_size").get<Index>());
+      o.deformation(get("deformation").get<bool>()).lambda_dicyc(get("lambda_dicyc").get<double>());
+      o.control_points(get("control_points").get<Index>()).offset_hidden(get("offset_hidden").get<Index>());
+      const auto& sh = get("stn_hidden");
+      DICYC_CHECK(sh.is_array() && sh.size() == 2, SerializationError, "model configuration: 'stn_hidden' is not a pair");
+      o.stn_hidden(sh[0].get<Index>(), sh[1].get<Index>());
+      const std::string em = get("em").get<std::string>();
+      DICYC_CHECK(em == "single" || em == "sequential", SerializationError, "model configuration: unknown em '" << em << "'");
+      o.em(em == "single" ? EmMode::Single : EmMode::Sequential);
+      o.seed(get("seed").get<std::uint64_t>());
+      return o;
+    } catch (const nlohmann::json::exception& e) {
+      DICYC_CHECK(false, SerializationError, "model configuration: " << e.what());
+    }
+    return {};
+  }
+
  private:
   nn::GeneratorOptions gen_;
   Index ndf_ = 64;

@@ -1,0 +1,64 @@
+// dicyc-synth: translates whole NIfTI volumes with a trained checkpoint.
+//
+//   dicyc-synth --checkpoint run1/checkpoint.safetensors --in mr/ --out pseudo_ct/ [--direction ab]
+//
+// Each input is prepared as in training (resampled, reoriented, normalised with its own
+// percentiles), translated whole (2-D: every axial slice, uncropped; 3-D: overlapping tiles),
+// mapped to the target domain's units with the checkpoint's intensity map (e.g. Hounsfield units),
+// resampled back onto the input's own grid and written with the input's geometry, so it overlays
+// the input in any viewer.
+#include "impl.hpp"
+
+using namespace tools;
+
+namespace {
+
+int main_impl(int argc, char** argv) {
+  cxxopts::Options o("dicyc-synth", "Synthesize whole NIfTI volumes with a dicyc checkpoint");
+  o.add_options()
+    ("checkpoint", "a checkpoint written by dicyc-train", cxxopts::value<std::string>())
+    ("in", "input volumes: a folder, a list file or one file", cxxopts::value<std::string>())
+    ("out", "output folder (one <name>.nii.gz per input)", cxxopts::value<std::string>()->default_value("synth_out"))
+    ("direction", "ab (A -> B) or ba (B -> A)", cxxopts::value<std::string>()->default_value("ab"))
+    ("threads", "CPU threads", cxxopts::value<int>()->default_value("2"))
+    ("batch", "2-D: slices per generator call", cxxopts::value<int>()->default_value("4"))
+    ("tile", "3-D: tile size (multiple of 4); default: the training crop", cxxopts::value<int>()->default_value("0"))
+    ("volume", "the volume to use from 4-D files", cxxopts::value<int>()->default_value("-1"))
+    ("resampled-grid", "write on the resampled RAS+ grid the network saw instead of the input's grid")
+    ("device", "cpu (gpu: not in the tools yet)", cxxopts::value<std::string>()->default_value("cpu"))
+    ("h,help", "this help");
+  const auto r = parse(o, argc, argv);
+  if (r.count("help")) {
+    std::cout << o.help() << "\n";
+    return kOk;
+  }
+  SynthConfig c;
+  c.checkpoint = r.count("checkpoint") ? r["checkpoint"].as<std::string>() : "";
+  c.in = r.count("in") ? r["in"].as<std::string>() : "";
+  require_data("--checkpoint", c.checkpoint);
+  require_data("--in (input volumes)", c.in);
+  c.out = r["out"].as<std::string>();
+  c.direction = r["direction"].as<std::string>();
+  TOOL_REQUIRE(c.direction == "ab" || c.direction == "ba", "--direction must be ab or ba, got '" << c.direction << "'");
+  c.threads = r["threads"].as<int>();
+  TOOL_REQUIRE(c.threads >= 1 && c.threads <= 256, "--threads must be in [1, 256]");
+  c.batch = r["batch"].as<int>();
+  TOOL_REQUIRE(c.batch >= 1 && c.batch <= 4096, "--batch must be >= 1");
+  const int tile = r["tile"].as<int>();
+  TOOL_REQUIRE(tile == 0 || (tile >= 8 && tile % 4 == 0), "--tile must be a multiple of 4, >= 8");
+  c.tile = {tile, tile, tile};
+  c.volume = r["volume"].as<int>();
+  c.same_grid = r.count("resampled-grid") == 0;
+  TOOL_REQUIRE(r["device"].as<std::string>() == "cpu", "--device: this build of the tools runs on the CPU only");
+  const auto f = dicyc::io::SafeTensorsFile::read(c.checkpoint);
+  DICYC_CHECK(f.has_metadata("config") && f.has_metadata("scalar"), dicyc::SerializationError,
+              "'" << c.checkpoint << "' is not a dicyc checkpoint");
+  const DataMeta meta = DataMeta::from_file(f, c.checkpoint);
+  const bool half = f.metadata("scalar") == "F16";
+  if (meta.dim == 2) return half ? run_synth<2, Eigen::half>(c, f, meta) : run_synth<2, float>(c, f, meta);
+  return half ? run_synth<3, Eigen::half>(c, f, meta) : run_synth<3, float>(c, f, meta);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run_tool("dicyc-synth", [&] { return main_impl(argc, argv); }); }

@@ -1,0 +1,163 @@
+// dicyc-train: trains any of the seven models on two unpaired sets of NIfTI volumes.
+//
+//   dicyc-train --domain-a mr/ --domain-b ct/ --model dicyc --out run1
+//   dicyc-train -a mr/ -b ct/ --out run1 --resume        # continues from run1/checkpoint.safetensors
+//
+// Writes into --out: checkpoint.safetensors (atomically, every --checkpoint-every iterations, at
+// the end and on Ctrl-C), losses.csv (every loss term of every iteration), samples/iter_*.png
+// (source | undeformed | deformed | cycle | checkerboard) and report.html (self-contained).
+#include "impl.hpp"
+
+using namespace tools;
+
+namespace {
+
+int main_impl(int argc, char** argv) {
+  cxxopts::Options o("dicyc-train", "Train a DiCyc / CycleGAN-family model on unpaired NIfTI volumes");
+  o.add_options("data")
+    ("a,domain-a", "domain A: a folder of .nii/.nii.gz files, a text file listing them, or one file", cxxopts::value<std::string>())
+    ("b,domain-b", "domain B (as --domain-a)", cxxopts::value<std::string>())
+    ("spacing", "resample to this spacing in mm: 0 keeps the files' spacing, '1.8' or '1,1,2'", cxxopts::value<std::string>()->default_value("0"))
+    ("zscore", "z-score intensities (needs --no-tanh) instead of percentiles -> [-1, 1]")
+    ("percentiles", "low,high percentiles mapped to -1 and 1", cxxopts::value<std::string>()->default_value("0.5,99.5"))
+    ("volume", "the volume to use from 4-D files", cxxopts::value<int>()->default_value("-1"))
+    ("no-reorient", "keep the files' voxel order (default: reorient to RAS+ so axial slices agree)")
+    ("crop", "training crop size (multiple of 4); 3-D: also --crop-z", cxxopts::value<int>()->default_value("128"))
+    ("crop-z", "3-D crop depth (multiple of 4); default: --crop", cxxopts::value<int>()->default_value("0"))
+    ("batch", "images per batch", cxxopts::value<int>()->default_value("1"))
+    ("min-foreground", "2-D: only slices with this foreground fraction", cxxopts::value<double>()->default_value("0.05"))
+    ("no-augment", "no random affine augmentation")
+    ("rotation", "augmentation: max rotation (degrees)", cxxopts::value<double>()->default_value("10"))
+    ("scale", "augmentation: max relative scale change", cxxopts::value<double>()->default_value("0.1"))
+    ("shear", "augmentation: max shear", cxxopts::value<double>()->default_value("0.05"))
+    ("translation", "augmentation: max translation (fraction of the crop)", cxxopts::value<double>()->default_value("0.05"))
+    ("flip", "augmentation: left-right flip probability", cxxopts::value<double>()->default_value("0.5"));
+  o.add_options("model")
+    ("model", "cyclegan, gcc-cyclegan, mind-cyclegan, nmi-cyclegan, dicyc (= nmi-dicyc), gcc-dicyc, mind-dicyc", cxxopts::value<std::string>()->default_value("dicyc"))
+    ("dim", "2 (axial slices) or 3 (patches)", cxxopts::value<int>()->default_value("2"))
+    ("precision", "float or half", cxxopts::value<std::string>()->default_value("float"))
+    ("device", "cpu (gpu: not in the tools yet)", cxxopts::value<std::string>()->default_value("cpu"))
+    ("threads", "CPU threads", cxxopts::value<int>()->default_value("2"))
+    ("ngf", "generator width", cxxopts::value<int>()->default_value("64"))
+    ("ndf", "discriminator width", cxxopts::value<int>()->default_value("64"))
+    ("blocks", "generator residual blocks", cxxopts::value<int>()->default_value("9"))
+    ("d-layers", "discriminator layers", cxxopts::value<int>()->default_value("3"))
+    ("control-points", "DiCyc TPS control points per axis", cxxopts::value<int>()->default_value("6"))
+    ("em", "DiCyc EM step: single or sequential", cxxopts::value<std::string>()->default_value("single"));
+  o.add_options("training")
+    ("iters-per-epoch", "iterations per epoch", cxxopts::value<long long>()->default_value("1000"))
+    ("epochs", "epochs at the constant learning rate", cxxopts::value<long long>()->default_value("100"))
+    ("decay-epochs", "epochs of linear decay to 0", cxxopts::value<long long>()->default_value("100"))
+    ("early-stop", "stop a phase early when the epoch loss stops improving")
+    ("max-iters", "stop after this many iterations in all (0: the schedule's)", cxxopts::value<long long>()->default_value("0"))
+    ("lr", "learning rate", cxxopts::value<double>()->default_value("2e-4"))
+    ("lambda-cyc", "cycle loss weight", cxxopts::value<double>()->default_value("10"))
+    ("lambda-id", "identity loss weight", cxxopts::value<double>()->default_value("0"))
+    ("lambda-dicyc", "deformation-invariant cycle loss weight", cxxopts::value<double>()->default_value("10"))
+    ("align-weight", "alignment loss weight (default: the preset's 0.9)", cxxopts::value<double>()->default_value("-1"))
+    ("seed", "seed", cxxopts::value<unsigned long long>()->default_value("1"));
+  o.add_options("output")
+    ("out", "output folder", cxxopts::value<std::string>()->default_value("dicyc_run"))
+    ("checkpoint-every", "iterations between checkpoints", cxxopts::value<long long>()->default_value("500"))
+    ("sample-every", "iterations between sample grids (0: none)", cxxopts::value<long long>()->default_value("500"))
+    ("log-every", "iterations between progress lines", cxxopts::value<long long>()->default_value("10"))
+    ("resume", "continue from <out>/checkpoint.safetensors")
+    ("no-tanh", "unbounded generator output (for --zscore)")
+    ("h,help", "this help");
+  const auto r = parse(o, argc, argv);
+  if (r.count("help")) {
+    std::cout << o.help() << "\n";
+    return kOk;
+  }
+  TrainConfig c;
+  c.a = r.count("domain-a") ? r["domain-a"].as<std::string>() : "";
+  c.b = r.count("domain-b") ? r["domain-b"].as<std::string>() : "";
+  require_data("--domain-a (domain A data)", c.a);
+  require_data("--domain-b (domain B data)", c.b);
+  c.out = r["out"].as<std::string>();
+  TOOL_REQUIRE(!c.out.empty(), "--out must name a folder");
+  c.model = r["model"].as<std::string>();
+  (void)dicyc::model::ModelOptions::preset(c.model);  // a typo fails here, with the list of names
+  c.dim = r["dim"].as<int>();
+  TOOL_REQUIRE(c.dim == 2 || c.dim == 3, "--dim must be 2 or 3, got " << c.dim);
+  const std::string prec = r["precision"].as<std::string>();
+  TOOL_REQUIRE(prec == "float" || prec == "half", "--precision must be float or half, got '" << prec << "'");
+  c.half = prec == "half";
+  const std::string dev = r["device"].as<std::string>();
+  TOOL_REQUIRE(dev == "cpu" || dev == "gpu", "--device must be cpu or gpu, got '" << dev << "'");
+  TOOL_REQUIRE(dev == "cpu", "--device gpu: this build of the tools runs on the CPU only (the library's CUDA "
+                             "path is used from C++; see the README)");
+  c.threads = r["threads"].as<int>();
+  TOOL_REQUIRE(c.threads >= 1 && c.threads <= 256, "--threads must be in [1, 256], got " << c.threads);
+  const int crop = r["crop"].as<int>(), cz = r["crop-z"].as<int>() > 0 ? r["crop-z"].as<int>() : crop;
+  TOOL_REQUIRE(crop >= 8 && crop % 4 == 0 && crop <= 4096, "--crop must be a multiple of 4 in [8, 4096], got " << crop);
+  TOOL_REQUIRE(cz >= 8 && cz % 4 == 0 && cz <= 4096, "--crop-z must be a multiple of 4 in [8, 4096], got " << cz);
+  c.crop = {crop, crop, c.dim == 3 ? cz : 1};
+  c.batch = r["batch"].as<int>();
+  TOOL_REQUIRE(c.batch >= 1 && c.batch <= 1024, "--batch must be in [1, 1024], got " << c.batch);
+  c.prep.spacing = parse_spacing(r["spacing"].as<std::string>());
+  c.prep.zscore = r.count("zscore") > 0;
+  c.prep.canonical = r.count("no-reorient") == 0;
+  c.prep.volume = r["volume"].as<int>();
+  {
+    const std::string p = r["percentiles"].as<std::string>();
+    char* end = nullptr;
+    c.prep.p_lo = std::strtod(p.c_str(), &end);
+    TOOL_REQUIRE(end && *end == ',', "--percentiles: expected 'low,high', got '" << p << "'");
+    c.prep.p_hi = std::strtod(end + 1, &end);
+    TOOL_REQUIRE(end && *end == '\0' && c.prep.p_lo >= 0 && c.prep.p_lo < c.prep.p_hi && c.prep.p_hi <= 100,
+                 "--percentiles: expected 0 <= low < high <= 100, got '" << p << "'");
+  }
+  c.min_foreground = r["min-foreground"].as<double>();
+  TOOL_REQUIRE(c.min_foreground >= 0 && c.min_foreground < 1, "--min-foreground must be in [0, 1)");
+  c.augment.enabled = r.count("no-augment") == 0;
+  c.augment.rotation = r["rotation"].as<double>();
+  c.augment.scale = r["scale"].as<double>();
+  c.augment.shear = r["shear"].as<double>();
+  c.augment.translation = r["translation"].as<double>();
+  c.augment.flip = r["flip"].as<double>();
+  TOOL_REQUIRE(c.augment.rotation >= 0 && c.augment.rotation <= 180 && c.augment.scale >= 0 && c.augment.scale < 1 &&
+                   c.augment.shear >= 0 && c.augment.shear < 1 && c.augment.translation >= 0 &&
+                   c.augment.translation <= 1 && c.augment.flip >= 0 && c.augment.flip <= 1,
+               "augmentation: rotation in [0, 180], scale and shear in [0, 1), translation and flip in [0, 1]");
+  c.ngf = r["ngf"].as<int>();
+  c.ndf = r["ndf"].as<int>();
+  c.blocks = r["blocks"].as<int>();
+  c.n_layers = r["d-layers"].as<int>();
+  c.control_points = r["control-points"].as<int>();
+  TOOL_REQUIRE(c.ngf >= 1 && c.ndf >= 1 && c.blocks >= 0 && c.n_layers >= 1 && c.control_points >= 2,
+               "--ngf, --ndf, --d-layers must be >= 1, --blocks >= 0, --control-points >= 2");
+  c.em = r["em"].as<std::string>();
+  TOOL_REQUIRE(c.em == "single" || c.em == "sequential", "--em must be single or sequential");
+  c.iterations_per_epoch = r["iters-per-epoch"].as<long long>();
+  c.epochs = r["epochs"].as<long long>();
+  c.decay_epochs = r["decay-epochs"].as<long long>();
+  c.early_stop = r.count("early-stop") > 0;
+  c.max_iters = r["max-iters"].as<long long>();
+  TOOL_REQUIRE(c.iterations_per_epoch >= 1 && c.epochs >= 0 && c.decay_epochs >= 0 && c.epochs + c.decay_epochs >= 1 &&
+                   c.max_iters >= 0,
+               "--iters-per-epoch must be >= 1, --epochs and --decay-epochs >= 0 (not both 0), --max-iters >= 0");
+  c.lr = r["lr"].as<double>();
+  c.lambda_cyc = r["lambda-cyc"].as<double>();
+  c.lambda_id = r["lambda-id"].as<double>();
+  c.lambda_dicyc = r["lambda-dicyc"].as<double>();
+  c.align_weight = r["align-weight"].as<double>();
+  TOOL_REQUIRE(c.lr > 0 && c.lr < 1 && c.lambda_cyc >= 0 && c.lambda_id >= 0 && c.lambda_dicyc >= 0,
+               "--lr must be in (0, 1) and the loss weights >= 0");
+  c.seed = r["seed"].as<unsigned long long>();
+  c.checkpoint_every = r["checkpoint-every"].as<long long>();
+  c.sample_every = r["sample-every"].as<long long>();
+  c.log_every = r["log-every"].as<long long>();
+  TOOL_REQUIRE(c.checkpoint_every >= 0 && c.sample_every >= 0 && c.log_every >= 1,
+               "--checkpoint-every and --sample-every must be >= 0, --log-every >= 1");
+  c.resume = r.count("resume") > 0;
+  const bool tanh = r.count("no-tanh") == 0;
+  TOOL_REQUIRE(!(c.prep.zscore && tanh), "--zscore gives unbounded intensities: add --no-tanh");
+  TOOL_REQUIRE(tanh, "--no-tanh: not available from the tool yet (the presets use the tanh output)");
+  if (c.dim == 2) return c.half ? run_train<2, Eigen::half>(c) : run_train<2, float>(c);
+  return c.half ? run_train<3, Eigen::half>(c) : run_train<3, float>(c);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run_tool("dicyc-train", [&] { return main_impl(argc, argv); }); }

@@ -1,0 +1,368 @@
+// The model-dependent halves of dicyc-train and dicyc-synth, templated on dimension and scalar;
+// each (Dim, Scalar) pair is instantiated in its own translation unit (tools_<dim>_<scalar>.cpp)
+// to keep compile times and memory per file bounded.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "common.hpp"
+#include "dicyc/model.hpp"
+#include "report.hpp"
+
+namespace tools {
+
+struct TrainConfig {
+  std::string a, b, out;
+  std::string model = "dicyc";
+  int dim = 2;
+  bool half = false;
+  int threads = 2;
+  std::array<Index, 3> crop{128, 128, 1};
+  Index batch = 1;
+  dicyc::data::PrepareOptions prep;
+  dicyc::data::AugmentOptions augment;
+  double min_foreground = 0.05;
+  Index ngf = 64, ndf = 64, blocks = 9, control_points = 6;
+  int n_layers = 3;
+  std::int64_t iterations_per_epoch = 1000, epochs = 100, decay_epochs = 100;
+  bool early_stop = false;
+  double lr = 2e-4, lambda_cyc = 10, lambda_id = 0, lambda_dicyc = 10, align_weight = -1;
+  std::uint64_t seed = 1;
+  std::int64_t max_iters = 0, checkpoint_every = 500, sample_every = 500, log_every = 10;
+  bool resume = false;
+  std::string em = "single";
+};
+
+struct SynthConfig {
+  std::string checkpoint, in, out;
+  std::string direction = "ab";
+  int threads = 2;
+  Index batch = 4;
+  std::array<Index, 3> tile{0, 0, 0};  // 0: the training crop
+  int volume = -1;
+  bool same_grid = true;  // write on the source grid (else the resampled canonical grid)
+};
+
+// Set by SIGINT/SIGTERM; the training loop saves and exits at the next iteration boundary.
+inline std::atomic<bool>& stop_flag() {
+  static std::atomic<bool> f{false};
+  return f;
+}
+extern "C" inline void tools_on_signal(int) { stop_flag().store(true); }
+
+template <int Dim, class S>
+struct Runner {
+  using Dev = Eigen::ThreadPoolDevice;
+  using Model = dicyc::model::ModelBase<Dim, S, Dev>;
+  static constexpr int Rank = Dim + 2;
+
+  static dicyc::model::ModelOptions options_of(const TrainConfig& c) {
+    using namespace dicyc;
+    auto o = model::ModelOptions::preset(c.model);
+    o.generator(nn::GeneratorOptions().ngf(c.ngf).n_blocks(static_cast<int>(c.blocks)))
+        .ndf(c.ndf)
+        .n_layers(c.n_layers)
+        .lambda_cyc(c.lambda_cyc)
+        .lambda_id(c.lambda_id)
+        .lambda_dicyc(c.lambda_dicyc)
+        .control_points(c.control_points)
+        .seed(c.seed)
+        .em(c.em == "sequential" ? model::EmMode::Sequential : model::EmMode::Single)
+        .schedule(optim::ScheduleOptions()
+                      .lr(c.lr)
+                      .constant_epochs(c.epochs)
+                      .decay_epochs(c.decay_epochs)
+                      .iterations_per_epoch(c.iterations_per_epoch)
+                      .early_stop(c.early_stop));
+    if (c.align_weight >= 0) o.alignment(model::AlignmentOptions(o.alignment()).weight(c.align_weight));
+    return o;
+  }
+
+  static dicyc::Shape<Rank> shape_of(const std::array<Index, 3>& crop, Index n) {
+    dicyc::Shape<Rank> s;
+    s[0] = 1;
+    for (int d = 0; d < Dim; ++d) s[d + 1] = crop[d];
+    s[Rank - 1] = n;
+    return s;
+  }
+
+  static std::vector<S> to_s(const std::vector<float>& v) {
+    if constexpr (std::is_same_v<S, float>) return v;
+    std::vector<S> r(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) r[i] = S(v[i]);
+    return r;
+  }
+  static std::vector<float> to_f(const std::vector<S>& v) {
+    if constexpr (std::is_same_v<S, float>) return v;
+    std::vector<float> r(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) r[i] = static_cast<float>(v[i]);
+    return r;
+  }
+
+  // --------------------------------------------------------------------------------- training
+  static int train(const TrainConfig& cfg_in) {
+    using namespace dicyc;
+    namespace fs = std::filesystem;
+    TrainConfig cfg = cfg_in;
+    fs::create_directories(cfg.out + "/samples");
+    const std::string ckpt = cfg.out + "/checkpoint.safetensors", csv = cfg.out + "/losses.csv";
+    core::Context<Dev> ctx(cfg.threads);
+
+    model::ModelOptions mo = options_of(cfg);
+    DataMeta meta;
+    meta.dim = Dim;
+    meta.crop = cfg.crop;
+    meta.prep = cfg.prep;
+    std::int64_t start_iter = 0;
+    if (cfg.resume) {
+      TOOL_REQUIRE(fs::exists(ckpt), "--resume: no checkpoint at '" << ckpt << "'");
+      const auto f = io::SafeTensorsFile::read(ckpt);
+      TOOL_REQUIRE(f.has_metadata("config"), "--resume: '" << ckpt << "' is not a dicyc checkpoint");
+      mo = model::ModelOptions::from_json(nlohmann::json::parse(f.metadata("config")));
+      meta = DataMeta::from_file(f, ckpt);
+      TOOL_REQUIRE(meta.dim == Dim, "--resume: the checkpoint holds a " << meta.dim << "-D model, but --dim is " << Dim);
+      std::printf("resuming from %s (its model and data settings are used)\n", ckpt.c_str());
+    }
+    std::printf("model %s, %d-D, %s, %d threads\n%s\n", mo.model_name().c_str(), Dim,
+                std::is_same_v<S, float> ? "float" : "half", cfg.threads, mo.to_json().dump().c_str());
+
+    // Data: both domains prepared up front, then sampled by the loader thread.
+    std::printf("loading domain A from %s, domain B from %s\n", cfg.a.c_str(), cfg.b.c_str());
+    std::fflush(stdout);
+    auto dom_a = std::make_shared<data::Domain>(data::Domain::load(data::list_volumes(cfg.a), meta.prep, cfg.min_foreground));
+    auto dom_b = std::make_shared<data::Domain>(data::Domain::load(data::list_volumes(cfg.b), meta.prep, cfg.min_foreground));
+    if (!cfg.resume) {
+      meta.map_a = dom_a->reference_map();
+      meta.map_b = dom_b->reference_map();
+    }
+    for (const auto* d : {dom_a.get(), dom_b.get()})
+      for (const auto& v : d->volumes) {
+        const auto dm = v.volume.dim();
+        for (int k = 0; k < Dim; ++k)
+          if (meta.crop[k] > dm[k])
+            std::printf("note: %s is %lld voxels along axis %d, smaller than the crop %lld; padded with background\n",
+                        v.path.c_str(), static_cast<long long>(dm[k]), k, static_cast<long long>(meta.crop[k]));
+      }
+    std::printf("domain A: %zu volumes, domain B: %zu volumes\n", dom_a->volumes.size(), dom_b->volumes.size());
+
+    auto m = model::make_model<Dim, S, Dev>(ctx, mo);
+    if (cfg.resume) {
+      m->load(ckpt);
+      start_iter = m->iteration();
+      truncate_csv(csv, start_iter);
+    }
+    const std::int64_t total = mo.schedule().iterations_per_epoch() *
+                               (mo.schedule().constant_epochs() + mo.schedule().decay_epochs());
+    const std::int64_t goal = cfg.max_iters > 0 ? std::min(total, cfg.max_iters) : total;
+    data::SamplerOptions so;
+    so.dim = Dim;
+    so.crop = meta.crop;
+    so.batch = cfg.batch;
+    so.augment = cfg.augment;
+    so.seed = cfg.seed * 1000003ULL + static_cast<std::uint64_t>(start_iter);
+    data::Loader loader(data::Sampler(dom_a, dom_b, so), 2);
+
+    std::ofstream log(csv, std::ios::app);
+    TOOL_REQUIRE(log, "cannot write '" << csv << "'");
+    if (start_iter == 0 || fs::file_size(csv) == 0)
+      log << "iteration,epoch,lr,g_total,gan_ab,gan_ba,cyc_a,cyc_b,dicyc_a,dicyc_b,id_a,id_b,align_a,align_b,d_a,d_b,"
+             "seconds\n";
+    std::signal(SIGINT, tools_on_signal);
+    std::signal(SIGTERM, tools_on_signal);
+
+    const auto shape = shape_of(meta.crop, cfg.batch);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto last_print = t0;
+    std::int64_t done_here = 0;
+    model::StepLosses L;
+    auto save = [&] {
+      m->save(ckpt, meta.to_metadata());
+      write_report(cfg.out, mo.model_name(), mo.to_json().dump(2));
+    };
+    while (!m->done() && m->iteration() < goal && !stop_flag().load()) {
+      const data::Batch bt = loader.next();
+      const std::vector<S> xs = to_s(bt.a), ys = to_s(bt.b);
+      ConstTensorMap<S, Rank> x(xs.data(), shape), y(ys.data(), shape);
+      try {
+        L = m->train_step(x, y);
+      } catch (const NumericError& e) {
+        log.flush();
+        std::fprintf(stderr, "\ndicyc-train: %s\ntraining stopped; the last good checkpoint (%s) is kept\n", e.what(),
+                     fs::exists(ckpt) ? ckpt.c_str() : "none yet");
+        write_report(cfg.out, mo.model_name(), mo.to_json().dump(2));
+        return kNonFinite;
+      }
+      ++done_here;
+      const std::int64_t it = m->iteration();
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      char row[512];
+      std::snprintf(row, sizeof row, "%lld,%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f\n",
+                    static_cast<long long>(it), static_cast<long long>(m->schedule().epoch()), L.lr, L.g_total, L.gan_ab,
+                    L.gan_ba, L.cyc_a, L.cyc_b, L.dicyc_a, L.dicyc_b, L.id_a, L.id_b, L.align_a, L.align_b, L.d_a, L.d_b,
+                    secs);
+      log << row;
+      const auto now = std::chrono::steady_clock::now();
+      if (it % cfg.log_every == 0 || it == goal || std::chrono::duration<double>(now - last_print).count() > 10) {
+        last_print = now;
+        log.flush();
+        const double rate = static_cast<double>(done_here) / std::max(1e-9, secs);
+        const double eta = static_cast<double>(goal - it) / std::max(1e-9, rate);
+        std::printf("it %lld/%lld ep %lld  %.2f it/s  ETA %s | G %.4f gan %.3f/%.3f cyc %.4f/%.4f", static_cast<long long>(it),
+                    static_cast<long long>(goal), static_cast<long long>(m->schedule().epoch()), rate,
+                    format_duration(eta).c_str(), L.g_total, L.gan_ab, L.gan_ba, L.cyc_a, L.cyc_b);
+        if (mo.deformation()) std::printf(" dicyc %.4f/%.4f", L.dicyc_a, L.dicyc_b);
+        if (mo.alignment().kind() != model::AlignKind::None) std::printf(" align %.4f/%.4f", L.align_a, L.align_b);
+        std::printf(" | D %.4f/%.4f lr %.3g\n", L.d_a, L.d_b, L.lr);
+        std::fflush(stdout);
+      }
+      if (cfg.sample_every > 0 && it % cfg.sample_every == 0) write_sample(*m, bt, shape, cfg.out, it);
+      if (cfg.checkpoint_every > 0 && it % cfg.checkpoint_every == 0) {
+        log.flush();
+        save();
+      }
+    }
+    log.flush();
+    const bool interrupted = stop_flag().load();
+    save();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("%s at iteration %lld after %.1f s (%.3f s/iteration, the loader kept the step waiting %.2f s in all); "
+                "checkpoint %s, report %s/report.html\n",
+                interrupted ? "interrupted: saved" : "done", static_cast<long long>(m->iteration()), secs,
+                done_here ? secs / static_cast<double>(done_here) : 0.0, loader.waited_seconds(), ckpt.c_str(),
+                cfg.out.c_str());
+    return interrupted ? kInterrupted : kOk;
+  }
+
+  static void truncate_csv(const std::string& csv, std::int64_t upto) {
+    std::ifstream in(csv);
+    if (!in) return;
+    std::string line, kept;
+    bool header = true;
+    while (std::getline(in, line)) {
+      if (header) {
+        kept += line + "\n";
+        header = false;
+        continue;
+      }
+      const long long it = std::atoll(line.c_str());
+      if (it > 0 && it <= upto && !line.empty()) kept += line + "\n";
+    }
+    in.close();
+    dicyc::io::SafeTensorsWriter::write_file_atomic(csv, std::vector<unsigned char>(kept.begin(), kept.end()));
+  }
+
+  /// source | undeformed | deformed (DiCyc) | cycle | checkerboard, for A -> B and B -> A.
+  static void write_sample(Model& m, const dicyc::data::Batch& bt, const dicyc::Shape<Rank>& shape_n,
+                           const std::string& out, std::int64_t it) {
+    using namespace dicyc;
+    const Index cx = bt.crop[0], cy = bt.crop[1], cz = Dim == 3 ? bt.crop[2] : 1, per = cx * cy * cz;
+    Shape<Rank> s = shape_n;
+    s[Rank - 1] = 1;
+    auto run = [&](const std::vector<float>& in, bool ab) {
+      const std::vector<S> xs = to_s(in);
+      std::vector<S> ys(xs.size());
+      ConstTensorMap<S, Rank> x(xs.data(), s);
+      TensorMap<S, Rank> y(ys.data(), s);
+      if (ab) m.translate_ab(x, y);
+      else m.translate_ba(x, y);
+      return to_f(ys);
+    };
+    auto mid = [&](const std::vector<float>& v) { return panel_of(v.data() + (cz / 2) * cx * cy, cx, cy); };
+    std::vector<std::vector<Panel>> rows;
+    for (bool ab : {true, false}) {
+      const std::vector<float> src(ab ? bt.a.begin() : bt.b.begin(), (ab ? bt.a.begin() : bt.b.begin()) + per);
+      const std::vector<float> other(ab ? bt.b.begin() : bt.a.begin(), (ab ? bt.b.begin() : bt.a.begin()) + per);
+      const std::vector<float> fake = run(src, ab), cyc = run(fake, !ab);
+      Panel deformed{cx, cy, std::vector<float>(static_cast<std::size_t>(cx * cy), -1.0f)};
+      if (auto* d = dynamic_cast<model::DiCyc<Dim, S, Eigen::ThreadPoolDevice>*>(&m); d && ab) {
+        const std::vector<S> xs = to_s(src), os = to_s(other);
+        std::vector<S> yh(xs.size());
+        ConstTensorMap<S, Rank> x(xs.data(), s), o(os.data(), s);
+        TensorMap<S, Rank> y(yh.data(), s);
+        d->deform_ab(x, o, y);
+        deformed = mid(to_f(yh));
+      }
+      rows.push_back({mid(src), mid(fake), deformed, mid(cyc), checkerboard(mid(src), mid(fake))});
+    }
+    char name[64];
+    std::snprintf(name, sizeof name, "/samples/iter_%07lld.png", static_cast<long long>(it));
+    write_grid(out + name, rows);
+  }
+
+  static std::string format_duration(double s) {
+    if (!std::isfinite(s) || s < 0) return "?";
+    const long long t = std::llround(s);
+    char b[32];
+    if (t >= 3600) std::snprintf(b, sizeof b, "%lldh%02lldm", t / 3600, (t / 60) % 60);
+    else std::snprintf(b, sizeof b, "%lldm%02llds", t / 60, t % 60);
+    return b;
+  }
+
+  // --------------------------------------------------------------------------------- synthesis
+  static int synth(const SynthConfig& cfg, const dicyc::io::SafeTensorsFile& f, const DataMeta& meta) {
+    using namespace dicyc;
+    namespace fs = std::filesystem;
+    core::Context<Dev> ctx(cfg.threads);
+    const auto mo = model::ModelOptions::from_json(nlohmann::json::parse(f.metadata("config")));
+    auto m = model::make_model<Dim, S, Dev>(ctx, mo);
+    m->load_weights(cfg.checkpoint);
+    const bool ab = cfg.direction == "ab";
+    const data::IntensityMap target = ab ? meta.map_b : meta.map_a;
+    std::array<Index, 3> tile = meta.crop;
+    for (int d = 0; d < 3; ++d)
+      if (cfg.tile[d] > 0) tile[d] = cfg.tile[d];
+    fs::create_directories(cfg.out);
+    data::PrepareOptions prep = meta.prep;
+    prep.volume = cfg.volume;
+    const auto inputs = data::list_volumes(cfg.in);
+    std::printf("%s: %zu volume(s), %s, %d-D, target units from the checkpoint's %s map (%s)\n", cfg.checkpoint.c_str(),
+                inputs.size(), ab ? "A -> B" : "B -> A", Dim, ab ? "B" : "A", target.to_string().c_str());
+    for (const auto& path : inputs) {
+      const auto t0 = std::chrono::steady_clock::now();
+      io::NiftiReadOptions ro;
+      ro.volume = cfg.volume;
+      const io::Volume source = io::read_nifti(path, ro);
+      const data::Prepared p = data::prepare(path, prep);
+      Translate tr = [&](const std::vector<float>& in, std::vector<float>& out, const std::array<Index, 4>& sh) {
+        Shape<Rank> s;
+        s[0] = 1;
+        for (int d = 0; d < Dim; ++d) s[d + 1] = sh[d];
+        s[Rank - 1] = sh[3];
+        const std::vector<S> xs = to_s(in);
+        std::vector<S> ys(xs.size());
+        ConstTensorMap<S, Rank> x(xs.data(), s);
+        TensorMap<S, Rank> y(ys.data(), s);
+        if (ab) m->translate_ab(x, y);
+        else m->translate_ba(x, y);
+        out = to_f(ys);
+      };
+      io::Volume result = p.volume;
+      result.data = synthesize(p.volume.data, p.background, Dim, tr, cfg.batch, tile);
+      target.invert(result.data);
+      if (cfg.same_grid) result = data::resample_like(result, source);
+      result.descrip = "dicyc " + mo.model_name() + (ab ? " A->B" : " B->A");
+      const std::string name = strip_nifti_ext(fs::path(path).filename().string());
+      const std::string outp = cfg.out + "/" + name + ".nii.gz";
+      io::write_nifti(outp, result);
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const auto d = result.dim();
+      std::printf("  %s -> %s (%lld x %lld x %lld, %.1f s)\n", path.c_str(), outp.c_str(), static_cast<long long>(d[0]),
+                  static_cast<long long>(d[1]), static_cast<long long>(d[2]), secs);
+      std::fflush(stdout);
+    }
+    return kOk;
+  }
+};
+
+// Instantiated in tools_<dim>_<scalar>.cpp.
+template <int Dim, class S>
+int run_train(const TrainConfig& c);
+template <int Dim, class S>
+int run_synth(const SynthConfig& c, const dicyc::io::SafeTensorsFile& f, const DataMeta& meta);
+
+}  // namespace tools

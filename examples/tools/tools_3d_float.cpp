@@ -1,0 +1,13 @@
+// dicyc-train and dicyc-synth for 3-D float models (one instantiation per translation unit).
+#include "impl.hpp"
+
+namespace tools {
+template <>
+int run_train<3, float>(const TrainConfig& c) {
+  return Runner<3, float>::train(c);
+}
+template <>
+int run_synth<3, float>(const SynthConfig& c, const dicyc::io::SafeTensorsFile& f, const DataMeta& m) {
+  return Runner<3, float>::synth(c, f, m);
+}
+}  // namespace tools
