@@ -239,6 +239,7 @@ BOOST_AUTO_TEST_CASE(four_d_needs_a_volume) {
   TmpDir tmp;
   const std::string f = write_reference<float>(tmp("4d.nii.gz"), {3, 4, 5, 3}, NIFTI_TYPE_FLOAT32, 1, 0);
   expect_error<IoError>([&] { io::read_nifti(f); }, "3 volumes; dicyc works on 3-D volumes, so name one");
+  BOOST_TEST(io::nifti_volumes(f) == 3);
   for (int vol = 0; vol < 3; ++vol) {
     io::NiftiReadOptions o;
     o.volume = vol;

@@ -63,6 +63,7 @@ int main_impl(int argc, char** argv) {
     ("log-every", "iterations between progress lines", cxxopts::value<long long>()->default_value("10"))
     ("resume", "continue from <out>/checkpoint.safetensors")
     ("no-tanh", "unbounded generator output (for --zscore)")
+    ("debug-nan-at", "testing hook: put a NaN into domain A's batch at this iteration", cxxopts::value<long long>()->default_value("0"))
     ("h,help", "this help");
   const auto r = parse(o, argc, argv);
   if (r.count("help")) {
@@ -151,6 +152,7 @@ int main_impl(int argc, char** argv) {
   TOOL_REQUIRE(c.checkpoint_every >= 0 && c.sample_every >= 0 && c.log_every >= 1,
                "--checkpoint-every and --sample-every must be >= 0, --log-every >= 1");
   c.resume = r.count("resume") > 0;
+  c.debug_nan_at = r["debug-nan-at"].as<long long>();
   const bool tanh = r.count("no-tanh") == 0;
   TOOL_REQUIRE(!(c.prep.zscore && tanh), "--zscore gives unbounded intensities: add --no-tanh");
   TOOL_REQUIRE(tanh, "--no-tanh: not available from the tool yet (the presets use the tanh output)");

@@ -6,6 +6,9 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cerrno>
+
+#include <signal.h>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -36,6 +39,7 @@ struct TrainConfig {
   std::int64_t max_iters = 0, checkpoint_every = 500, sample_every = 500, log_every = 10;
   bool resume = false;
   std::string em = "single";
+  std::int64_t debug_nan_at = 0;  // testing hook: a NaN in domain A's batch at this iteration
 };
 
 struct SynthConfig {
@@ -111,6 +115,8 @@ struct Runner {
     TrainConfig cfg = cfg_in;
     fs::create_directories(cfg.out + "/samples");
     const std::string ckpt = cfg.out + "/checkpoint.safetensors", csv = cfg.out + "/losses.csv";
+    remove_stale_temporaries(cfg.out);
+    remove_stale_temporaries(cfg.out + "/samples");
     core::Context<Dev> ctx(cfg.threads);
 
     model::ModelOptions mo = options_of(cfg);
@@ -186,7 +192,9 @@ struct Runner {
     };
     while (!m->done() && m->iteration() < goal && !stop_flag().load()) {
       const data::Batch bt = loader.next();
-      const std::vector<S> xs = to_s(bt.a), ys = to_s(bt.b);
+      std::vector<S> xs = to_s(bt.a);
+      const std::vector<S> ys = to_s(bt.b);
+      if (cfg.debug_nan_at > 0 && m->iteration() + 1 == cfg.debug_nan_at) xs[0] = S(std::nanf(""));
       ConstTensorMap<S, Rank> x(xs.data(), shape), y(ys.data(), shape);
       try {
         L = m->train_step(x, y);
@@ -236,6 +244,20 @@ struct Runner {
                 done_here ? secs / static_cast<double>(done_here) : 0.0, loader.waited_seconds(), ckpt.c_str(),
                 cfg.out.c_str());
     return interrupted ? kInterrupted : kOk;
+  }
+
+  /// Atomic writes go through "<file>.tmp.<pid>"; a process killed mid-write leaves one behind.
+  /// Remove those whose writer is gone (they are never read).
+  static void remove_stale_temporaries(const std::string& dir) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      const std::string n = e.path().filename().string();
+      const auto at = n.rfind(".tmp.");
+      if (at == std::string::npos) continue;
+      const long pid = std::atol(n.c_str() + at + 5);
+      if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) fs::remove(e.path(), ec);
+    }
   }
 
   static void truncate_csv(const std::string& csv, std::int64_t upto) {
@@ -325,7 +347,7 @@ struct Runner {
     for (const auto& path : inputs) {
       const auto t0 = std::chrono::steady_clock::now();
       io::NiftiReadOptions ro;
-      ro.volume = cfg.volume;
+      ro.volume = cfg.volume >= 0 && io::nifti_volumes(path) > 1 ? cfg.volume : -1;
       const io::Volume source = io::read_nifti(path, ro);
       const data::Prepared p = data::prepare(path, prep);
       Translate tr = [&](const std::vector<float>& in, std::vector<float>& out, const std::array<Index, 4>& sh) {

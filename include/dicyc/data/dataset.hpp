@@ -89,7 +89,7 @@ struct PrepareOptions {
   bool canonical = true;                   // reorient to RAS+
   bool zscore = false;                     // default: percentiles -> [-1, 1]
   double p_lo = 0.5, p_hi = 99.5;
-  int volume = -1;                         // for 4-D files
+  int volume = -1;                         // for 4-D files (3-D files ignore it)
 };
 
 /// A volume ready for the networks, with the map back to source units.
@@ -102,7 +102,7 @@ struct Prepared {
 
 inline Prepared prepare(const std::string& path, const PrepareOptions& o) {
   io::NiftiReadOptions ro;
-  ro.volume = o.volume;
+  ro.volume = o.volume >= 0 && io::nifti_volumes(path) > 1 ? o.volume : -1;
   Prepared p;
   p.path = path;
   p.volume = io::read_nifti(path, ro);

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# End-to-end tests of the command-line tools on synthetic phantoms (tests/tools/make_phantoms.cpp):
+# bad flags exit 2 with a message; training, resume, Ctrl-C, SIGKILL at random moments, a
+# non-finite loss; 2-D/3-D/half; synthesis on the input's grid; evaluation; deformation.
+#   test_tools.sh BIN_DIR PHANTOM_TOOL WORK_DIR
+set -uo pipefail
+BIN=$1; MAKE=$2; WORK=$3
+rm -rf "$WORK"; mkdir -p "$WORK"
+"$MAKE" "$WORK/ph" >/dev/null || { echo "FAIL: make_phantoms"; exit 1; }
+fails=0
+check() {  # check NAME EXPECTED_RC NEEDLE -- command...
+  local name=$1 want=$2 needle=$3; shift 4
+  local out; out=$("$@" 2>&1); local rc=$?
+  if [[ $rc -ne $want ]]; then echo "FAIL $name: exit $rc, expected $want"; echo "$out" | tail -5; fails=$((fails+1)); return; fi
+  if [[ -n $needle && $out != *"$needle"* ]]; then echo "FAIL $name: output lacks '$needle'"; echo "$out" | tail -5; fails=$((fails+1)); return; fi
+  echo "ok   $name"
+}
+T="$BIN/dicyc-train"; S="$BIN/dicyc-synth"; E="$BIN/dicyc-eval"; D="$BIN/dicyc-deform"
+A="$WORK/ph/a"; B="$WORK/ph/b"
+TINY=(--ngf 4 --blocks 1 --ndf 8 --d-layers 2 --crop 16 --threads 1 --log-every 1)
+
+# ---------------------------------------------------------------- bad flags: exit 2
+check "train: unknown flag" 2 "itres" -- "$T" -a "$A" -b "$B" --itres 5
+check "train: negative crop" 2 "--crop must be a multiple of 4" -- "$T" -a "$A" -b "$B" --crop -8
+check "train: odd crop" 2 "--crop must be a multiple of 4" -- "$T" -a "$A" -b "$B" --crop 30
+check "train: missing data folder" 2 "does not exist" -- "$T" -a "$WORK/nope" -b "$B"
+check "train: no domain B" 2 "--domain-b (domain B data) is required" -- "$T" -a "$A"
+check "train: model typo" 2 "unknown model 'cyclegn'" -- "$T" -a "$A" -b "$B" --model cyclegn
+check "train: gpu without CUDA" 2 "CPU only" -- "$T" -a "$A" -b "$B" --device gpu
+check "train: bad dim" 2 "--dim must be 2 or 3" -- "$T" -a "$A" -b "$B" --dim 4
+check "train: not a number" 2 "" -- "$T" -a "$A" -b "$B" --lr fast
+check "train: stray argument" 2 "unexpected argument" -- "$T" -a "$A" -b "$B" extra
+check "train: bad spacing" 2 "--spacing" -- "$T" -a "$A" -b "$B" --spacing 1,2
+check "train: resume without checkpoint" 2 "no checkpoint" -- "$T" -a "$A" -b "$B" --out "$WORK/empty" --resume
+check "synth: missing checkpoint" 2 "does not exist" -- "$S" --checkpoint "$WORK/none.safetensors" --in "$A"
+check "synth: bad direction" 2 "--direction must be ab or ba" -- "$S" --checkpoint "$A/subj0.nii.gz" --in "$A" --direction up
+check "eval: neither truth nor source" 2 "neither" -- "$E" --pred "$A"
+check "deform: bad dim" 2 "--dim must be 2 or 3" -- "$D" --in "$B" --dim 5
+check "help exits 0" 0 "Usage" -- "$T" --help
+
+# ---------------------------------------------------------------- corrupt input: exit 1, named
+check "train: corrupt volume" 1 "corrupt.nii.gz" -- "$T" -a "$WORK/ph/bad" -b "$B" "${TINY[@]}" --max-iters 1 --out "$WORK/bad"
+check "train: 4-D without --volume" 1 "name one" -- "$T" -a "$WORK/ph/four_d.nii" -b "$B" "${TINY[@]}" --max-iters 1 --out "$WORK/4d"
+check "train: 4-D with --volume" 0 "done at iteration 1" -- "$T" -a "$WORK/ph/four_d.nii" -b "$B" --volume 1 "${TINY[@]}" --max-iters 1 --out "$WORK/4d"
+
+# ---------------------------------------------------------------- 2-D training, resume, report
+R="$WORK/run2d"
+check "train 2-D dicyc" 0 "done at iteration 6" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --spacing 1.5 --max-iters 6 --checkpoint-every 3 --sample-every 3 --out "$R"
+for f in checkpoint.safetensors losses.csv report.html samples/iter_0000003.png samples/iter_0000006.png; do
+  [[ -s "$R/$f" ]] && echo "ok   run2d/$f" || { echo "FAIL missing $R/$f"; fails=$((fails+1)); }
+done
+[[ $(wc -l < "$R/losses.csv") -eq 7 ]] && echo "ok   losses.csv has 6 rows" || { echo "FAIL losses.csv rows"; fails=$((fails+1)); }
+grep -q "data:image/png;base64," "$R/report.html" && grep -q "<svg" "$R/report.html" && echo "ok   report is self-contained" || { echo "FAIL report"; fails=$((fails+1)); }
+check "resume 2-D" 0 "done at iteration 9" -- "$T" -a "$A" -b "$B" --out "$R" --resume --max-iters 9 --threads 1
+[[ $(cut -d, -f1 "$R/losses.csv" | tail -n +2 | tr '\n' ' ') == "1 2 3 4 5 6 7 8 9 " ]] && echo "ok   resumed log continues 1..9" || { echo "FAIL resumed log: $(cut -d, -f1 "$R/losses.csv" | tr '\n' ' ')"; fails=$((fails+1)); }
+
+# ---------------------------------------------------------------- synthesis on the input's grid, evaluation
+check "synth 2-D" 0 "subj2.nii.gz" -- "$S" --checkpoint "$R/checkpoint.safetensors" --in "$A" --out "$WORK/syn2d" --threads 1
+check "eval alignment (same grid as the source)" 0 "mean +- sd" -- "$E" --pred "$WORK/syn2d" --source "$A" --out "$WORK/ev_align"
+check "synth B->A" 0 "B -> A" -- "$S" --checkpoint "$R/checkpoint.safetensors" --in "$B/subj1.nii" --out "$WORK/syn2d_ba" --direction ba --threads 1
+check "eval vs truth with t-test" 0 "Paired t-tests" -- "$E" --pred "$WORK/syn2d" --truth "$A" --pred2 "$A" --names dicyc,identity --out "$WORK/ev_truth"
+[[ -s "$WORK/ev_truth/summary.csv" && -s "$WORK/ev_truth/summary.md" && -s "$WORK/ev_truth/checker_subj0.png" ]] && echo "ok   eval outputs" || { echo "FAIL eval outputs"; fails=$((fails+1)); }
+mkdir -p "$WORK/mismatch"; cp "$B/subj0.nii" "$WORK/mismatch/subj0.nii"
+check "eval grid mismatch" 1 "must share a grid" -- "$E" --pred "$WORK/mismatch" --truth "$A" --out "$WORK/ev_bad"
+
+# ---------------------------------------------------------------- Ctrl-C saves; SIGKILL never corrupts
+"$T" -a "$A" -b "$B" "${TINY[@]}" --max-iters 100000 --checkpoint-every 1000 --sample-every 0 --out "$WORK/int" >/dev/null 2>&1 &
+pid=$!; sleep 3; kill -INT $pid; wait $pid; rc=$?
+if [[ $rc -eq 130 && -s "$WORK/int/checkpoint.safetensors" ]]; then echo "ok   Ctrl-C saved (exit 130)"; else echo "FAIL Ctrl-C: exit $rc"; fails=$((fails+1)); fi
+K="$WORK/kill"
+"$T" -a "$A" -b "$B" "${TINY[@]}" --max-iters 2 --out "$K" >/dev/null 2>&1
+for round in 1 2 3 4; do
+  "$T" -a "$A" -b "$B" --out "$K" --resume --threads 1 --max-iters 100000 --checkpoint-every 1 --sample-every 1 >/dev/null 2>&1 &
+  pid=$!; sleep "0.$((RANDOM % 9 + 1))$((round % 2))"; sleep 1; kill -KILL $pid; wait $pid 2>/dev/null
+done
+check "resume after SIGKILLs" 0 "done at iteration" -- bash -c "it=\$(tail -1 '$K/losses.csv' | cut -d, -f1); '$T' -a '$A' -b '$B' --out '$K' --resume --threads 1 --max-iters \$((it + 3)) --sample-every 0"
+ls "$K" "$K/samples" | grep -q "\.tmp\." && { echo "FAIL a stale temporary file remains"; fails=$((fails+1)); }
+
+# ---------------------------------------------------------------- non-finite loss: exit 3, checkpoint kept
+N="$WORK/nan"
+check "non-finite loss" 3 "non-finite loss term 'gan_ab' at iteration 4" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --model cyclegan --max-iters 10 --checkpoint-every 2 --debug-nan-at 5 --out "$N"
+check "checkpoint before the NaN resumes" 0 "done at iteration 6" -- "$T" -a "$A" -b "$B" --out "$N" --resume --max-iters 6 --threads 1
+
+# ---------------------------------------------------------------- 3-D, half, the other models
+check "train 3-D" 0 "done at iteration 2" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --dim 3 --crop-z 16 --max-iters 2 --out "$WORK/run3d"
+check "synth 3-D tiles" 0 "subj0.nii" -- "$S" --checkpoint "$WORK/run3d/checkpoint.safetensors" --in "$B/subj0.nii" --direction ba --tile 16 --out "$WORK/syn3d" --threads 1
+check "eval 3-D output on the input grid" 0 "mean +- sd" -- "$E" --pred "$WORK/syn3d" --source "$B/subj0.nii" --out "$WORK/ev3d"
+check "train half" 0 "done at iteration 2" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --precision half --max-iters 2 --out "$WORK/half"
+check "synth half" 0 "subj0" -- "$S" --checkpoint "$WORK/half/checkpoint.safetensors" --in "$A/subj0.nii.gz" --out "$WORK/synhalf" --threads 1
+check "train mind-cyclegan" 0 "mind-cyclegan" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --model mind-cyclegan --max-iters 1 --out "$WORK/mind"
+check "train gcc-dicyc sequential" 0 "gcc-dicyc" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --model gcc-dicyc --em sequential --max-iters 1 --out "$WORK/gcc"
+
+# ---------------------------------------------------------------- deformation protocol
+check "deform 2-D with paired truth" 0 "truth_ba" -- "$D" --in "$A" --paired "$A" --out "$WORK/def" --threads 1
+for f in deformed/subj0.nii.gz truth_ab/subj0.nii.gz truth_ba/subj0.nii.gz fields/subj0.safetensors; do
+  [[ -s "$WORK/def/$f" ]] && echo "ok   def/$f" || { echo "FAIL missing def/$f"; fails=$((fails+1)); }
+done
+check "deformed vs truth differ" 0 "| pred | 3 |" -- "$E" --pred "$WORK/def/deformed" --truth "$WORK/def/truth_ab" --out "$WORK/ev_def"
+check "deform 3-D" 0 "deformed" -- "$D" --in "$B/subj0.nii" --dim 3 --out "$WORK/def3" --threads 1
+
+if [[ $fails -ne 0 ]]; then echo "$fails check(s) failed"; exit 1; fi
+echo "all tool checks passed"
