@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds the I/O, data, checkpoint and tool tests with AddressSanitizer + UndefinedBehaviorSanitizer
+# and runs them (part of scripts/test.sh). Any report fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${ASAN_BUILD_DIR:-build/asan}
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
+  -DCMAKE_CXX_FLAGS="$SAN" -DCMAKE_EXE_LINKER_FLAGS="$SAN" -DDICYC_GEMM=eigen -DDICYC_CUDA=OFF \
+  -DDICYC_BUILD_BENCHMARKS=OFF >/dev/null
+TARGETS=(test_io_nifti test_data_volume test_data_dataset test_optim_io make_phantoms
+         dicyc_train dicyc_synth dicyc_eval dicyc_deform)
+cmake --build "$BUILD" -j "$(nproc)" --target "${TARGETS[@]}"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)" \
+  -R '^(test_io_nifti|test_data_volume|test_data_dataset|test_optim_io|tools_end_to_end)$'
