@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds dicyc and runs every test through ctest. The README's test command; .ci/run calls it.
 # The CUDA translation units are compiled with nvcc (sm_90) when a CUDA toolkit is found; the GPU
-# tests skip cleanly on a machine without a GPU.
+# tests skip cleanly on a machine without a GPU. Then the sanitizer build (scripts/sanitize.sh)
+# and the fuzz targets (scripts/fuzz.sh, 60 s each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --minimal
@@ -19,4 +20,12 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDICYC_CUDA=$CUDA "$
 cmake --build "$BUILD" -j "$(nproc)"
 echo "test.sh: build took $(( $(date +%s) - start )) s (CUDA=$CUDA)"
 ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)"
+echo "test.sh: main build and tests took $(( $(date +%s) - start )) s"
+# The I/O, data, checkpoint and tool tests once more under ASan + UBSan, then a bounded fuzz run
+# of the NIfTI and checkpoint readers (DICYC_QUICK=1 skips both).
+if [[ "${DICYC_QUICK:-0}" != 1 ]]; then
+  ASAN_BUILD_DIR="${BUILD}-asan" scripts/sanitize.sh
+  echo "test.sh: sanitizer stage done at $(( $(date +%s) - start )) s"
+  scripts/fuzz.sh "${DICYC_FUZZ_SECONDS:-60}"
+fi
 echo "test.sh: total $(( $(date +%s) - start )) s"

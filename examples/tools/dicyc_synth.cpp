@@ -55,8 +55,13 @@ int main_impl(int argc, char** argv) {
               "'" << c.checkpoint << "' is not a dicyc checkpoint");
   const DataMeta meta = DataMeta::from_file(f, c.checkpoint);
   const bool half = f.metadata("scalar") == "F16";
+#ifdef DICYC_TOOLS_2D_FLOAT_ONLY
+  TOOL_REQUIRE(meta.dim == 2 && !half, "this build of the tools has 2-D float models only (DICYC_TOOLS_VARIANTS=2d-float)");
+  return run_synth<2, float>(c, f, meta);
+#else
   if (meta.dim == 2) return half ? run_synth<2, Eigen::half>(c, f, meta) : run_synth<2, float>(c, f, meta);
   return half ? run_synth<3, Eigen::half>(c, f, meta) : run_synth<3, float>(c, f, meta);
+#endif
 }
 
 }  // namespace

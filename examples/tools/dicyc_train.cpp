@@ -155,9 +155,14 @@ int main_impl(int argc, char** argv) {
   c.debug_nan_at = r["debug-nan-at"].as<long long>();
   const bool tanh = r.count("no-tanh") == 0;
   TOOL_REQUIRE(!(c.prep.zscore && tanh), "--zscore gives unbounded intensities: add --no-tanh");
-  TOOL_REQUIRE(tanh, "--no-tanh: not available from the tool yet (the presets use the tanh output)");
+  c.tanh = tanh;
+#ifdef DICYC_TOOLS_2D_FLOAT_ONLY
+  TOOL_REQUIRE(c.dim == 2 && !c.half, "this build of the tools has 2-D float models only (DICYC_TOOLS_VARIANTS=2d-float)");
+  return run_train<2, float>(c);
+#else
   if (c.dim == 2) return c.half ? run_train<2, Eigen::half>(c) : run_train<2, float>(c);
   return c.half ? run_train<3, Eigen::half>(c) : run_train<3, float>(c);
+#endif
 }
 
 }  // namespace

@@ -39,6 +39,7 @@ struct TrainConfig {
   std::int64_t max_iters = 0, checkpoint_every = 500, sample_every = 500, log_every = 10;
   bool resume = false;
   std::string em = "single";
+  bool tanh = true;               // false: unbounded generator output (for z-scored data)
   std::int64_t debug_nan_at = 0;  // testing hook: a NaN in domain A's batch at this iteration
 };
 
@@ -68,7 +69,7 @@ struct Runner {
   static dicyc::model::ModelOptions options_of(const TrainConfig& c) {
     using namespace dicyc;
     auto o = model::ModelOptions::preset(c.model);
-    o.generator(nn::GeneratorOptions().ngf(c.ngf).n_blocks(static_cast<int>(c.blocks)))
+    o.generator(nn::GeneratorOptions().ngf(c.ngf).n_blocks(static_cast<int>(c.blocks)).tanh(c.tanh))
         .ndf(c.ndf)
         .n_layers(c.n_layers)
         .lambda_cyc(c.lambda_cyc)
