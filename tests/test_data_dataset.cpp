@@ -4,10 +4,10 @@
 #define BOOST_TEST_MODULE data_dataset
 #include <boost/test/unit_test.hpp>
 
-#include <unistd.h>
 
 #include <set>
 
+#include "tmp_dir.hpp"
 #include "dicyc/data/dataset.hpp"
 
 namespace fs = std::filesystem;
@@ -15,18 +15,7 @@ using namespace dicyc;
 
 namespace {
 
-struct TmpDir {
-  fs::path dir;
-  TmpDir() {
-    dir = fs::temp_directory_path() / ("dicyc_test_dataset_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-  }
-  ~TmpDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator()(const std::string& name) const { return (dir / name).string(); }
-};
+using TmpDir = dt::TmpDir;
 
 /// A 3-D test volume: a bright block in slices [k0, k1), a value pattern elsewhere zero.
 io::Volume block_volume(std::size_t nx, std::size_t ny, std::size_t nz, std::size_t k0, std::size_t k1) {
@@ -66,7 +55,7 @@ data::SamplerOptions plain(std::array<Index, 3> crop, int dim = 2) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(file_lists) {
-  TmpDir tmp;
+  TmpDir tmp("dataset");
   fs::create_directories(tmp("a"));
   const io::Volume v = block_volume(8, 8, 4, 1, 3);
   io::write_nifti(tmp("a/2.nii.gz"), v);
@@ -93,7 +82,7 @@ BOOST_AUTO_TEST_CASE(file_lists) {
 }
 
 BOOST_AUTO_TEST_CASE(prepare_resamples_reorients_and_normalises) {
-  TmpDir tmp;
+  TmpDir tmp("dataset");
   io::Volume v = block_volume(12, 10, 6, 1, 5);
   v.spacing = {1, 1, 2};
   v.qform.setIdentity();

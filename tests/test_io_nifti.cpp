@@ -4,7 +4,6 @@
 #define BOOST_TEST_MODULE io_nifti
 #include <boost/test/unit_test.hpp>
 
-#include <unistd.h>
 
 #include <cstddef>
 #include <filesystem>
@@ -12,6 +11,7 @@
 #include <iterator>
 #include <random>
 
+#include "tmp_dir.hpp"
 #include "dicyc/io/nifti.hpp"
 
 namespace fs = std::filesystem;
@@ -19,18 +19,7 @@ using namespace dicyc;
 
 namespace {
 
-struct TmpDir {
-  fs::path dir;
-  TmpDir() {
-    dir = fs::temp_directory_path() / ("dicyc_test_nifti_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-  }
-  ~TmpDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator()(const std::string& name) const { return (dir / name).string(); }
-};
+using TmpDir = dt::TmpDir;
 
 std::vector<unsigned char> slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -149,7 +138,7 @@ void check_same(const io::Volume& v, const Reference& r, double tol) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(reads_what_the_reference_library_writes) {
-  TmpDir tmp;
+  TmpDir tmp("nifti");
   // Every datatype, plain and gzip, odd sizes, with scaling on the integer types.
   const std::string u8 = write_reference<std::uint8_t>(tmp("u8.nii"), {5, 4, 3, 1}, NIFTI_TYPE_UINT8, 0.5f, -3.0f);
   const std::string i16 = write_reference<std::int16_t>(tmp("i16.nii.gz"), {7, 3, 2, 1}, NIFTI_TYPE_INT16, 2.0f, 1000.0f);
@@ -169,7 +158,7 @@ BOOST_AUTO_TEST_CASE(reads_what_the_reference_library_writes) {
 }
 
 BOOST_AUTO_TEST_CASE(qform_only_and_no_transform) {
-  TmpDir tmp;
+  TmpDir tmp("nifti");
   const std::string q = write_reference<float>(tmp("q.nii"), {4, 4, 4, 1}, NIFTI_TYPE_FLOAT32, 1, 0,
                                                NIFTI_XFORM_SCANNER_ANAT, 0);
   const io::Volume vq = io::read_nifti(q);
@@ -183,7 +172,7 @@ BOOST_AUTO_TEST_CASE(qform_only_and_no_transform) {
 }
 
 BOOST_AUTO_TEST_CASE(writes_what_the_reference_library_reads) {
-  TmpDir tmp;
+  TmpDir tmp("nifti");
   const std::string src = write_reference<std::int16_t>(tmp("src.nii.gz"), {9, 7, 5, 1}, NIFTI_TYPE_INT16, 1.0f, -1024.0f);
   io::Volume v = io::read_nifti(src);
   for (auto type : {io::NiftiType::float32, io::NiftiType::int16, io::NiftiType::float64}) {
@@ -210,7 +199,7 @@ BOOST_AUTO_TEST_CASE(writes_what_the_reference_library_reads) {
 }
 
 BOOST_AUTO_TEST_CASE(big_endian_files) {
-  TmpDir tmp;
+  TmpDir tmp("nifti");
   const std::string f = write_reference<std::int16_t>(tmp("le.nii"), {5, 4, 3, 1}, NIFTI_TYPE_INT16, 3.0f, 7.0f);
   std::vector<unsigned char> b = slurp(f);
   nifti_1_header h;
@@ -226,7 +215,7 @@ BOOST_AUTO_TEST_CASE(big_endian_files) {
 }
 
 BOOST_AUTO_TEST_CASE(header_image_pairs) {
-  TmpDir tmp;
+  TmpDir tmp("nifti");
   const std::string hdr = write_reference<float>(tmp("pair.hdr"), {4, 3, 2, 1}, NIFTI_TYPE_FLOAT32, 1, 0);
   BOOST_REQUIRE(fs::exists(tmp("pair.img")));
   check_same(io::read_nifti(hdr), read_reference(hdr), 0);
@@ -236,7 +225,7 @@ BOOST_AUTO_TEST_CASE(header_image_pairs) {
 }
 
 BOOST_AUTO_TEST_CASE(four_d_needs_a_volume) {
-  TmpDir tmp;
+  TmpDir tmp("nifti");
   const std::string f = write_reference<float>(tmp("4d.nii.gz"), {3, 4, 5, 3}, NIFTI_TYPE_FLOAT32, 1, 0);
   expect_error<IoError>([&] { io::read_nifti(f); }, "3 volumes; dicyc works on 3-D volumes, so name one");
   BOOST_TEST(io::nifti_volumes(f) == 3);
@@ -266,7 +255,7 @@ BOOST_AUTO_TEST_CASE(real_scan_when_fetched) {
 
 // ------------------------------------------------------------------------------- hostile files
 BOOST_AUTO_TEST_CASE(hostile_headers_give_clear_errors) {
-  TmpDir tmp;
+  TmpDir tmp("nifti");
   const std::string good = write_reference<float>(tmp("good.nii"), {6, 5, 4, 1}, NIFTI_TYPE_FLOAT32, 1, 0);
   const std::vector<unsigned char> base = slurp(good);
   auto variant = [&](const std::string& name, auto&& edit) {
@@ -322,7 +311,7 @@ BOOST_AUTO_TEST_CASE(hostile_headers_give_clear_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(sizes_that_do_not_match_the_data) {
-  TmpDir tmp;
+  TmpDir tmp("nifti");
   const std::string good = write_reference<float>(tmp("good.nii"), {6, 5, 4, 1}, NIFTI_TYPE_FLOAT32, 1, 0);
   const std::vector<unsigned char> base = slurp(good);
   using H = nifti_1_header;
@@ -368,7 +357,7 @@ BOOST_AUTO_TEST_CASE(sizes_that_do_not_match_the_data) {
 }
 
 BOOST_AUTO_TEST_CASE(writer_refuses_bad_requests_and_keeps_old_files) {
-  TmpDir tmp;
+  TmpDir tmp("nifti");
   const std::string good = write_reference<float>(tmp("good.nii"), {3, 3, 3, 1}, NIFTI_TYPE_FLOAT32, 1, 0);
   io::Volume v = io::read_nifti(good);
   expect_error<ConfigError>([&] { io::write_nifti(tmp("x.png"), v); }, "must end in .nii");

@@ -443,28 +443,21 @@ inline Volume read_nifti(const std::string& path, const NiftiReadOptions& opt = 
     const std::string data_path = info.single_file ? header_path : detail::image_file_for(header_path);
     const std::int64_t skip_volumes = info.volumes > 1 ? opt.volume : 0;
     const std::int64_t start = info.voxel_offset + skip_volumes * info.volume_bytes;
+    // Uncompressed files are checked against their size before anything is read.
+    if (!detail::ends_with(data_path, ".gz")) {
+      const auto fsize = static_cast<std::int64_t>(fs::file_size(data_path, ec));
+      DICYC_CHECK(!ec && fsize >= start + info.volume_bytes, IoError,
+                  "cannot read '" << data_path << "': truncated; the header promises " << info.volume_bytes
+                                  << " bytes of voxels at offset " << start << ", but the file has " << fsize
+                                  << " bytes");
+    }
     if (info.single_file) {
-      // Uncompressed files are checked against their size before anything is read.
-      if (!detail::ends_with(data_path, ".gz")) {
-        const auto fsize = static_cast<std::int64_t>(fs::file_size(data_path, ec));
-        DICYC_CHECK(!ec && fsize >= start + info.volume_bytes, IoError,
-                    "cannot read '" << data_path << "': truncated; the header promises "
-                                    << info.volume_bytes << " bytes of voxels at offset " << start
-                                    << ", but the file has " << fsize << " bytes");
-      }
       const std::size_t skipped = in.skip(static_cast<std::size_t>(start) - sizeof hb);
       DICYC_CHECK(skipped == static_cast<std::size_t>(start) - sizeof hb, IoError,
                   "cannot read '" << data_path << "': truncated before the voxel data (vox_offset " << start << ")");
       raw = in.read_bounded(static_cast<std::size_t>(info.volume_bytes));
     } else {
       detail::GzReader img(data_path);
-      if (!detail::ends_with(data_path, ".gz")) {
-        const auto fsize = static_cast<std::int64_t>(fs::file_size(data_path, ec));
-        DICYC_CHECK(!ec && fsize >= start + info.volume_bytes, IoError,
-                    "cannot read '" << data_path << "': truncated; the header promises "
-                                    << info.volume_bytes << " bytes of voxels at offset " << start
-                                    << ", but the file has " << fsize << " bytes");
-      }
       const std::size_t skipped = img.skip(static_cast<std::size_t>(start));
       DICYC_CHECK(skipped == static_cast<std::size_t>(start), IoError,
                   "cannot read '" << data_path << "': truncated before the voxel data (offset " << start << ")");
