@@ -75,6 +75,13 @@ inline void install_stop_signals() {
   static bool installed = false;
   if (installed) return;
   installed = true;
+  // A non-interactive shell starts background jobs with SIGINT ignored, and an ignored signal is
+  // discarded, never pending; a (never-run) handler makes it pend for sigwait() instead.
+  struct sigaction sa {};
+  sa.sa_handler = [](int) {};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
