@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "dicyc/tps/deform.hpp"
@@ -84,9 +85,10 @@ std::vector<double> random_grid(const std::array<Index, Dim>& in, Index position
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(identity_grid_returns_the_input_exactly) {
-  const Shape<4> s2(3, 7, 5, 2);
-  const Shape<5> s3(2, 4, 5, 3, 2);
+  for (Index C : {3, 1})
   for (auto pm : {PaddingMode::Border, PaddingMode::Zeros}) {
+    const Shape<4> s2(C, 7, 5, 2);
+    const Shape<5> s3(C, 4, 5, 3, 2);
     const auto x2 = dt::random_vec<double>(num_elements(s2), 1);
     Shape<4> g2 = s2;
     g2[0] = 2;
@@ -97,6 +99,8 @@ BOOST_AUTO_TEST_CASE(identity_grid_returns_the_input_exactly) {
     Shape<5> g3 = s3;
     g3[0] = 3;
     BOOST_CHECK((sample<3, double>(cpu(), s3, x3, g3, identity_grid<3>(ext_of<3>(s3), 2), pm) == x3));
+    const auto x3f = dt::convert<double>(dt::convert<float>(x3));
+    BOOST_CHECK((sample<3, float>(pool(), s3, x3f, g3, identity_grid<3>(ext_of<3>(s3), 2), pm) == x3f));
   }
   // The TPS grid of zero displacements is that identity grid, and sampling with it is exact.
   tps::TpsGrid<2, float, Eigen::ThreadPoolDevice> tg(pool(), {6, 6}, {7, 5});
@@ -106,8 +110,11 @@ BOOST_AUTO_TEST_CASE(identity_grid_returns_the_input_exactly) {
   tg.forward(pool(), dm, gm);
   const auto id = identity_grid<2>({7, 5}, 2);
   BOOST_CHECK_SMALL(dt::max_abs_diff(dt::convert<double>(grid), id), 1e-6);
-  const auto x2 = dt::convert<double>(dt::convert<float>(dt::random_vec<double>(num_elements(s2), 3)));
-  BOOST_CHECK((sample<2, float>(pool(), s2, x2, tg.grid_shape(2), dt::convert<double>(grid), PaddingMode::Border) == x2));
+  for (Index C : {3, 1}) {
+    const Shape<4> s2(C, 7, 5, 2);
+    const auto x2 = dt::convert<double>(dt::convert<float>(dt::random_vec<double>(num_elements(s2), 3)));
+    BOOST_CHECK((sample<2, float>(pool(), s2, x2, tg.grid_shape(2), dt::convert<double>(grid), PaddingMode::Border) == x2));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(tps_interpolates_reproduces_affine_and_ignores_kernel_scale) {
@@ -168,6 +175,9 @@ BOOST_AUTO_TEST_CASE(sampler_gradients_in_double) {
   };
   check(std::integral_constant<int, 2>{}, Shape<4>(3, 6, 5, 2), Shape<4>(2, 4, 7, 2));
   check(std::integral_constant<int, 3>{}, Shape<5>(2, 4, 5, 3, 2), Shape<5>(3, 3, 2, 4, 2));
+  // One channel.
+  check(std::integral_constant<int, 2>{}, Shape<4>(1, 6, 5, 2), Shape<4>(2, 4, 7, 2));
+  check(std::integral_constant<int, 3>{}, Shape<5>(1, 4, 5, 3, 2), Shape<5>(3, 3, 2, 4, 2));
 }
 
 BOOST_AUTO_TEST_CASE(tps_backward_is_the_adjoint) {
@@ -191,7 +201,8 @@ BOOST_AUTO_TEST_CASE(tps_backward_is_the_adjoint) {
 
 BOOST_AUTO_TEST_CASE(grid_sample_matches_torch) {
   const dt::Fixture fx("tps.txt");
-  for (const std::string k : {"s2", "s3"})
+  // s2, s3: several channels; c2, c3: one channel (its own vectorised kernels).
+  for (const std::string k : {"s2", "s3", "c2", "c3"})
     for (const std::string pm : {"border", "zeros"}) {
       const auto& is = fx[k + ".ishape"];
       const auto& gsh = fx[k + ".gshape"];
@@ -201,7 +212,7 @@ BOOST_AUTO_TEST_CASE(grid_sample_matches_torch) {
       const auto& dy = fx[k + "." + pm + ".dy"];
       std::vector<double> y, dx(x.size(), 0.0), dg(g.size(), 0.0);
       std::vector<double> dxf(x.size(), 0.0), dgf(g.size(), 0.0), yf;
-      if (k == "s2") {
+      if (k.back() == '2') {
         const Shape<4> xs(static_cast<Index>(is[0]), static_cast<Index>(is[1]), static_cast<Index>(is[2]), static_cast<Index>(is[3]));
         const Shape<4> gs(static_cast<Index>(gsh[0]), static_cast<Index>(gsh[1]), static_cast<Index>(gsh[2]), static_cast<Index>(gsh[3]));
         y = sample<2, double>(pool(), xs, x, gs, g, mode);
@@ -357,6 +368,88 @@ BOOST_AUTO_TEST_CASE(simulator_in_3d_on_the_ch2_crop) {
   // The displacement field has the volume's shape and rebuilds the grid.
   const auto field = def.displacement({s[1], s[2], s[3]});
   BOOST_CHECK_EQUAL(field.size(), std::size_t(3 * s[1] * s[2] * s[3]));
+}
+
+/// The one-channel kernels against the general path: a 2-channel input whose channels are both the
+/// 1-channel input gives, per channel, the same output and input gradient, and twice the grid
+/// gradient (the general path is independent code: per-position corner records, double maths).
+template <int Dim, class S>
+void one_channel_equals_general(const std::array<Index, Dim>& e, PaddingMode pm, double lo, double hi, double tol) {
+  Shape<Dim + 2> x1s, x2s, gs;
+  x1s[0] = 1;
+  x2s[0] = 2;
+  gs[0] = Dim;
+  Index P = 1;
+  for (int d = 0; d < Dim; ++d) {
+    x1s[d + 1] = x2s[d + 1] = e[d];
+    gs[d + 1] = e[d] + d + 1;  // output extents differ from the input's
+    P *= gs[d + 1];
+  }
+  x1s[Dim + 1] = x2s[Dim + 1] = gs[Dim + 1] = 2;
+  const auto x1 = dt::convert<double>(dt::convert<S>(dt::random_vec<double>(num_elements(x1s), 31)));
+  const auto dy1 = dt::convert<double>(dt::convert<S>(dt::random_vec<double>(P * 2, 32)));
+  const auto g = dt::convert<double>(dt::convert<S>(dt::random_vec<double>(P * 2 * Dim, 33, lo, hi)));
+  std::vector<double> x2(2 * x1.size()), dy2(2 * dy1.size());
+  for (std::size_t i = 0; i < x1.size(); ++i) x2[2 * i] = x2[2 * i + 1] = x1[i];
+  for (std::size_t i = 0; i < dy1.size(); ++i) dy2[2 * i] = dy2[2 * i + 1] = dy1[i];
+  const auto y1 = sample<Dim, S>(pool(), x1s, x1, gs, g, pm);
+  const auto y2 = sample<Dim, S>(pool(), x2s, x2, gs, g, pm);
+  std::vector<double> dx1(x1.size(), 0.0), dg1(g.size(), 0.0), dx2(x2.size(), 0.0), dg2(g.size(), 0.0);
+  sample_backward<Dim, S>(pool(), x1s, x1, gs, g, dy1, pm, dx1, dg1);
+  sample_backward<Dim, S>(pool(), x2s, x2, gs, g, dy2, pm, dx2, dg2);
+  double ey = 0, edx = 0, edg = 0;
+  for (std::size_t i = 0; i < y1.size(); ++i) ey = std::max({ey, std::abs(y1[i] - y2[2 * i]), std::abs(y1[i] - y2[2 * i + 1])});
+  for (std::size_t i = 0; i < x1.size(); ++i) edx = std::max(edx, std::abs(dx1[i] - dx2[2 * i]));
+  for (std::size_t i = 0; i < g.size(); ++i) edg = std::max(edg, std::abs(2 * dg1[i] - dg2[i]) / (1 + std::abs(dg2[i])));
+  BOOST_TEST_CONTEXT(Dim << "d " << (pm == PaddingMode::Border ? "border" : "zeros") << " grid in [" << lo << ", " << hi << "]") {
+    BOOST_CHECK_SMALL(ey, tol);
+    BOOST_CHECK_SMALL(edx, tol);
+    BOOST_CHECK_SMALL(edg, 10 * tol);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(one_channel_kernels_equal_the_general_path) {
+  for (auto pm : {PaddingMode::Border, PaddingMode::Zeros})
+    for (double r : {1.05, 3.0}) {  // 3: most positions outside, far past the clamps
+      one_channel_equals_general<2, double>({13, 11}, pm, -r, r, 1e-13);
+      one_channel_equals_general<3, double>({7, 6, 5}, pm, -r, r, 1e-13);
+      one_channel_equals_general<2, float>({37, 29}, pm, -r, r, 1e-5);
+      one_channel_equals_general<3, float>({9, 8, 7}, pm, -r, r, 1e-5);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(one_channel_large_problems_are_thread_count_independent) {
+  // Above 2^16 positions the one-channel kernels run the forward and the grid gradient on the pool
+  // and scatter the input gradient serially: the same bits as the serial run.
+  const Shape<4> xs(1, 190, 170, 1), gs(2, 260, 270, 1);
+  const auto x = dt::random_vec<double>(num_elements(xs), 41);
+  const auto g = dt::random_vec<double>(num_elements(gs), 42, -1.1, 1.1);
+  const Shape<4> ys(1, 260, 270, 1);
+  const auto dy = dt::random_vec<double>(num_elements(ys), 43);
+  for (auto pm : {PaddingMode::Border, PaddingMode::Zeros}) {
+    BOOST_CHECK((sample<2, float>(cpu(), xs, x, gs, g, pm) == sample<2, float>(pool(), xs, x, gs, g, pm)));
+    std::vector<double> dx1(x.size(), 0.0), dg1(g.size(), 0.0), dx2 = dx1, dg2 = dg1;
+    sample_backward<2, float>(cpu(), xs, x, gs, g, dy, pm, dx1, dg1);
+    sample_backward<2, float>(pool(), xs, x, gs, g, dy, pm, dx2, dg2);
+    BOOST_CHECK(dx1 == dx2);
+    BOOST_CHECK(dg1 == dg2);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(non_finite_grid_coordinates_give_nan_not_a_quiet_clamp) {
+  const Shape<4> xs(1, 5, 4, 1), gs(2, 3, 1, 1);
+  const auto x = dt::random_vec<double>(num_elements(xs), 51);
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  // Position 0: NaN x; 1: infinite y; 2: finite but huge (outside: 0 with Zeros, the edge with Border).
+  const std::vector<double> g{nan, 0.1, 0.2, inf, 1e30, -0.3};
+  for (auto pm : {PaddingMode::Border, PaddingMode::Zeros}) {
+    for (const auto& y : {sample<2, float>(pool(), xs, x, gs, g, pm), sample<2, double>(pool(), xs, x, gs, g, pm)}) {
+      BOOST_CHECK(std::isnan(y[0]));
+      BOOST_CHECK(std::isnan(y[1]));
+      BOOST_CHECK(std::isfinite(y[2]));
+      if (pm == PaddingMode::Zeros) BOOST_CHECK_EQUAL(y[2], 0.0);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(bad_input_errors) {

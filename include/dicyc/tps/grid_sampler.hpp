@@ -14,12 +14,14 @@
 // Backward ACCUMULATES d<out, dout>/d input into dinput and /d grid into dgrid; either may be null.
 // CPU: output positions in parallel, vectorised over the contiguous channels; the input gradient
 // (a scatter) is parallel over channel ranges when there are channels enough, serial otherwise.
+// One channel has its own kernels, vectorised over positions.
 // GPU contexts go through the host for now (copies both ways).
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "dicyc/core/buffer.hpp"
@@ -95,6 +97,10 @@ struct Corners {
       const double n = double(s.in_ext[d]);
       double x = ((g[d] + 1.0) * n - 1.0) * 0.5;
       dgrid[d] = 0.5 * n;
+      // Snap before the clamp, so a position at the last pixel centre is not taken as clamped
+      // (whose gradient is 0) because of a rounding error in its coordinate.
+      const double r = std::floor(x + 0.5);
+      if (std::abs(x - r) <= snap * std::max(1.0, n)) x = r;
       if (pm == PaddingMode::Border) {
         if (x < 0) {
           x = 0;
@@ -104,8 +110,6 @@ struct Corners {
           dgrid[d] = 0;
         }
       }
-      const double r = std::floor(x + 0.5);
-      if (std::abs(x - r) <= snap * std::max(1.0, n)) x = r;
       const double f = std::floor(x);
       i0[d] = static_cast<Index>(f);
       t[d] = x - f;
@@ -167,11 +171,282 @@ constexpr double snap_tolerance() {
   return std::is_same_v<S, double> ? 4 * 2.220446049250313e-16 : 4 * 1.1920928955078125e-07;
 }
 
+// ---- One-channel kernels --------------------------------------------------------------------
+// The image-level samplers (the first offset branch warps the 1-channel input, the simulator warps
+// images and volumes) have one channel, where the per-position setup is all the work. These loops
+// are branch-free so the compiler vectorises them over positions (gathers for the corners), in the
+// accumulation type (float for float and half, as PyTorch; double for double). The input-gradient
+// scatter runs as a separate scalar pass over a chunk, since neighbouring positions share corners.
+
+/// One axis of one position: the lower corner index clamped into the input, the upper one, the
+/// fraction, the masks of the two corners (1 inside, 0 outside; always 1 for Border), and
+/// d index / d grid (0 where Border clamped).
+template <class A>
+struct AxisPos {
+  int i0, i1;
+  A t, m0, m1, ds;
+};
+
+template <bool border, class A>
+DICYC_ALWAYS_INLINE inline AxisPos<A> axis_pos(A g, int n, A tol) {
+  const A nf = A(n);
+  A x = ((g + A(1)) * nf - A(1)) * A(0.5);
+  A ds = A(0.5) * nf;
+  // 0 for a finite coordinate and NaN otherwise: added to the fraction, it makes a NaN or infinite
+  // coordinate give a NaN output and gradient instead of a quiet clamp.
+  const A bad = x - x;
+  // Into [-2, n + 1] first (NaN to -2), which keeps the integer conversions below defined; beyond
+  // one pixel outside, both corners are outside anyway. std::floor is not used: GCC vectorises it
+  // only under -fno-trapping-math, while truncation of a positive value is the floor.
+  x = !(x >= A(-2)) ? A(-2) : x;
+  x = x > nf + A(1) ? nf + A(1) : x;
+  // Snap first, as Corners::compute.
+  const A r = A(int(x + A(2.5)) - 2);
+  x = std::abs(x - r) <= tol ? r : x;
+  if constexpr (border) {
+    // Bitwise, not short-circuit: control flow stops the vectoriser.
+    const bool out = (x < A(0)) | (x > nf - A(1));
+    ds = out ? A(0) : ds;
+    x = std::max(x, A(0));
+    x = std::min(x, nf - A(1));
+  }
+  const int i = int(x + A(2)) - 2;
+  AxisPos<A> p;
+  p.t = (x - A(i)) + bad;
+  p.m0 = unsigned(i) < unsigned(n) ? A(1) : A(0);
+  p.m1 = unsigned(i + 1) < unsigned(n) ? A(1) : A(0);
+  p.i0 = std::min(std::max(i, 0), n - 1);
+  p.i1 = std::min(std::max(i + 1, 0), n - 1);
+  p.ds = ds;
+  return p;
+}
+
+/// Sizes the one-channel kernels handle: 32-bit offsets inside one sample.
+template <int Dim>
+bool c1_fits(const SampleSetup<Dim>& s) {
+  return s.C == 1 && s.P_in < (Index(1) << 30);
+}
+
+/// Corner indices (within one sample), weights (masked: 0 for an outside corner) and the per-axis
+/// fractions and d index / d grid of up to kC1Chunk positions. Filled by a loop the compiler
+/// vectorises; the gathers and scatters that use it are separate scalar loops (GCC's x86 tuning
+/// does not vectorise gathers).
+constexpr Index kC1Chunk = 128;
+template <int Dim, class A>
+struct C1Chunk {
+  static constexpr int K = 1 << Dim;
+  alignas(64) int idx[K][kC1Chunk];
+  alignas(64) A w[K][kC1Chunk];
+  alignas(64) A m[K][kC1Chunk];
+  alignas(64) A t[Dim][kC1Chunk];
+  alignas(64) A ds[Dim][kC1Chunk];
+  alignas(64) A v[K][kC1Chunk];
+
+  template <bool border, class S>
+  void setup(const S* gq, Index count, const int* n_, const A* tol_, bool need_grad) {
+    if constexpr (Dim == 2) {
+      const int W = n_[0], H = n_[1];
+      const A tx_ = tol_[0], ty_ = tol_[1];
+      for (Index j = 0; j < count; ++j) {
+        const auto px = axis_pos<border, A>(A(gq[2 * j]), W, tx_);
+        const auto py = axis_pos<border, A>(A(gq[2 * j + 1]), H, ty_);
+        const A wx0 = (A(1) - px.t) * px.m0, wx1 = px.t * px.m1;
+        const A wy0 = (A(1) - py.t) * py.m0, wy1 = py.t * py.m1;
+        const int r0 = py.i0 * W, r1 = py.i1 * W;
+        idx[0][j] = r0 + px.i0;
+        idx[1][j] = r0 + px.i1;
+        idx[2][j] = r1 + px.i0;
+        idx[3][j] = r1 + px.i1;
+        w[0][j] = wx0 * wy0;
+        w[1][j] = wx1 * wy0;
+        w[2][j] = wx0 * wy1;
+        w[3][j] = wx1 * wy1;
+        m[0][j] = px.m0 * py.m0;
+        m[1][j] = px.m1 * py.m0;
+        m[2][j] = px.m0 * py.m1;
+        m[3][j] = px.m1 * py.m1;
+        t[0][j] = px.t;
+        t[1][j] = py.t;
+        ds[0][j] = px.ds;
+        ds[1][j] = py.ds;
+      }
+    } else {
+      const int W = n_[0], H = n_[1], D = n_[2];
+      const int WH = W * H;
+      for (Index j = 0; j < count; ++j) {
+        const auto px = axis_pos<border, A>(A(gq[3 * j]), W, tol_[0]);
+        const auto py = axis_pos<border, A>(A(gq[3 * j + 1]), H, tol_[1]);
+        const auto pz = axis_pos<border, A>(A(gq[3 * j + 2]), D, tol_[2]);
+        const A wx0 = (A(1) - px.t) * px.m0, wx1 = px.t * px.m1;
+        const A wy0 = (A(1) - py.t) * py.m0, wy1 = py.t * py.m1;
+        const A wz0 = (A(1) - pz.t) * pz.m0, wz1 = pz.t * pz.m1;
+        const int a00 = py.i0 * W + pz.i0 * WH, a10 = py.i1 * W + pz.i0 * WH;
+        const int a01 = py.i0 * W + pz.i1 * WH, a11 = py.i1 * W + pz.i1 * WH;
+        idx[0][j] = a00 + px.i0;
+        idx[1][j] = a00 + px.i1;
+        idx[2][j] = a10 + px.i0;
+        idx[3][j] = a10 + px.i1;
+        idx[4][j] = a01 + px.i0;
+        idx[5][j] = a01 + px.i1;
+        idx[6][j] = a11 + px.i0;
+        idx[7][j] = a11 + px.i1;
+        w[0][j] = wx0 * wy0 * wz0;
+        w[1][j] = wx1 * wy0 * wz0;
+        w[2][j] = wx0 * wy1 * wz0;
+        w[3][j] = wx1 * wy1 * wz0;
+        w[4][j] = wx0 * wy0 * wz1;
+        w[5][j] = wx1 * wy0 * wz1;
+        w[6][j] = wx0 * wy1 * wz1;
+        w[7][j] = wx1 * wy1 * wz1;
+        if (need_grad) {
+          const A mxy00 = px.m0 * py.m0, mxy10 = px.m1 * py.m0, mxy01 = px.m0 * py.m1, mxy11 = px.m1 * py.m1;
+          m[0][j] = mxy00 * pz.m0;
+          m[1][j] = mxy10 * pz.m0;
+          m[2][j] = mxy01 * pz.m0;
+          m[3][j] = mxy11 * pz.m0;
+          m[4][j] = mxy00 * pz.m1;
+          m[5][j] = mxy10 * pz.m1;
+          m[6][j] = mxy01 * pz.m1;
+          m[7][j] = mxy11 * pz.m1;
+          t[0][j] = px.t;
+          t[1][j] = py.t;
+          t[2][j] = pz.t;
+          ds[0][j] = px.ds;
+          ds[1][j] = py.ds;
+          ds[2][j] = pz.ds;
+        }
+      }
+    }
+  }
+};
+
+template <int Dim, class S>
+void c1_axes(const SampleSetup<Dim>& s, int* n_, acc_t<S>* tol_) {
+  for (int d = 0; d < Dim; ++d) {
+    n_[d] = int(s.in_ext[d]);
+    tol_[d] = acc_t<S>(snap_tolerance<S>() * std::max<double>(1.0, double(s.in_ext[d])));
+  }
+}
+
+/// out[q] for q in [q0, q1) (positions across the batch).
+template <int Dim, bool border, class S>
+void c1_forward_impl(const S* in, const S* grid, S* out, const SampleSetup<Dim>& s, Index q0, Index q1) {
+  using A = acc_t<S>;
+  constexpr int K = 1 << Dim;
+  int n_[Dim];
+  A tol_[Dim];
+  c1_axes<Dim, S>(s, n_, tol_);
+  auto ch = std::make_unique<C1Chunk<Dim, A>>();
+  for (Index q = q0; q < q1;) {
+    const Index n = q / s.P_out;
+    const Index qe = std::min({q1, (n + 1) * s.P_out, q + kC1Chunk});
+    const Index m = qe - q;
+    const S* base = in + n * s.P_in;
+    ch->template setup<border>(grid + q * Dim, m, n_, tol_, false);
+    for (Index j = 0; j < m; ++j) {
+      A v = 0;
+      for (int k = 0; k < K; ++k) v += ch->w[k][j] * A(base[ch->idx[k][j]]);
+      out[q + j] = S(v);
+    }
+    q = qe;
+  }
+}
+
+/// The backward of c1_forward over [q0, q1): dgrid[q] += (null skips), and the input gradient
+/// scattered into acc (the sample's gradient at acc + n * P_in; T is S or the accumulation type).
+template <int Dim, bool border, class S, class T>
+void c1_backward_impl(const S* in, const S* grid, const S* dout, T* acc, S* dgrid, const SampleSetup<Dim>& s,
+                      Index q0, Index q1) {
+  using A = acc_t<S>;
+  constexpr int K = 1 << Dim;
+  int n_[Dim];
+  A tol_[Dim];
+  c1_axes<Dim, S>(s, n_, tol_);
+  auto ch = std::make_unique<C1Chunk<Dim, A>>();
+  for (Index q = q0; q < q1;) {
+    const Index n = q / s.P_out;
+    const Index qe = std::min({q1, (n + 1) * s.P_out, q + kC1Chunk});
+    const Index m = qe - q;
+    const S* base = in + n * s.P_in;
+    const S* go = dout + q;
+    ch->template setup<border>(grid + q * Dim, m, n_, tol_, dgrid != nullptr);
+    if (dgrid) {
+      for (int k = 0; k < K; ++k)
+        for (Index j = 0; j < m; ++j) ch->v[k][j] = A(base[ch->idx[k][j]]) * ch->m[k][j];
+      S* dg = dgrid + q * Dim;
+      if constexpr (Dim == 2) {
+        for (Index j = 0; j < m; ++j) {
+          const A tx = ch->t[0][j], ty = ch->t[1][j], ux = A(1) - tx, uy = A(1) - ty, g = A(go[j]);
+          const A v00 = ch->v[0][j], v10 = ch->v[1][j], v01 = ch->v[2][j], v11 = ch->v[3][j];
+          const A dtx = uy * (v10 - v00) + ty * (v11 - v01);
+          const A dty = ux * (v01 - v00) + tx * (v11 - v10);
+          dg[2 * j] = S(A(dg[2 * j]) + g * dtx * ch->ds[0][j]);
+          dg[2 * j + 1] = S(A(dg[2 * j + 1]) + g * dty * ch->ds[1][j]);
+        }
+      } else {
+        for (Index j = 0; j < m; ++j) {
+          const A tx = ch->t[0][j], ty = ch->t[1][j], tz = ch->t[2][j], g = A(go[j]);
+          const A ux = A(1) - tx, uy = A(1) - ty, uz = A(1) - tz;
+          // v<x><y><z>: the masked corner values.
+          const A v000 = ch->v[0][j], v100 = ch->v[1][j], v010 = ch->v[2][j], v110 = ch->v[3][j];
+          const A v001 = ch->v[4][j], v101 = ch->v[5][j], v011 = ch->v[6][j], v111 = ch->v[7][j];
+          const A dtx =
+              uz * (uy * (v100 - v000) + ty * (v110 - v010)) + tz * (uy * (v101 - v001) + ty * (v111 - v011));
+          const A dty =
+              uz * (ux * (v010 - v000) + tx * (v110 - v100)) + tz * (ux * (v011 - v001) + tx * (v111 - v101));
+          const A dtz =
+              uy * (ux * (v001 - v000) + tx * (v101 - v100)) + ty * (ux * (v011 - v010) + tx * (v111 - v110));
+          dg[3 * j] = S(A(dg[3 * j]) + g * dtx * ch->ds[0][j]);
+          dg[3 * j + 1] = S(A(dg[3 * j + 1]) + g * dty * ch->ds[1][j]);
+          dg[3 * j + 2] = S(A(dg[3 * j + 2]) + g * dtz * ch->ds[2][j]);
+        }
+      }
+    }
+    if (acc) {
+      T* a = acc + n * s.P_in;
+      for (Index j = 0; j < m; ++j) {
+        const A g = A(go[j]);
+        for (int k = 0; k < K; ++k) {
+          const A w = ch->w[k][j];
+          if (w != A(0)) a[ch->idx[k][j]] = T(A(a[ch->idx[k][j]]) + w * g);
+        }
+      }
+    }
+    q = qe;
+  }
+}
+
+template <int Dim, class S>
+void c1_forward(const S* in, const S* grid, S* out, const SampleSetup<Dim>& s, PaddingMode pm, Index q0, Index q1) {
+  if (pm == PaddingMode::Border)
+    c1_forward_impl<Dim, true>(in, grid, out, s, q0, q1);
+  else
+    c1_forward_impl<Dim, false>(in, grid, out, s, q0, q1);
+}
+
+template <int Dim, class S, class T>
+void c1_backward(const S* in, const S* grid, const S* dout, T* acc, S* dgrid, const SampleSetup<Dim>& s,
+                 PaddingMode pm, Index q0, Index q1) {
+  if (pm == PaddingMode::Border)
+    c1_backward_impl<Dim, true>(in, grid, dout, acc, dgrid, s, q0, q1);
+  else
+    c1_backward_impl<Dim, false>(in, grid, dout, acc, dgrid, s, q0, q1);
+}
+
 template <int Dim, class S, class Ctx>
 void sample_forward_host(Ctx& ctx, const S* in, const S* grid, S* out, const SampleSetup<Dim>& s, PaddingMode pm) {
   using A = acc_t<S>;
   const Index C = s.C;
   const Index Q = s.P_out * s.N;
+  if (c1_fits(s)) {
+    // NOTE(speed): a 1 x 128 x 128 image is too little work for the pool (waking it costs more
+    // than the loop), so small problems run serially.
+    if (Q <= (Index(1) << 16))
+      c1_forward<Dim, S>(in, grid, out, s, pm, 0, Q);
+    else
+      ctx.parallel_for(Q, 30.0 * Dim, [&](Index q0, Index q1) { c1_forward<Dim, S>(in, grid, out, s, pm, q0, q1); });
+    return;
+  }
   auto body = [&](Index q0, Index q1) {
     Corners<Dim> cr;
     std::vector<A> acc(static_cast<std::size_t>(C));
@@ -217,6 +492,20 @@ void sample_backward_host(Ctx& ctx, const S* in, const S* grid, const S* dout, S
   using A = acc_t<S>;
   const Index C = s.C;
   const Index Q = s.P_out * s.N;
+  if (c1_fits(s)) {
+    // Small problems: one serial pass. Large ones: the grid gradient (most of the work) in
+    // parallel, then the input-gradient scatter serially, which gives the same sums for any
+    // thread count without a partial buffer per block.
+    if (Q <= (Index(1) << 16) || (!dgrid && din)) {
+      c1_backward<Dim, S, S>(in, grid, dout, din, dgrid, s, pm, 0, Q);
+    } else {
+      ctx.parallel_for(Q, 40.0 * Dim, [&](Index q0, Index q1) {
+        c1_backward<Dim, S, S>(in, grid, dout, static_cast<S*>(nullptr), dgrid, s, pm, q0, q1);
+      });
+      if (din) c1_backward<Dim, S, S>(in, grid, dout, din, static_cast<S*>(nullptr), s, pm, 0, Q);
+    }
+    return;
+  }
   // Few channels: one pass over fixed blocks of positions computes both gradients; each block
   // scatters its input gradient into a partial buffer of its own, and the partials are added in
   // block order (the same result for any thread count).
