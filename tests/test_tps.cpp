@@ -437,18 +437,21 @@ BOOST_AUTO_TEST_CASE(one_channel_large_problems_are_thread_count_independent) {
 }
 
 BOOST_AUTO_TEST_CASE(non_finite_grid_coordinates_give_nan_not_a_quiet_clamp) {
-  const Shape<4> xs(1, 5, 4, 1), gs(2, 3, 1, 1);
+  for (Index C : {1, 3}) {  // the one-channel kernels and the general path
+  const Shape<4> xs(C, 5, 4, 1), gs(2, 3, 1, 1);
   const auto x = dt::random_vec<double>(num_elements(xs), 51);
   const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
   // Position 0: NaN x; 1: infinite y; 2: finite but huge (outside: 0 with Zeros, the edge with Border).
   const std::vector<double> g{nan, 0.1, 0.2, inf, 1e30, -0.3};
   for (auto pm : {PaddingMode::Border, PaddingMode::Zeros}) {
-    for (const auto& y : {sample<2, float>(pool(), xs, x, gs, g, pm), sample<2, double>(pool(), xs, x, gs, g, pm)}) {
-      BOOST_CHECK(std::isnan(y[0]));
-      BOOST_CHECK(std::isnan(y[1]));
-      BOOST_CHECK(std::isfinite(y[2]));
-      if (pm == PaddingMode::Zeros) BOOST_CHECK_EQUAL(y[2], 0.0);
-    }
+    for (const auto& y : {sample<2, float>(pool(), xs, x, gs, g, pm), sample<2, double>(pool(), xs, x, gs, g, pm)})
+      for (Index c = 0; c < C; ++c) {
+        BOOST_CHECK(std::isnan(y[c]));
+        BOOST_CHECK(std::isnan(y[C + c]));
+        BOOST_CHECK(std::isfinite(y[2 * C + c]));
+        if (pm == PaddingMode::Zeros) BOOST_CHECK_EQUAL(y[2 * C + c], 0.0);
+      }
+  }
   }
 }
 

@@ -97,6 +97,11 @@ struct Corners {
       const double n = double(s.in_ext[d]);
       double x = ((g[d] + 1.0) * n - 1.0) * 0.5;
       dgrid[d] = 0.5 * n;
+      // A NaN or infinite coordinate makes the fraction NaN (so the output and gradients are NaN,
+      // not a quiet clamp or zero); a finite coordinate is brought into [-2, n + 1] so the integer
+      // conversion below is defined (beyond one pixel outside, both corners are outside anyway).
+      const double bad = x - x;
+      x = bad == 0 ? std::min(std::max(x, -2.0), n + 1.0) : 0.0;  // 0: a corner inside, to carry the NaN
       // Snap before the clamp, so a position at the last pixel centre is not taken as clamped
       // (whose gradient is 0) because of a rounding error in its coordinate.
       const double r = std::floor(x + 0.5);
@@ -112,7 +117,7 @@ struct Corners {
       }
       const double f = std::floor(x);
       i0[d] = static_cast<Index>(f);
-      t[d] = x - f;
+      t[d] = (x - f) + bad;
     }
     if constexpr (Dim == 2) {
       // Unrolled: this runs once per sampled position.
