@@ -68,6 +68,21 @@ inline void require_data(const std::string& what, const std::string& path) {
 }
 
 /// Spacing flag: "0" (keep), "1.8" (isotropic) or "1,1,2".
+/// --device: "cpu", "gpu" or "gpu:<index>"; sets the device kind and the CUDA device index.
+inline void parse_device(const std::string& s, std::string& device, int& gpu) {
+  gpu = 0;
+  if (s == "cpu" || s == "gpu") {
+    device = s;
+    return;
+  }
+  char* end = nullptr;
+  const long i = s.rfind("gpu:", 0) == 0 ? std::strtol(s.c_str() + 4, &end, 10) : -1;
+  TOOL_REQUIRE(end && end != s.c_str() + 4 && *end == '\0' && i >= 0 && i < 64,
+               "--device must be cpu, gpu or gpu:<index>, got '" << s << "'");
+  device = "gpu";
+  gpu = static_cast<int>(i);
+}
+
 inline std::array<double, 3> parse_spacing(const std::string& s) {
   std::array<double, 3> v{0, 0, 0};
   std::vector<double> parts;

@@ -25,7 +25,7 @@ int main_impl(int argc, char** argv) {
     ("tile", "3-D: tile size (multiple of 4); default: the training crop", cxxopts::value<int>()->default_value("0"))
     ("volume", "the volume to use from 4-D files", cxxopts::value<int>()->default_value("-1"))
     ("resampled-grid", "write on the resampled RAS+ grid the network saw instead of the input's grid")
-    ("device", "cpu (gpu: not in the tools yet)", cxxopts::value<std::string>()->default_value("cpu"))
+    ("device", "cpu, gpu or gpu:<index> (gpu needs tools built with CUDA)", cxxopts::value<std::string>()->default_value("cpu"))
     ("h,help", "this help");
   const auto r = parse(o, argc, argv);
   if (r.count("help")) {
@@ -49,7 +49,7 @@ int main_impl(int argc, char** argv) {
   c.tile = {tile, tile, tile};
   c.volume = r["volume"].as<int>();
   c.same_grid = r.count("resampled-grid") == 0;
-  TOOL_REQUIRE(r["device"].as<std::string>() == "cpu", "--device: this build of the tools runs on the CPU only");
+  parse_device(r["device"].as<std::string>(), c.device, c.gpu);
   const auto f = dicyc::io::SafeTensorsFile::read(c.checkpoint);
   DICYC_CHECK(f.has_metadata("config") && f.has_metadata("scalar"), dicyc::SerializationError,
               "'" << c.checkpoint << "' is not a dicyc checkpoint");

@@ -36,7 +36,7 @@ int main_impl(int argc, char** argv) {
     ("model", "cyclegan, gcc-cyclegan, mind-cyclegan, nmi-cyclegan, dicyc (= nmi-dicyc), gcc-dicyc, mind-dicyc", cxxopts::value<std::string>()->default_value("dicyc"))
     ("dim", "2 (axial slices) or 3 (patches)", cxxopts::value<int>()->default_value("2"))
     ("precision", "float or half", cxxopts::value<std::string>()->default_value("float"))
-    ("device", "cpu (gpu: not in the tools yet)", cxxopts::value<std::string>()->default_value("cpu"))
+    ("device", "cpu, gpu or gpu:<index> (gpu needs tools built with CUDA)", cxxopts::value<std::string>()->default_value("cpu"))
     ("threads", "CPU threads", cxxopts::value<int>()->default_value("2"))
     ("ngf", "generator width", cxxopts::value<int>()->default_value("64"))
     ("ndf", "discriminator width", cxxopts::value<int>()->default_value("64"))
@@ -84,10 +84,7 @@ int main_impl(int argc, char** argv) {
   const std::string prec = r["precision"].as<std::string>();
   TOOL_REQUIRE(prec == "float" || prec == "half", "--precision must be float or half, got '" << prec << "'");
   c.half = prec == "half";
-  const std::string dev = r["device"].as<std::string>();
-  TOOL_REQUIRE(dev == "cpu" || dev == "gpu", "--device must be cpu or gpu, got '" << dev << "'");
-  TOOL_REQUIRE(dev == "cpu", "--device gpu: this build of the tools runs on the CPU only (the library's CUDA "
-                             "path is used from C++; see the README)");
+  parse_device(r["device"].as<std::string>(), c.device, c.gpu);
   c.threads = r["threads"].as<int>();
   TOOL_REQUIRE(c.threads >= 1 && c.threads <= 256, "--threads must be in [1, 256], got " << c.threads);
   const int crop = r["crop"].as<int>(), cz = r["crop-z"].as<int>() > 0 ? r["crop-z"].as<int>() : crop;

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "common.hpp"
+#include "device_model.hpp"
 #include "dicyc/model.hpp"
 #include "report.hpp"
 
@@ -45,6 +46,8 @@ struct TrainConfig {
   std::string em = "single";
   bool tanh = true;               // false: unbounded generator output (for z-scored data)
   std::int64_t debug_nan_at = 0;  // testing hook: a NaN in domain A's batch at this iteration
+  std::string device = "cpu";     // cpu or gpu
+  int gpu = 0;                    // CUDA device index
 };
 
 struct SynthConfig {
@@ -55,7 +58,28 @@ struct SynthConfig {
   std::array<Index, 3> tile{0, 0, 0};  // 0: the training crop
   int volume = -1;
   bool same_grid = true;  // write on the source grid (else the resampled canonical grid)
+  std::string device = "cpu";
+  int gpu = 0;
 };
+
+/// The model on the device asked for: the CPU thread pool, or a GPU through libdicyc_tools_gpu.
+template <int Dim, class S>
+std::unique_ptr<HostModel<Dim, S>> make_host_model(const std::string& device, int threads, int gpu,
+                                                   const dicyc::model::ModelOptions& mo) {
+  if (device == "cpu") return std::make_unique<DeviceModel<Dim, S, Eigen::ThreadPoolDevice>>(mo, threads);
+#ifdef DICYC_TOOLS_CUDA
+  const std::string j = mo.to_json().dump();
+  if constexpr (Dim == 2 && std::is_same_v<S, float>) return make_gpu_model_2d_float(j, gpu);
+  else if constexpr (Dim == 3 && std::is_same_v<S, float>) return make_gpu_model_3d_float(j, gpu);
+  else if constexpr (Dim == 2) return make_gpu_model_2d_half(j, gpu);
+  else return make_gpu_model_3d_half(j, gpu);
+#else
+  (void)gpu;
+  TOOL_REQUIRE(false, "--device gpu: these tools were built without CUDA (configure with -DDICYC_CUDA=ON, "
+                      "which needs nvcc; scripts/test.sh does so when it finds one)");
+  return nullptr;
+#endif
+}
 
 // Set by SIGINT/SIGTERM; the training loop saves and exits at the next iteration boundary.
 inline std::atomic<bool>& stop_flag() {
@@ -104,9 +128,14 @@ inline void install_stop_signals() {
 
 template <int Dim, class S>
 struct Runner {
-  using Dev = Eigen::ThreadPoolDevice;
-  using Model = dicyc::model::ModelBase<Dim, S, Dev>;
+  using Model = HostModel<Dim, S>;
   static constexpr int Rank = Dim + 2;
+
+  static typename Model::Shape hs(const dicyc::Shape<Rank>& s) {
+    typename Model::Shape r;
+    for (int i = 0; i < Rank; ++i) r[i] = static_cast<long>(s[i]);
+    return r;
+  }
 
   static dicyc::model::ModelOptions options_of(const TrainConfig& c) {
     using namespace dicyc;
@@ -161,7 +190,6 @@ struct Runner {
     const std::string ckpt = cfg.out + "/checkpoint.safetensors", csv = cfg.out + "/losses.csv";
     remove_stale_temporaries(cfg.out);
     remove_stale_temporaries(cfg.out + "/samples");
-    core::Context<Dev> ctx(cfg.threads);
 
     model::ModelOptions mo = options_of(cfg);
     DataMeta meta;
@@ -178,8 +206,9 @@ struct Runner {
       TOOL_REQUIRE(meta.dim == Dim, "--resume: the checkpoint holds a " << meta.dim << "-D model, but --dim is " << Dim);
       std::printf("resuming from %s (its model and data settings are used)\n", ckpt.c_str());
     }
-    std::printf("model %s, %d-D, %s, %d threads\n%s\n", mo.model_name().c_str(), Dim,
-                std::is_same_v<S, float> ? "float" : "half", cfg.threads, mo.to_json().dump().c_str());
+    auto m = make_host_model<Dim, S>(cfg.device, cfg.threads, cfg.gpu, mo);
+    std::printf("model %s, %d-D, %s, on %s\n%s\n", mo.model_name().c_str(), Dim,
+                std::is_same_v<S, float> ? "float" : "half", m->device_name().c_str(), mo.to_json().dump().c_str());
 
     // Data: both domains prepared up front, then sampled by the loader thread.
     std::printf("loading domain A from %s, domain B from %s\n", cfg.a.c_str(), cfg.b.c_str());
@@ -200,7 +229,6 @@ struct Runner {
       }
     std::printf("domain A: %zu volumes, domain B: %zu volumes\n", dom_a->volumes.size(), dom_b->volumes.size());
 
-    auto m = model::make_model<Dim, S, Dev>(ctx, mo);
     if (cfg.resume) {
       m->load(ckpt);
       start_iter = m->iteration();
@@ -227,7 +255,7 @@ struct Runner {
     const auto t0 = std::chrono::steady_clock::now();
     auto last_print = t0;
     std::int64_t done_here = 0;
-    model::StepLosses L;
+    HostLosses L;
     auto save = [&] {
       m->save(ckpt, meta.to_metadata());
       write_report(cfg.out, mo.model_name(), mo.to_json().dump(2));
@@ -237,13 +265,12 @@ struct Runner {
       std::vector<S> xs = to_s(bt.a);
       const std::vector<S> ys = to_s(bt.b);
       if (cfg.debug_nan_at > 0 && m->iteration() + 1 == cfg.debug_nan_at) xs[0] = S(std::nanf(""));
-      ConstTensorMap<S, Rank> x(xs.data(), shape), y(ys.data(), shape);
-      try {
-        L = m->train_step(x, y);
-      } catch (const NumericError& e) {
+      std::string numeric_error;
+      L = m->train_step(xs.data(), ys.data(), hs(shape), &numeric_error);
+      if (!numeric_error.empty()) {
         log.flush();
-        std::fprintf(stderr, "\ndicyc-train: %s\ntraining stopped; the last good checkpoint (%s) is kept\n", e.what(),
-                     fs::exists(ckpt) ? ckpt.c_str() : "none yet");
+        std::fprintf(stderr, "\ndicyc-train: %s\ntraining stopped; the last good checkpoint (%s) is kept\n",
+                     numeric_error.c_str(), fs::exists(ckpt) ? ckpt.c_str() : "none yet");
         write_report(cfg.out, mo.model_name(), mo.to_json().dump(2));
         return kNonFinite;
       }
@@ -252,7 +279,7 @@ struct Runner {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       char row[512];
       std::snprintf(row, sizeof row, "%lld,%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f\n",
-                    static_cast<long long>(it), static_cast<long long>(m->schedule().epoch()), L.lr, L.g_total, L.gan_ab,
+                    static_cast<long long>(it), static_cast<long long>(m->epoch()), L.lr, L.g_total, L.gan_ab,
                     L.gan_ba, L.cyc_a, L.cyc_b, L.dicyc_a, L.dicyc_b, L.id_a, L.id_b, L.align_a, L.align_b, L.d_a, L.d_b,
                     secs);
       log << row;
@@ -263,7 +290,7 @@ struct Runner {
         const double rate = static_cast<double>(done_here) / std::max(1e-9, secs);
         const double eta = static_cast<double>(goal - it) / std::max(1e-9, rate);
         std::printf("it %lld/%lld ep %lld  %.2f it/s  ETA %s | G %.4f gan %.3f/%.3f cyc %.4f/%.4f", static_cast<long long>(it),
-                    static_cast<long long>(goal), static_cast<long long>(m->schedule().epoch()), rate,
+                    static_cast<long long>(goal), static_cast<long long>(m->epoch()), rate,
                     format_duration(eta).c_str(), L.g_total, L.gan_ab, L.gan_ba, L.cyc_a, L.cyc_b);
         if (mo.deformation()) std::printf(" dicyc %.4f/%.4f", L.dicyc_a, L.dicyc_b);
         if (mo.alignment().kind() != model::AlignKind::None) std::printf(" align %.4f/%.4f", L.align_a, L.align_b);
@@ -330,10 +357,7 @@ struct Runner {
     auto run = [&](const std::vector<float>& in, bool ab) {
       const std::vector<S> xs = to_s(in);
       std::vector<S> ys(xs.size());
-      ConstTensorMap<S, Rank> x(xs.data(), s);
-      TensorMap<S, Rank> y(ys.data(), s);
-      if (ab) m.translate_ab(x, y);
-      else m.translate_ba(x, y);
+      m.translate(ab, xs.data(), ys.data(), hs(s));
       return to_f(ys);
     };
     auto mid = [&](const std::vector<float>& v) { return panel_of(v.data() + (cz / 2) * cx * cy, cx, cy); };
@@ -343,13 +367,10 @@ struct Runner {
       const std::vector<float> other(ab ? bt.b.begin() : bt.a.begin(), (ab ? bt.b.begin() : bt.a.begin()) + per);
       const std::vector<float> fake = run(src, ab), cyc = run(fake, !ab);
       Panel deformed{cx, cy, std::vector<float>(static_cast<std::size_t>(cx * cy), -1.0f)};
-      if (auto* d = dynamic_cast<model::DiCyc<Dim, S, Eigen::ThreadPoolDevice>*>(&m); d && ab) {
+      if (ab) {
         const std::vector<S> xs = to_s(src), os = to_s(other);
         std::vector<S> yh(xs.size());
-        ConstTensorMap<S, Rank> x(xs.data(), s), o(os.data(), s);
-        TensorMap<S, Rank> y(yh.data(), s);
-        d->deform_ab(x, o, y);
-        deformed = mid(to_f(yh));
+        if (m.deform_ab(xs.data(), os.data(), yh.data(), hs(s))) deformed = mid(to_f(yh));
       }
       rows.push_back({mid(src), mid(fake), deformed, mid(cyc), checkerboard(mid(src), mid(fake))});
     }
@@ -371,9 +392,8 @@ struct Runner {
   static int synth(const SynthConfig& cfg, const dicyc::io::SafeTensorsFile& f, const DataMeta& meta) {
     using namespace dicyc;
     namespace fs = std::filesystem;
-    core::Context<Dev> ctx(cfg.threads);
     const auto mo = model::ModelOptions::from_json(nlohmann::json::parse(f.metadata("config")));
-    auto m = model::make_model<Dim, S, Dev>(ctx, mo);
+    auto m = make_host_model<Dim, S>(cfg.device, cfg.threads, cfg.gpu, mo);
     m->load_weights(cfg.checkpoint);
     const bool ab = cfg.direction == "ab";
     const data::IntensityMap target = ab ? meta.map_b : meta.map_a;
@@ -399,10 +419,7 @@ struct Runner {
         s[Rank - 1] = sh[3];
         const std::vector<S> xs = to_s(in);
         std::vector<S> ys(xs.size());
-        ConstTensorMap<S, Rank> x(xs.data(), s);
-        TensorMap<S, Rank> y(ys.data(), s);
-        if (ab) m->translate_ab(x, y);
-        else m->translate_ba(x, y);
+        m->translate(ab, xs.data(), ys.data(), hs(s));
         out = to_f(ys);
       };
       io::Volume result = p.volume;

@@ -26,7 +26,8 @@ check "train: odd crop" 2 "--crop must be a multiple of 4" -- "$T" -a "$A" -b "$
 check "train: missing data folder" 2 "does not exist" -- "$T" -a "$WORK/nope" -b "$B"
 check "train: no domain B" 2 "--domain-b (domain B data) is required" -- "$T" -a "$A"
 check "train: model typo" 2 "unknown model 'cyclegn'" -- "$T" -a "$A" -b "$B" --model cyclegn
-check "train: gpu without CUDA" 2 "CPU only" -- "$T" -a "$A" -b "$B" --device gpu
+check "train: bad device" 2 "--device must be cpu, gpu or gpu:<index>" -- "$T" -a "$A" -b "$B" --device gpu:x
+check "synth: bad device" 2 "--device must be cpu, gpu or gpu:<index>" -- "$S" --checkpoint "$A/subj0.nii.gz" --in "$A" --device tpu
 check "train: bad dim" 2 "--dim must be 2 or 3" -- "$T" -a "$A" -b "$B" --dim 4
 check "train: not a number" 2 "" -- "$T" -a "$A" -b "$B" --lr fast
 check "train: stray argument" 2 "unexpected argument" -- "$T" -a "$A" -b "$B" extra
@@ -53,6 +54,21 @@ done
 grep -q "data:image/png;base64," "$R/report.html" && grep -q "<svg" "$R/report.html" && echo "ok   report is self-contained" || { echo "FAIL report"; fails=$((fails+1)); }
 check "resume 2-D" 0 "done at iteration 9" -- "$T" -a "$A" -b "$B" --out "$R" --resume --max-iters 9 --threads 1
 [[ $(cut -d, -f1 "$R/losses.csv" | tail -n +2 | tr '\n' ' ') == "1 2 3 4 5 6 7 8 9 " ]] && echo "ok   resumed log continues 1..9" || { echo "FAIL resumed log: $(cut -d, -f1 "$R/losses.csv" | tr '\n' ' ')"; fails=$((fails+1)); }
+
+# ---------------------------------------------------------------- --device gpu
+# Tools built without CUDA refuse it as a usage error; built with CUDA (libdicyc-tools-gpu) but
+# without a GPU, they fail with a clear message; with a GPU, a few iterations and a synthesis run
+# there.
+if ldd "$T" | grep -q "dicyc-tools-gpu"; then
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q "GPU"; then
+    check "train on the GPU" 0 "on cuda" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --model dicyc --control-points 3 --device gpu --max-iters 3 --checkpoint-every 0 --sample-every 3 --out "$WORK/gpu"
+    check "synth on the GPU" 0 "subj2.nii.gz" -- "$S" --checkpoint "$WORK/gpu/checkpoint.safetensors" --in "$A" --out "$WORK/syngpu" --device gpu
+  else
+    check "train: gpu without a GPU" 1 "no CUDA GPU found" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --device gpu --max-iters 1 --out "$WORK/nogpu"
+  fi
+else
+  check "train: gpu without CUDA" 2 "built without CUDA" -- "$T" -a "$A" -b "$B" --device gpu
+fi
 
 # ---------------------------------------------------------------- synthesis on the input's grid, evaluation
 check "synth 2-D" 0 "subj2.nii.gz" -- "$S" --checkpoint "$R/checkpoint.safetensors" --in "$A" --out "$WORK/syn2d" --threads 1

@@ -140,8 +140,7 @@ struct Corners {
         dw[2] = {-ty, ux};
         dw[3] = {ty, tx};
       }
-      return;
-    }
+    } else {
     for (int k = 0; k < K; ++k) {
       double wk = 1;
       Index o = 0;
@@ -165,6 +164,7 @@ struct Corners {
       // Weight-0 corners past the far edge (t = 0 at the last pixel) are skipped, not read.
       off[k] = inside ? o : -1;
       w[k] = wk;
+    }
     }
   }
 };

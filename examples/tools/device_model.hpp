@@ -1,0 +1,114 @@
+// HostModel on a dicyc device: the CPU thread pool (included by the g++ tool translation units)
+// or Eigen::GpuDevice (included by tools_gpu_*.cu under nvcc).
+#pragma once
+
+#include <vector>
+
+#include "dicyc/model.hpp"
+#include "host_model.hpp"
+
+namespace tools {
+
+template <int Dim, class S, class Device>
+class DeviceModel final : public HostModel<Dim, S> {
+ public:
+  static constexpr int Rank = Dim + 2;
+  using typename HostModel<Dim, S>::Shape;
+  using T = dicyc::core::Tensor<S, Rank, Device>;
+
+  /// CPU: `arg` is the thread count; GPU: the device index.
+  DeviceModel(const dicyc::model::ModelOptions& mo, int arg)
+      : ctx_(std::make_unique<dicyc::core::Context<Device>>(arg)),
+        m_(dicyc::model::make_model<Dim, S, Device>(*ctx_, mo)) {}
+
+  HostLosses train_step(const S* x, const S* y, const Shape& s, std::string* numeric_error) override {
+    dicyc::model::StepLosses L;
+    try {
+      if constexpr (dicyc::core::is_gpu_v<Device>) {
+        const T xd = upload(x, s), yd = upload(y, s);
+        L = m_->train_step(xd.cmap(), yd.cmap());
+      } else {
+        L = m_->train_step(dicyc::ConstTensorMap<S, Rank>(x, shape(s)), dicyc::ConstTensorMap<S, Rank>(y, shape(s)));
+      }
+    } catch (const dicyc::NumericError& e) {
+      *numeric_error = e.what();
+      return {};
+    }
+    HostLosses h;
+    h.gan_ab = L.gan_ab;
+    h.gan_ba = L.gan_ba;
+    h.cyc_a = L.cyc_a;
+    h.cyc_b = L.cyc_b;
+    h.dicyc_a = L.dicyc_a;
+    h.dicyc_b = L.dicyc_b;
+    h.id_a = L.id_a;
+    h.id_b = L.id_b;
+    h.align_a = L.align_a;
+    h.align_b = L.align_b;
+    h.g_total = L.g_total;
+    h.d_a = L.d_a;
+    h.d_b = L.d_b;
+    h.lr = L.lr;
+    return h;
+  }
+
+  void translate(bool ab, const S* x, S* y, const Shape& s) override {
+    if constexpr (dicyc::core::is_gpu_v<Device>) {
+      const T xd = upload(x, s);
+      T yd(*ctx_, shape(s));
+      auto ym = yd.map();
+      if (ab) m_->translate_ab(xd.cmap(), ym);
+      else m_->translate_ba(xd.cmap(), ym);
+      download(yd, y);
+    } else {
+      dicyc::TensorMap<S, Rank> ym(y, shape(s));
+      const dicyc::ConstTensorMap<S, Rank> xm(x, shape(s));
+      if (ab) m_->translate_ab(xm, ym);
+      else m_->translate_ba(xm, ym);
+    }
+  }
+
+  bool deform_ab(const S* x, const S* other, S* y, const Shape& s) override {
+    auto* d = dynamic_cast<dicyc::model::DiCyc<Dim, S, Device>*>(m_.get());
+    if (!d) return false;
+    if constexpr (dicyc::core::is_gpu_v<Device>) {
+      const T xd = upload(x, s), od = upload(other, s);
+      T yd(*ctx_, shape(s));
+      auto ym = yd.map();
+      d->deform_ab(xd.cmap(), od.cmap(), ym);
+      download(yd, y);
+    } else {
+      dicyc::TensorMap<S, Rank> ym(y, shape(s));
+      d->deform_ab(dicyc::ConstTensorMap<S, Rank>(x, shape(s)), dicyc::ConstTensorMap<S, Rank>(other, shape(s)), ym);
+    }
+    return true;
+  }
+
+  void save(const std::string& path, const std::map<std::string, std::string>& extra) override { m_->save(path, extra); }
+  void load(const std::string& path) override { m_->load(path); }
+  void load_weights(const std::string& path) override { (void)m_->load_weights(path); }
+  std::int64_t iteration() const override { return m_->iteration(); }
+  std::int64_t epoch() const override { return m_->schedule().epoch(); }
+  bool done() const override { return m_->done(); }
+  std::string device_name() const override { return ctx_->name(); }
+
+ private:
+  static dicyc::Shape<Rank> shape(const Shape& s) {
+    dicyc::Shape<Rank> r;
+    for (int i = 0; i < Rank; ++i) r[i] = static_cast<dicyc::Index>(s[i]);
+    return r;
+  }
+  T upload(const S* p, const Shape& s) const {
+    const auto sh = shape(s);
+    return T::from_host(*ctx_, sh, std::vector<S>(p, p + dicyc::num_elements(sh)));
+  }
+  static void download(const T& t, S* dst) {
+    const auto h = t.to_host();
+    std::copy(h.begin(), h.end(), dst);
+  }
+
+  std::unique_ptr<dicyc::core::Context<Device>> ctx_;
+  std::unique_ptr<dicyc::model::ModelBase<Dim, S, Device>> m_;
+};
+
+}  // namespace tools

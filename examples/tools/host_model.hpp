@@ -1,0 +1,60 @@
+// The tools' view of a model: host buffers in and out, whatever device computes. The CPU
+// implementation maps the host buffers directly; the GPU one (tools_gpu_*.cu, built into a
+// separate shared library by nvcc) copies them to the device and back.
+//
+// Only standard types (and the scalar's storage type) cross this interface, and the GPU library
+// is built with hidden visibility: Eigen code compiled by nvcc (no CPU SIMD, other alignment
+// macros) must never be linked in place of the same inline functions compiled by g++.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <Eigen/Core>  // Eigen::half, the half storage type
+
+namespace tools {
+
+/// The loss terms of one iteration (a copy of dicyc::model::StepLosses).
+struct HostLosses {
+  double gan_ab = 0, gan_ba = 0, cyc_a = 0, cyc_b = 0, dicyc_a = 0, dicyc_b = 0, id_a = 0, id_b = 0, align_a = 0,
+         align_b = 0, g_total = 0, d_a = 0, d_b = 0, lr = 0;
+};
+
+template <int Dim, class S>
+class HostModel {
+ public:
+  using Shape = std::array<long, Dim + 2>;  // (C, spatial..., N)
+  virtual ~HostModel() = default;
+  /// One training iteration. A non-finite loss term is reported in *numeric_error (non-empty) and
+  /// nothing else happens; every other error is thrown.
+  virtual HostLosses train_step(const S* x, const S* y, const Shape& s, std::string* numeric_error) = 0;
+  /// The plain generator A -> B (ab) or B -> A.
+  virtual void translate(bool ab, const S* x, S* y, const Shape& s) = 0;
+  /// DiCyc's deformed A -> B output in the pose of `other`; false (y untouched) for other models.
+  virtual bool deform_ab(const S* x, const S* other, S* y, const Shape& s) = 0;
+  virtual void save(const std::string& path, const std::map<std::string, std::string>& extra) = 0;
+  virtual void load(const std::string& path) = 0;
+  virtual void load_weights(const std::string& path) = 0;
+  virtual std::int64_t iteration() const = 0;
+  virtual std::int64_t epoch() const = 0;
+  virtual bool done() const = 0;
+  virtual std::string device_name() const = 0;
+};
+
+#if defined(__GNUC__)
+#define DICYC_TOOLS_EXPORT __attribute__((visibility("default")))
+#else
+#define DICYC_TOOLS_EXPORT
+#endif
+
+/// The GPU models (libdicyc_tools_gpu, built when DICYC_CUDA is on). `options_json` is
+/// ModelOptions::to_json(); `device` the CUDA device index. They throw when no GPU is usable.
+DICYC_TOOLS_EXPORT std::unique_ptr<HostModel<2, float>> make_gpu_model_2d_float(const std::string& options_json, int device);
+DICYC_TOOLS_EXPORT std::unique_ptr<HostModel<3, float>> make_gpu_model_3d_float(const std::string& options_json, int device);
+DICYC_TOOLS_EXPORT std::unique_ptr<HostModel<2, Eigen::half>> make_gpu_model_2d_half(const std::string& options_json, int device);
+DICYC_TOOLS_EXPORT std::unique_ptr<HostModel<3, Eigen::half>> make_gpu_model_3d_half(const std::string& options_json, int device);
+
+}  // namespace tools
