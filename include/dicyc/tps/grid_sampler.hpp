@@ -333,6 +333,18 @@ void c1_axes(const SampleSetup<Dim>& s, int* n_, acc_t<S>* tol_) {
   }
 }
 
+/// Calls f(n, q, m) on consecutive chunks [q, q + m) of [q0, q1), each of at most kC1Chunk
+/// positions of one sample n.
+template <int Dim, class F>
+void c1_chunks(const SampleSetup<Dim>& s, Index q0, Index q1, F&& f) {
+  for (Index q = q0; q < q1;) {
+    const Index n = q / s.P_out;
+    const Index qe = std::min({q1, (n + 1) * s.P_out, q + kC1Chunk});
+    f(n, q, qe - q);
+    q = qe;
+  }
+}
+
 /// out[q] for q in [q0, q1) (positions across the batch).
 template <int Dim, bool border, class S>
 void c1_forward_impl(const S* in, const S* grid, S* out, const SampleSetup<Dim>& s, Index q0, Index q1) {
@@ -342,10 +354,7 @@ void c1_forward_impl(const S* in, const S* grid, S* out, const SampleSetup<Dim>&
   A tol_[Dim];
   c1_axes<Dim, S>(s, n_, tol_);
   auto ch = std::make_unique<C1Chunk<Dim, A>>();
-  for (Index q = q0; q < q1;) {
-    const Index n = q / s.P_out;
-    const Index qe = std::min({q1, (n + 1) * s.P_out, q + kC1Chunk});
-    const Index m = qe - q;
+  c1_chunks(s, q0, q1, [&](Index n, Index q, Index m) {
     const S* base = in + n * s.P_in;
     ch->template setup<border>(grid + q * Dim, m, n_, tol_, false);
     for (Index j = 0; j < m; ++j) {
@@ -353,8 +362,7 @@ void c1_forward_impl(const S* in, const S* grid, S* out, const SampleSetup<Dim>&
       for (int k = 0; k < K; ++k) v += ch->w[k][j] * A(base[ch->idx[k][j]]);
       out[q + j] = S(v);
     }
-    q = qe;
-  }
+  });
 }
 
 /// The backward of c1_forward over [q0, q1): dgrid[q] += (null skips), and the input gradient
@@ -368,10 +376,7 @@ void c1_backward_impl(const S* in, const S* grid, const S* dout, T* acc, S* dgri
   A tol_[Dim];
   c1_axes<Dim, S>(s, n_, tol_);
   auto ch = std::make_unique<C1Chunk<Dim, A>>();
-  for (Index q = q0; q < q1;) {
-    const Index n = q / s.P_out;
-    const Index qe = std::min({q1, (n + 1) * s.P_out, q + kC1Chunk});
-    const Index m = qe - q;
+  c1_chunks(s, q0, q1, [&](Index n, Index q, Index m) {
     const S* base = in + n * s.P_in;
     const S* go = dout + q;
     ch->template setup<border>(grid + q * Dim, m, n_, tol_, dgrid != nullptr);
@@ -417,8 +422,7 @@ void c1_backward_impl(const S* in, const S* grid, const S* dout, T* acc, S* dgri
         }
       }
     }
-    q = qe;
-  }
+  });
 }
 
 template <int Dim, class S>
