@@ -115,7 +115,9 @@ static void dicyc_step(benchmark::State& st, model::EmMode em) {
 
 static void G_infer_volume(benchmark::State& st) {
   GenCase c;
-  const Index W = 184, H = 220, B = 8, Z = 181;
+  // DICYC_BENCH_SLICES: fewer slices for a quick run (the time is linear in the slice count).
+  const char* zs = std::getenv("DICYC_BENCH_SLICES");
+  const Index W = 184, H = 220, B = 8, Z = zs ? std::max(1, std::atoi(zs)) : 181;
   const auto vol = rnd(W * H * B, 3);
   std::vector<float> y(vol.size());
   for (auto _ : st) {

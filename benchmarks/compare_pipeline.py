@@ -35,8 +35,10 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build", "bench"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--slices", type=int, default=181,
+                    help="slices per volume on both sides (181 is ch2; PyTorch needs minutes per volume at 2 threads)")
     a = ap.parse_args()
-    env = dict(os.environ, DICYC_BENCH_THREADS=str(a.threads))
+    env = dict(os.environ, DICYC_BENCH_THREADS=str(a.threads), DICYC_BENCH_SLICES=str(a.slices))
     model_bin = os.path.join(a.build, "benchmarks", "bench_model")
     data_bin = os.path.join(a.build, "benchmarks", "bench_data")
     import torch
@@ -46,11 +48,11 @@ def main():
     spec.loader.exec_module(ref)
     G = ref.Generator()
     G.apply(ref.init_normal)
-    vol = torch.randn(181, 1, 181, 217)
+    vol = torch.randn(a.slices, 1, 181, 217)
 
     def infer():
         with torch.no_grad():
-            for i in range(0, 181, 8):
+            for i in range(0, a.slices, 8):
                 G(vol[i:i + 8])
     ratios, last = [], None
     for r in range(a.repeats):
@@ -58,10 +60,11 @@ def main():
         theirs = ref.timeit(infer, 2, warmup=1)["median_ms"]
         ratios.append(ours / theirs)
         last = (ours, theirs)
-        print("repeat %d: G_infer_volume %.0f ms vs %.0f ms (%.2f)" % (r + 1, ours, theirs, ratios[-1]), file=sys.stderr)
+        print("repeat %d: G_infer_volume %.0f ms vs %.0f ms (%.2f)" % (r + 1, ours, theirs, ratios[-1]), file=sys.stderr,
+              flush=True)
     print("| benchmark (%d threads) | dicyc ms | PyTorch ms | ratio (median of %d) |" % (a.threads, a.repeats))
     print("|---|---|---|---|")
-    print("| G_infer_volume (181 x 181x217) | %.0f | %.0f | %.2f |" % (last[0], last[1], statistics.median(ratios)))
+    print("| G_infer_volume (%d x 181x217) | %.0f | %.0f | %.2f |" % (a.slices, last[0], last[1], statistics.median(ratios)))
     d = bench(data_bin, ".", env)
     m = bench(model_bin, "^(cyclegan_step|dicyc_step)/", env)
     print()
