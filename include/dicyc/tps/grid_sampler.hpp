@@ -325,22 +325,24 @@ struct C1Chunk {
   }
 };
 
-template <int Dim, class S>
-void c1_axes(const SampleSetup<Dim>& s, int* n_, acc_t<S>* tol_) {
+/// Walks [q0, q1) in chunks of at most kC1Chunk positions of one sample n: sets each chunk up
+/// (corners, weights; with need_grad also the masks, fractions and d index / d grid) and calls
+/// f(chunk, n, q, m) for positions [q, q + m).
+template <int Dim, bool border, class S, class F>
+void c1_chunks(const SampleSetup<Dim>& s, const S* grid, Index q0, Index q1, bool need_grad, F&& f) {
+  using A = acc_t<S>;
+  int n_[Dim];
+  A tol_[Dim];
   for (int d = 0; d < Dim; ++d) {
     n_[d] = int(s.in_ext[d]);
-    tol_[d] = acc_t<S>(snap_tolerance<S>() * std::max<double>(1.0, double(s.in_ext[d])));
+    tol_[d] = A(snap_tolerance<S>() * std::max<double>(1.0, double(s.in_ext[d])));
   }
-}
-
-/// Calls f(n, q, m) on consecutive chunks [q, q + m) of [q0, q1), each of at most kC1Chunk
-/// positions of one sample n.
-template <int Dim, class F>
-void c1_chunks(const SampleSetup<Dim>& s, Index q0, Index q1, F&& f) {
+  auto ch = std::make_unique<C1Chunk<Dim, A>>();  // about 10-40 KB: not on the stack
   for (Index q = q0; q < q1;) {
     const Index n = q / s.P_out;
     const Index qe = std::min({q1, (n + 1) * s.P_out, q + kC1Chunk});
-    f(n, q, qe - q);
+    ch->template setup<border>(grid + q * Dim, qe - q, n_, tol_, need_grad);
+    f(*ch, n, q, qe - q);
     q = qe;
   }
 }
@@ -350,16 +352,11 @@ template <int Dim, bool border, class S>
 void c1_forward_impl(const S* in, const S* grid, S* out, const SampleSetup<Dim>& s, Index q0, Index q1) {
   using A = acc_t<S>;
   constexpr int K = 1 << Dim;
-  int n_[Dim];
-  A tol_[Dim];
-  c1_axes<Dim, S>(s, n_, tol_);
-  auto ch = std::make_unique<C1Chunk<Dim, A>>();
-  c1_chunks(s, q0, q1, [&](Index n, Index q, Index m) {
+  c1_chunks<Dim, border>(s, grid, q0, q1, false, [&](C1Chunk<Dim, A>& ch, Index n, Index q, Index m) {
     const S* base = in + n * s.P_in;
-    ch->template setup<border>(grid + q * Dim, m, n_, tol_, false);
     for (Index j = 0; j < m; ++j) {
       A v = 0;
-      for (int k = 0; k < K; ++k) v += ch->w[k][j] * A(base[ch->idx[k][j]]);
+      for (int k = 0; k < K; ++k) v += ch.w[k][j] * A(base[ch.idx[k][j]]);
       out[q + j] = S(v);
     }
   });
@@ -372,43 +369,38 @@ void c1_backward_impl(const S* in, const S* grid, const S* dout, T* acc, S* dgri
                       Index q0, Index q1) {
   using A = acc_t<S>;
   constexpr int K = 1 << Dim;
-  int n_[Dim];
-  A tol_[Dim];
-  c1_axes<Dim, S>(s, n_, tol_);
-  auto ch = std::make_unique<C1Chunk<Dim, A>>();
-  c1_chunks(s, q0, q1, [&](Index n, Index q, Index m) {
+  c1_chunks<Dim, border>(s, grid, q0, q1, dgrid != nullptr, [&](C1Chunk<Dim, A>& ch, Index n, Index q, Index m) {
     const S* base = in + n * s.P_in;
     const S* go = dout + q;
-    ch->template setup<border>(grid + q * Dim, m, n_, tol_, dgrid != nullptr);
     if (dgrid) {
       for (int k = 0; k < K; ++k)
-        for (Index j = 0; j < m; ++j) ch->v[k][j] = A(base[ch->idx[k][j]]) * ch->m[k][j];
+        for (Index j = 0; j < m; ++j) ch.v[k][j] = A(base[ch.idx[k][j]]) * ch.m[k][j];
       S* dg = dgrid + q * Dim;
       if constexpr (Dim == 2) {
         for (Index j = 0; j < m; ++j) {
-          const A tx = ch->t[0][j], ty = ch->t[1][j], ux = A(1) - tx, uy = A(1) - ty, g = A(go[j]);
-          const A v00 = ch->v[0][j], v10 = ch->v[1][j], v01 = ch->v[2][j], v11 = ch->v[3][j];
+          const A tx = ch.t[0][j], ty = ch.t[1][j], ux = A(1) - tx, uy = A(1) - ty, g = A(go[j]);
+          const A v00 = ch.v[0][j], v10 = ch.v[1][j], v01 = ch.v[2][j], v11 = ch.v[3][j];
           const A dtx = uy * (v10 - v00) + ty * (v11 - v01);
           const A dty = ux * (v01 - v00) + tx * (v11 - v10);
-          dg[2 * j] = S(A(dg[2 * j]) + g * dtx * ch->ds[0][j]);
-          dg[2 * j + 1] = S(A(dg[2 * j + 1]) + g * dty * ch->ds[1][j]);
+          dg[2 * j] = S(A(dg[2 * j]) + g * dtx * ch.ds[0][j]);
+          dg[2 * j + 1] = S(A(dg[2 * j + 1]) + g * dty * ch.ds[1][j]);
         }
       } else {
         for (Index j = 0; j < m; ++j) {
-          const A tx = ch->t[0][j], ty = ch->t[1][j], tz = ch->t[2][j], g = A(go[j]);
+          const A tx = ch.t[0][j], ty = ch.t[1][j], tz = ch.t[2][j], g = A(go[j]);
           const A ux = A(1) - tx, uy = A(1) - ty, uz = A(1) - tz;
           // v<x><y><z>: the masked corner values.
-          const A v000 = ch->v[0][j], v100 = ch->v[1][j], v010 = ch->v[2][j], v110 = ch->v[3][j];
-          const A v001 = ch->v[4][j], v101 = ch->v[5][j], v011 = ch->v[6][j], v111 = ch->v[7][j];
+          const A v000 = ch.v[0][j], v100 = ch.v[1][j], v010 = ch.v[2][j], v110 = ch.v[3][j];
+          const A v001 = ch.v[4][j], v101 = ch.v[5][j], v011 = ch.v[6][j], v111 = ch.v[7][j];
           const A dtx =
               uz * (uy * (v100 - v000) + ty * (v110 - v010)) + tz * (uy * (v101 - v001) + ty * (v111 - v011));
           const A dty =
               uz * (ux * (v010 - v000) + tx * (v110 - v100)) + tz * (ux * (v011 - v001) + tx * (v111 - v101));
           const A dtz =
               uy * (ux * (v001 - v000) + tx * (v101 - v100)) + ty * (ux * (v011 - v010) + tx * (v111 - v110));
-          dg[3 * j] = S(A(dg[3 * j]) + g * dtx * ch->ds[0][j]);
-          dg[3 * j + 1] = S(A(dg[3 * j + 1]) + g * dty * ch->ds[1][j]);
-          dg[3 * j + 2] = S(A(dg[3 * j + 2]) + g * dtz * ch->ds[2][j]);
+          dg[3 * j] = S(A(dg[3 * j]) + g * dtx * ch.ds[0][j]);
+          dg[3 * j + 1] = S(A(dg[3 * j + 1]) + g * dty * ch.ds[1][j]);
+          dg[3 * j + 2] = S(A(dg[3 * j + 2]) + g * dtz * ch.ds[2][j]);
         }
       }
     }
@@ -417,8 +409,8 @@ void c1_backward_impl(const S* in, const S* grid, const S* dout, T* acc, S* dgri
       for (Index j = 0; j < m; ++j) {
         const A g = A(go[j]);
         for (int k = 0; k < K; ++k) {
-          const A w = ch->w[k][j];
-          if (w != A(0)) a[ch->idx[k][j]] = T(A(a[ch->idx[k][j]]) + w * g);
+          const A w = ch.w[k][j];
+          if (w != A(0)) a[ch.idx[k][j]] = T(A(a[ch.idx[k][j]]) + w * g);
         }
       }
     }
