@@ -266,14 +266,16 @@ struct C1Chunk {
         w[1][j] = wx1 * wy0;
         w[2][j] = wx0 * wy1;
         w[3][j] = wx1 * wy1;
-        m[0][j] = px.m0 * py.m0;
-        m[1][j] = px.m1 * py.m0;
-        m[2][j] = px.m0 * py.m1;
-        m[3][j] = px.m1 * py.m1;
-        t[0][j] = px.t;
-        t[1][j] = py.t;
-        ds[0][j] = px.ds;
-        ds[1][j] = py.ds;
+        if (need_grad) {
+          m[0][j] = px.m0 * py.m0;
+          m[1][j] = px.m1 * py.m0;
+          m[2][j] = px.m0 * py.m1;
+          m[3][j] = px.m1 * py.m1;
+          t[0][j] = px.t;
+          t[1][j] = py.t;
+          ds[0][j] = px.ds;
+          ds[1][j] = py.ds;
+        }
       }
     } else {
       const int W = n_[0], H = n_[1], D = n_[2];
@@ -363,9 +365,9 @@ void c1_forward_impl(const S* in, const S* grid, S* out, const SampleSetup<Dim>&
 }
 
 /// The backward of c1_forward over [q0, q1): dgrid[q] += (null skips), and the input gradient
-/// scattered into acc (the sample's gradient at acc + n * P_in; T is S or the accumulation type).
-template <int Dim, bool border, class S, class T>
-void c1_backward_impl(const S* in, const S* grid, const S* dout, T* acc, S* dgrid, const SampleSetup<Dim>& s,
+/// scattered into din (null skips).
+template <int Dim, bool border, class S>
+void c1_backward_impl(const S* in, const S* grid, const S* dout, S* din, S* dgrid, const SampleSetup<Dim>& s,
                       Index q0, Index q1) {
   using A = acc_t<S>;
   constexpr int K = 1 << Dim;
@@ -404,13 +406,13 @@ void c1_backward_impl(const S* in, const S* grid, const S* dout, T* acc, S* dgri
         }
       }
     }
-    if (acc) {
-      T* a = acc + n * s.P_in;
+    if (din) {
+      S* a = din + n * s.P_in;
       for (Index j = 0; j < m; ++j) {
         const A g = A(go[j]);
         for (int k = 0; k < K; ++k) {
           const A w = ch.w[k][j];
-          if (w != A(0)) a[ch.idx[k][j]] = T(A(a[ch.idx[k][j]]) + w * g);
+          if (w != A(0)) a[ch.idx[k][j]] = S(A(a[ch.idx[k][j]]) + w * g);
         }
       }
     }
@@ -425,13 +427,13 @@ void c1_forward(const S* in, const S* grid, S* out, const SampleSetup<Dim>& s, P
     c1_forward_impl<Dim, false>(in, grid, out, s, q0, q1);
 }
 
-template <int Dim, class S, class T>
-void c1_backward(const S* in, const S* grid, const S* dout, T* acc, S* dgrid, const SampleSetup<Dim>& s,
+template <int Dim, class S>
+void c1_backward(const S* in, const S* grid, const S* dout, S* din, S* dgrid, const SampleSetup<Dim>& s,
                  PaddingMode pm, Index q0, Index q1) {
   if (pm == PaddingMode::Border)
-    c1_backward_impl<Dim, true>(in, grid, dout, acc, dgrid, s, q0, q1);
+    c1_backward_impl<Dim, true>(in, grid, dout, din, dgrid, s, q0, q1);
   else
-    c1_backward_impl<Dim, false>(in, grid, dout, acc, dgrid, s, q0, q1);
+    c1_backward_impl<Dim, false>(in, grid, dout, din, dgrid, s, q0, q1);
 }
 
 template <int Dim, class S, class Ctx>
@@ -498,12 +500,12 @@ void sample_backward_host(Ctx& ctx, const S* in, const S* grid, const S* dout, S
     // parallel, then the input-gradient scatter serially, which gives the same sums for any
     // thread count without a partial buffer per block.
     if (Q <= (Index(1) << 16) || (!dgrid && din)) {
-      c1_backward<Dim, S, S>(in, grid, dout, din, dgrid, s, pm, 0, Q);
+      c1_backward<Dim, S>(in, grid, dout, din, dgrid, s, pm, 0, Q);
     } else {
       ctx.parallel_for(Q, 40.0 * Dim, [&](Index q0, Index q1) {
-        c1_backward<Dim, S, S>(in, grid, dout, static_cast<S*>(nullptr), dgrid, s, pm, q0, q1);
+        c1_backward<Dim, S>(in, grid, dout, nullptr, dgrid, s, pm, q0, q1);
       });
-      if (din) c1_backward<Dim, S, S>(in, grid, dout, din, static_cast<S*>(nullptr), s, pm, 0, Q);
+      if (din) c1_backward<Dim, S>(in, grid, dout, din, nullptr, s, pm, 0, Q);
     }
     return;
   }
