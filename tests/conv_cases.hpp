@@ -210,3 +210,36 @@ void check_tiling_and_generic(const ConvCase<Dim>& c) {
 }
 
 }  // namespace dt
+
+namespace dt {
+/// detail::swap_kernel_axes (the tiled CPU transpose behind every conv input gradient and
+/// transposed-conv forward) against an element-by-element swap, on kernels with extents that are
+/// and are not multiples of its 8 x 8 tiles, on the pool and single-threaded.
+template <int Dim>
+void check_swap_kernel_axes() {
+  using namespace dicyc;
+  auto& cx = contexts();
+  for (const auto& ab : std::vector<std::array<Index, 2>>{{1, 1}, {3, 5}, {8, 16}, {19, 13}, {64, 1}, {33, 40}}) {
+    Shape<Dim + 2> s;
+    s[0] = ab[0];
+    s[1] = ab[1];
+    for (int d = 0; d < Dim; ++d) s[2 + d] = 3 + d;
+    const auto v = random_vec<double>(num_elements(s), 5);
+    const Index A = s[0], B = s[1], K = num_elements(s) / (A * B);
+    std::vector<double> want(v.size());
+    for (Index k = 0; k < K; ++k)
+      for (Index b = 0; b < B; ++b)
+        for (Index a = 0; a < A; ++a) want[std::size_t(b + B * a + A * B * k)] = v[std::size_t(a + A * b + A * B * k)];
+    BOOST_TEST_CONTEXT("kernel " << shape_str(s)) {
+      auto W = core::Tensor<double, Dim + 2, Eigen::ThreadPoolDevice>::from_host(cx.pool, s, v);
+      const auto T = ops::detail::swap_kernel_axes<Dim>(cx.pool, W.cmap());
+      BOOST_CHECK_EQUAL(T.shape()[0], B);
+      BOOST_CHECK_EQUAL(T.shape()[1], A);
+      BOOST_CHECK(T.to_host() == want);
+      auto W1 = core::Tensor<float, Dim + 2, Eigen::DefaultDevice>::from_host(cx.cpu, s, convert<float>(v));
+      const auto T1 = ops::detail::swap_kernel_axes<Dim>(cx.cpu, W1.cmap());
+      BOOST_CHECK(T1.to_host() == convert<float>(want));
+    }
+  }
+}
+}  // namespace dt

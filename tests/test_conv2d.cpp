@@ -68,3 +68,5 @@ BOOST_AUTO_TEST_CASE(shape_errors) {
       [&] { ops::conv_transpose_output_shape(O(4, 2, 3).stride(1).output_padding(1), Shape<4>(4, 3, 3, 1)); },
       "must be smaller than the stride");
 }
+
+BOOST_AUTO_TEST_CASE(swap_kernel_axes_tiles) { check_swap_kernel_axes<2>(); }

@@ -38,3 +38,5 @@ BOOST_AUTO_TEST_CASE(shape_errors) {
   expect_error<ConfigError>([&] { ops::conv_output_shape(O(3, 4, 3).stride({1, 0, 1}), Shape<5>(3, 8, 8, 8, 1)); },
                             "stride must be positive, got stride [1, 0, 1]");
 }
+
+BOOST_AUTO_TEST_CASE(swap_kernel_axes_tiles) { check_swap_kernel_axes<3>(); }

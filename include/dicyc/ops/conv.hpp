@@ -378,16 +378,40 @@ void patch_gemm_wgrad(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S
 }
 
 /// The kernel with its first two axes swapped: (a, b, k...) -> (b, a, k...).
+/// On the CPU each tap's (a x b) block is transposed in 8 x 8 tiles, split over the pool: Eigen's
+/// shuffle() took 4-5x longer (6 ms for the PatchGAN's 512 x 256 x 4 x 4 kernel, on every input
+/// gradient).
 template <int Dim, class S, class Device>
 core::Tensor<S, Dim + 2, Device> swap_kernel_axes(Context<Device>& ctx, const ConstTensorMap<S, Dim + 2>& w) {
   Shape<Dim + 2> s = w.dimensions();
   std::swap(s[0], s[1]);
   core::Tensor<S, Dim + 2, Device> t(ctx, s);
-  Eigen::array<Index, Dim + 2> perm;
-  for (int i = 0; i < Dim + 2; ++i) perm[i] = i;
-  std::swap(perm[0], perm[1]);
-  auto tm = t.map();
-  tm.device(ctx.device()) = w.shuffle(perm);
+  if constexpr (core::is_gpu_v<Device>) {
+    Eigen::array<Index, Dim + 2> perm;
+    for (int i = 0; i < Dim + 2; ++i) perm[i] = i;
+    std::swap(perm[0], perm[1]);
+    auto tm = t.map();
+    tm.device(ctx.device()) = w.shuffle(perm);
+  } else {
+    const Index A = s[1], B = s[0], taps = num_elements(s) / std::max<Index>(A * B, 1);
+    constexpr Index T = 8;
+    const Index tiles_a = (A + T - 1) / T;
+    const S* src = w.data();
+    S* dst = t.data();
+    // One item: a strip of 8 rows of a, across all of b, in one tap.
+    ctx.parallel_for(taps * tiles_a, double(T * B) * 2.0, [&](Index i0, Index i1) {
+      for (Index i = i0; i < i1; ++i) {
+        const Index k = i / tiles_a, a0 = (i % tiles_a) * T, a1 = std::min(A, a0 + T);
+        const S* sk = src + A * B * k;
+        S* dk = dst + A * B * k;
+        for (Index b0 = 0; b0 < B; b0 += T) {
+          const Index b1 = std::min(B, b0 + T);
+          for (Index a = a0; a < a1; ++a)
+            for (Index b = b0; b < b1; ++b) dk[b + B * a] = sk[a + A * b];
+        }
+      }
+    });
+  }
   return t;
 }
 
