@@ -209,9 +209,6 @@ void check_tiling_and_generic(const ConvCase<Dim>& c) {
   }
 }
 
-}  // namespace dt
-
-namespace dt {
 /// detail::swap_kernel_axes (the tiled CPU transpose behind every conv input gradient and
 /// transposed-conv forward) against an element-by-element swap, on kernels with extents that are
 /// and are not multiples of its 8 x 8 tiles, on the pool and single-threaded.
