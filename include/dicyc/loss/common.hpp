@@ -12,6 +12,8 @@
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <cstdint>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -32,6 +34,14 @@ struct GradTo {
 
 template <class S, int R>
 using MaskPtr = const ConstTensorMap<S, R>*;
+
+/// Samples whose alignment loss was undefined and taken as "no shared information" (a constant
+/// image in NMI, GCC or MIND; see each loss), counted over the process; a trainer reads the
+/// difference across a step to report them.
+inline std::atomic<std::int64_t>& degenerate_samples() {
+  static std::atomic<std::int64_t> n{0};
+  return n;
+}
 
 namespace detail {
 

@@ -10,8 +10,10 @@
 // difference: a(p + e_k) += g_p, a(p) -= g_p (computed as a gather, so it parallelises).
 // Sums are in double over fixed blocks (the same result for any thread count). On a GPU context
 // the data go through the host (no device kernel yet).
-// Errors: an image with no variation of its derivative along an axis (a constant image, for
-// instance) makes NCC 0/0: NumericError naming the input, the sample and the axis.
+// An axis along which a or b has no variation of its derivative (a constant image, a linear ramp)
+// makes NCC 0/0; it counts as no shared structure: NCC_k = 0 and no gradient from that axis. A
+// sample where this happens on every axis (a constant image) is counted in
+// loss::degenerate_samples(); its GC is 0 and the loss 1.
 #pragma once
 
 #include <algorithm>
@@ -102,12 +104,12 @@ double gc_host(Ctx& ctx, const S* a, const S* b, const S* m, const SampleGeometr
         });
     std::array<double, Dim> ncc{}, alpha{}, beta_a{}, beta_b{};
     double gc = 0;
+    int flat = 0;
     for (int d = 0; d < Dim; ++d) {
-      for (int which = 0; which < 2; ++which)
-        DICYC_CHECK((which ? syy[d] : sxx[d]) > 0, NumericError,
-                    "gcc: input " << (which ? "b" : "a") << ", sample " << n << " has a constant derivative along "
-                                  << axis_name(d) << (m ? " inside the mask" : "")
-                                  << " (a constant image?); gradient correlation is undefined");
+      if (!(sxx[d] > 0) || !(syy[d] > 0)) {  // 0/0: no shared structure along this axis
+        ++flat;
+        continue;
+      }
       const double den = std::sqrt(sxx[d] * syy[d]);
       ncc[d] = sxy[d] / den;
       gc += ncc[d] / Dim;
@@ -118,6 +120,10 @@ double gc_host(Ctx& ctx, const S* a, const S* b, const S* m, const SampleGeometr
       beta_b[d] = c * ncc[d] / syy[d];
     }
     total += gc;
+    if (flat == Dim) {
+      degenerate_samples().fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
     if (!ga && !gb) continue;
     S* gan = ga ? ga + n * M : nullptr;
     S* gbn = gb ? gb + n * M : nullptr;

@@ -7,7 +7,8 @@
 //                                          axis, radius `radius`, sigma `sigma`; zero outside
 //   V(p)   = mean_r D_r(p), clamped to [m / clamp, m * clamp] with m = mean_p V(p)  (clamp = 1000)
 //   MIND_r(p) = exp(-(D_r(p) - min_r D_r(p)) / V(p))      (= exp(-D_r/V) / max_r exp(-D_r/V))
-// An image whose V is 0 everywhere (constant) gets V = 1: its descriptors are all 1, not NaN.
+// An image whose V is 0 everywhere (constant) gets V = 1: its descriptors are all 1, not NaN; its
+// gradient is 0 (every S_r is at its minimum), and loss::degenerate_samples() counts it.
 // Loss = mean over samples, channels, voxels (inside the mask) and neighbours of
 //   |MIND_r(a) - MIND_r(b)|   (subgradient 0 where they are equal).
 // D, V and the descriptors are invariant to a positive affine rescale a*I + b of the image.
@@ -179,6 +180,7 @@ struct MindImage {
     }
     mean_v /= double(P);
     constant = !(mean_v > 0);
+    if (constant) degenerate_samples().fetch_add(1, std::memory_order_relaxed);
     const double lo = mean_v / clamp, hi = mean_v * clamp;
     par(P, 30.0 * R, [&](Index p0, Index p1) {
       for (Index p = p0; p < p1; ++p) {

@@ -25,8 +25,12 @@
 // voxel blocks whose partial histograms are added in order (the same result for any thread count).
 // On a GPU context the data are copied to the host and back: there is no device kernel yet.
 //
-// Errors: a sample whose values (inside the mask) are all equal has no [0, 1] mapping and throws
-// NumericError naming the sample; so do non-finite values. An empty mask throws ShapeError.
+// A constant sample: when every value of a or b (inside the mask) is the same, the [0, 1] mapping
+// is undefined and the image has no intensity distribution to share. Such a sample counts as no
+// shared information: its NMI is the form's minimum (0 Arithmetic, 1 Studholme; the loss 1 - NMI
+// is 1), it contributes no gradient to either input, and loss::degenerate_samples() counts it.
+// (An all-background training crop is the usual cause.)
+// Errors: non-finite values throw NumericError naming the sample; an empty mask throws ShapeError.
 #pragma once
 
 #include <algorithm>
@@ -155,11 +159,7 @@ SampleRange sample_range(Ctx& ctx, const char* op, const char* which, Index n, c
     r.count += cnt[b];
   }
   DICYC_CHECK(r.count > 0, ShapeError, op << ": the mask of sample " << n << " is empty");
-  DICYC_CHECK(r.hi > r.lo, NumericError,
-              op << ": input " << which << ", sample " << n << " is constant (every value "
-                 << (m ? "inside the mask " : "") << "is " << r.lo
-                 << "); it has no intensity distribution, so NMI is undefined");
-  r.inv = 1.0 / (r.hi - r.lo + unit_eps);
+  r.inv = r.hi > r.lo ? 1.0 / (r.hi - r.lo + unit_eps) : 0.0;  // 0: a constant sample
   return r;
 }
 
@@ -182,6 +182,11 @@ double soft_nmi_host(Ctx& ctx, const S* a, const S* b, const S* m, Index N, Inde
     const S* mn = m ? m + n * M : nullptr;
     const SampleRange ra = sample_range(ctx, "nmi", "a", n, an, mn, M, o.unit_eps());
     const SampleRange rb = sample_range(ctx, "nmi", "b", n, bn, mn, M, o.unit_eps());
+    if (!(ra.hi > ra.lo) || !(rb.hi > rb.lo)) {  // a constant sample: no shared information
+      total += o.form() == NmiForm::Arithmetic ? 0.0 : 1.0;
+      degenerate_samples().fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
     std::fill(part.begin(), part.end(), 0.0);
     ctx.parallel_for(nb, double(kSumBlock) * 120, [&](Index b0, Index b1) {
       ParzenWindow wa, wb;
