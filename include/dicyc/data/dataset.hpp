@@ -10,13 +10,20 @@
 //   data::Loader loader(data::Sampler(a, b, so), 2);      // 2 batches queued ahead
 //   data::Batch batch = loader.next();                    // batch.a, batch.b: (1, x, y[, z], N)
 //
-// Sampling (seeded, the same stream for the same seed whatever the thread count):
+// Sampling (seeded; batch i is drawn from its own stream, seeded by the seed and i, so the same
+// seed gives the same batches whatever the thread count, and a sampler started at batch i, as a
+// resumed run is, gives exactly the batches an uninterrupted one gives from i on):
 // - a volume of the domain, uniformly;
-// - 2-D: an axial slice whose foreground (voxels above the volume's background level + 5 % of its
-//   range) covers at least `min_foreground` of the slice; 3-D: a patch position, uniformly;
+// - the crop centre: a foreground voxel (above the volume's background level + 5 % of its range),
+//   uniformly, in 2-D among the axial slices whose foreground covers at least the domain's
+//   slice fraction; the centre is moved inwards so that the crop stays inside the volume where it
+//   fits (MONAI's positive crop sampling). With SamplerOptions::min_foreground = 0 the centre is
+//   uniform over the volume (2-D: over the slices kept), as before;
 // - a random affine about the crop centre: rotation (degrees; about z in 2-D, about each axis in
 //   3-D), isotropic scale, shear, translation (fraction of the crop), and a left-right flip;
-// - bilinear/trilinear sampling; outside the volume reads the volume's background level.
+// - bilinear/trilinear sampling; outside the volume reads the volume's background level;
+// - the crop is kept when at least `min_foreground` of it is foreground; otherwise it is drawn
+//   again (centre, augmentation), up to `max_tries` times, then a ConfigError names the volume.
 #pragma once
 
 #include <Eigen/Geometry>
@@ -127,6 +134,10 @@ inline Prepared prepare(const std::string& path, const PrepareOptions& o) {
 struct Domain {
   std::vector<Prepared> volumes;
   std::vector<std::vector<std::int64_t>> slices;
+  /// Per volume: the foreground level (background + 5 % of the range) and the linear indices of
+  /// the voxels above it (2-D: only those on the slices kept), the positive crop centres.
+  std::vector<float> thresholds;
+  std::vector<std::vector<std::uint32_t>> foreground;
 
   static Domain load(const std::vector<std::string>& paths, const PrepareOptions& o, double min_foreground = 0.05) {
     Domain d;
@@ -146,8 +157,19 @@ struct Domain {
     }
     DICYC_CHECK(!ok.empty(), ConfigError,
                 "'" << p.path << "': no axial slice has " << 100 * min_foreground << " % foreground");
+    const std::int64_t plane = dim[0] * dim[1];
+    DICYC_CHECK(plane * dim[2] <= std::int64_t(UINT32_MAX), ConfigError,
+                "'" << p.path << "': more than 2^32 voxels after resampling; use a coarser --spacing");
+    std::vector<std::uint32_t> fg;
+    for (const std::int64_t k : ok) {
+      const float* s = p.volume.data.data() + k * plane;
+      for (std::int64_t i = 0; i < plane; ++i)
+        if (s[i] > thr) fg.push_back(static_cast<std::uint32_t>(k * plane + i));
+    }
     volumes.push_back(std::move(p));
     slices.push_back(std::move(ok));
+    thresholds.push_back(thr);
+    foreground.push_back(std::move(fg));
   }
   /// The mean of the volumes' intensity maps: how the networks' output maps back to this domain's
   /// units (e.g. Hounsfield units).
@@ -178,6 +200,12 @@ struct SamplerOptions {
   Index batch = 1;
   AugmentOptions augment;
   std::uint64_t seed = 1;
+  /// Least fraction of a crop that must be foreground (0: any crop, centres uniform).
+  double min_foreground = 0.1;
+  /// Draws of one crop before giving up with an error naming the volume.
+  int max_tries = 200;
+  /// The index of the first batch next() gives (a run resumed at iteration i starts at i).
+  std::int64_t first_batch = 0;
 };
 
 /// One training batch: a and b as (1, x, y[, z], N), x fastest.
@@ -191,19 +219,32 @@ struct Batch {
 class Sampler {
  public:
   Sampler(std::shared_ptr<const Domain> a, std::shared_ptr<const Domain> b, SamplerOptions o)
-      : a_(std::move(a)), b_(std::move(b)), o_(o), rng_(o.seed) {
+      : a_(std::move(a)), b_(std::move(b)), o_(o), index_(o.first_batch) {
     DICYC_CHECK(o_.dim == 2 || o_.dim == 3, ConfigError, "sampler: dim must be 2 or 3, got " << o_.dim);
     for (int d = 0; d < o_.dim; ++d)
       DICYC_CHECK(o_.crop[d] >= 4 && o_.crop[d] % 4 == 0, ConfigError,
                   "sampler: crop sizes must be positive multiples of 4 (two stride-2 stages), got " << o_.crop[d]);
     DICYC_CHECK(o_.batch >= 1, ConfigError, "sampler: batch must be >= 1");
+    DICYC_CHECK(o_.min_foreground >= 0 && o_.min_foreground < 1 && o_.max_tries >= 1 && o_.first_batch >= 0,
+                ConfigError, "sampler: min_foreground must be in [0, 1), max_tries >= 1, first_batch >= 0");
     DICYC_CHECK(a_ && b_ && !a_->volumes.empty() && !b_->volumes.empty(), ConfigError,
                 "sampler: both domains need at least one volume");
   }
 
   const SamplerOptions& options() const { return o_; }
+  /// The index of the batch the next call of next() gives.
+  std::int64_t batch_index() const { return index_; }
+
+  /// The seed of batch i's stream.
+  static std::uint64_t batch_seed(std::uint64_t seed, std::int64_t i) {
+    std::uint64_t z = seed ^ 0x5851f42d4c957f2dULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return (z ^ (z >> 31)) + 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(i);
+  }
 
   Batch next() {
+    rng_.reseed(batch_seed(o_.seed, index_++));
     Batch bt;
     bt.dim = o_.dim;
     bt.crop = o_.crop;
@@ -221,24 +262,57 @@ class Sampler {
  private:
   void sample(const Domain& dom, float* out) {
     const std::size_t vi = static_cast<std::size_t>(rng_.uniform_int(dom.volumes.size()));
+    const Index per = o_.crop[0] * o_.crop[1] * (o_.dim == 3 ? o_.crop[2] : 1);
+    const bool positive = o_.min_foreground > 0 && vi < dom.foreground.size() && !dom.foreground[vi].empty();
+    const float thr = vi < dom.thresholds.size() ? dom.thresholds[vi] : dom.volumes[vi].background;
+    double best = 0;
+    for (int t = 0; t < o_.max_tries; ++t) {
+      draw(dom, vi, positive, out);
+      if (o_.min_foreground <= 0) return;
+      Index fg = 0;
+      for (Index n = 0; n < per; ++n) fg += out[n] > thr;
+      const double frac = static_cast<double>(fg) / static_cast<double>(per);
+      if (frac >= o_.min_foreground) return;
+      best = std::max(best, frac);
+    }
+    const auto dim = dom.volumes[vi].volume.dim();
+    DICYC_CHECK(false, ConfigError,
+                "'" << dom.volumes[vi].path << "' (" << dim[0] << " x " << dim[1] << " x " << dim[2]
+                    << " voxels after preparation) gave no crop of " << o_.crop[0] << " x " << o_.crop[1]
+                    << (o_.dim == 3 ? " x " + std::to_string(o_.crop[2]) : std::string())
+                    << " with at least " << 100 * o_.min_foreground << " % foreground in " << o_.max_tries
+                    << " tries (the best had " << 100 * best
+                    << " %): lower --min-foreground, use a smaller --crop, or check that the volume holds anatomy");
+  }
+
+  /// One crop of volume vi (centre, augmentation, resampling) into out.
+  void draw(const Domain& dom, std::size_t vi, bool positive, float* out) {
     const Prepared& p = dom.volumes[vi];
     const auto dim = p.volume.dim();
     const float* src = p.volume.data.data();
     const int D = o_.dim;
-    // The crop centre in voxel coordinates.
+    // The crop centre in voxel coordinates: a foreground voxel moved inwards so that the crop fits
+    // (positive), or uniform over the positions where it fits.
     std::array<double, 3> centre{};
-    for (int d = 0; d < 2; ++d) {
+    std::array<double, 3> fgv{};
+    if (positive) {
+      const auto& fg = dom.foreground[vi];
+      std::uint64_t l = fg[rng_.uniform_int(fg.size())];
+      for (int d = 0; d < 3; ++d) {
+        fgv[d] = static_cast<double>(l % static_cast<std::uint64_t>(dim[d]));
+        l /= static_cast<std::uint64_t>(dim[d]);
+      }
+    }
+    for (int d = 0; d < 3; ++d) {
+      if (d == 2 && D == 2) {
+        const auto& ks = dom.slices[vi];
+        centre[2] = positive ? fgv[2] : static_cast<double>(ks[rng_.uniform_int(ks.size())]);
+        continue;
+      }
       const double half = 0.5 * static_cast<double>(o_.crop[d]);
       const double lo = half - 0.5, hi = static_cast<double>(dim[d]) - half - 0.5;
-      centre[d] = hi >= lo ? rng_.uniform(lo, hi) : 0.5 * static_cast<double>(dim[d] - 1);
-    }
-    if (D == 2) {
-      const auto& ks = dom.slices[vi];
-      centre[2] = static_cast<double>(ks[rng_.uniform_int(ks.size())]);
-    } else {
-      const double half = 0.5 * static_cast<double>(o_.crop[2]);
-      const double lo = half - 0.5, hi = static_cast<double>(dim[2]) - half - 0.5;
-      centre[2] = hi >= lo ? rng_.uniform(lo, hi) : 0.5 * static_cast<double>(dim[2] - 1);
+      if (hi < lo) centre[d] = 0.5 * static_cast<double>(dim[d] - 1);
+      else centre[d] = positive ? std::clamp(fgv[d], lo, hi) : rng_.uniform(lo, hi);
     }
     // The augmentation: src = centre + M (p - crop centre) + t.
     Eigen::Matrix3d M = Eigen::Matrix3d::Identity();
@@ -296,6 +370,7 @@ class Sampler {
 
   std::shared_ptr<const Domain> a_, b_;
   SamplerOptions o_;
+  std::int64_t index_ = 0;
   core::Rng rng_;
 };
 
