@@ -1,10 +1,16 @@
 #!/usr/bin/python3
 """Moves dicyc weights to and from PyTorch, with nothing but json + numpy (+ torch for .pt files).
 
-    checkpoint_torch.py export CKPT OUTDIR     dicyc checkpoint -> OUTDIR/<net>.pt state dicts
-                                               (g_ab, g_ba, d_a, d_b), checked by loading them
-                                               strictly into shared/bench/torch_reference.py's
-                                               Generator / patchgan70 when that file is found
+    checkpoint_torch.py export CKPT OUTDIR [--check REF.py | --no-check]
+                                               dicyc checkpoint -> OUTDIR/<net>.pt state dicts:
+                                               g_ab, g_ba (with the offset branches "off.*" of the
+                                               DiCyc models), d_a, d_b, and the DiCyc STNs s_ab,
+                                               s_ba. A 2-D export is checked by loading each state
+                                               dict strictly into the PyTorch reference networks
+                                               (Generator, patchgan70, STN of torch_reference.py)
+                                               when that file is given or found beside the
+                                               project (shared/bench/); without it the export
+                                               still works and says the check was skipped
     checkpoint_torch.py import OUT.safetensors NET=FILE.pt [NET=FILE.pt ...]
                                                PyTorch state dicts -> a weights-only safetensors
                                                file for CycleGan::load_weights (names "<NET>.<key>")
@@ -22,7 +28,7 @@ import sys
 import numpy as np
 
 DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I32": np.int32, "I64": np.int64, "U8": np.uint8}
-NETS = ("g_ab", "g_ba", "d_a", "d_b")
+NETS = ("g_ab", "g_ba", "d_a", "d_b", "s_ab", "s_ba")
 REF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench", "torch_reference.py")
 
 
@@ -59,33 +65,66 @@ def write_safetensors(path, tensors, meta=None):
     os.replace(tmp, path)
 
 
-def export(ckpt, outdir):
+def load_reference(path):
+    import importlib.util
+    # Only state dicts are loaded into it, so its refusal to time on the reference BLAS is moot.
+    os.environ.setdefault("DICYC_ALLOW_REFERENCE_BLAS", "1")
+    spec = importlib.util.spec_from_file_location("torch_reference", path)
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    return ref
+
+
+def reference_net(ref, net, cfg, sd):
+    """The reference network a state dict of `net` must load into."""
+    gen = cfg.get("generator", {})
+    ngf = gen.get("ngf", cfg.get("ngf", 64))
+    cin, cout = cfg.get("in_channels", 1), cfg.get("out_channels", 1)
+    if net.startswith("g_"):
+        if net == "g_ba":
+            cin, cout = cout, cin
+        blocks = gen.get("n_blocks", cfg.get("n_blocks", 6))
+        return ref.Generator(cin, cout, ngf, blocks, offsets=any(k.startswith("off.") for k in sd))
+    if net.startswith("s_"):
+        return ref.STN(4 * ngf, cfg.get("control_points", 6))
+    if cfg.get("n_layers", 3) != 3:
+        return None  # the reference PatchGAN has 3 layers
+    return ref.patchgan70(cin if net == "d_a" else cout, cfg.get("ndf", 64))
+
+
+def export(ckpt, outdir, check=None):
+    """check: a path to torch_reference.py, False to skip, None to use shared/bench's if present."""
     import torch
     meta, tensors = read_safetensors(ckpt)
     cfg = json.loads(meta.get("config", "{}"))
     os.makedirs(outdir, exist_ok=True)
+    dim = meta.get("user.dim", meta.get("dim", "2"))
     ref = None
-    if os.path.exists(REF) and meta.get("dim") == "2":
-        import importlib.util
-        spec = importlib.util.spec_from_file_location("torch_reference", REF)
-        ref = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ref)
+    if check is None and os.path.exists(REF):
+        check = REF
+    if check and dim == "2":
+        ref = load_reference(check)
+    elif check:
+        print("reference check skipped: the PyTorch reference is 2-D and this checkpoint is %s-D" % dim)
+    else:
+        print("reference check skipped (no torch_reference.py given or found)")
+    written = []
     for net in NETS:
         sd = {k[len(net) + 1:]: torch.from_numpy(v.copy()) for k, v in tensors.items() if k.startswith(net + ".")}
         if not sd:
             continue
         if ref is not None:
-            if net.startswith("g_"):
-                cin, cout = cfg.get("in_channels", 1), cfg.get("out_channels", 1)
-                if net == "g_ba":
-                    cin, cout = cout, cin
-                m = ref.Generator(cin, cout, cfg.get("ngf", 64), cfg.get("n_blocks", 6))
+            m = reference_net(ref, net, cfg, sd)
+            if m is None:
+                print("%s: no reference network for this configuration; not checked" % net)
             else:
-                m = ref.patchgan70(cfg.get("in_channels" if net == "d_a" else "out_channels", 1), cfg.get("ndf", 64))
-            m.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
-            print("%s: %d tensors load strictly into the reference network" % (net, len(sd)))
+                m.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+                print("%s: %d tensors load strictly into the reference network" % (net, len(sd)))
         torch.save(sd, os.path.join(outdir, net + ".pt"))
-    print("wrote", ", ".join(n + ".pt" for n in NETS if any(k.startswith(n + ".") for k in tensors)), "to", outdir)
+        written.append(net + ".pt")
+    if not written:
+        sys.exit("export: '%s' holds no network weights (names g_ab.*, g_ba.*, d_a.*, d_b.*, s_ab.*, s_ba.*)" % ckpt)
+    print("wrote", ", ".join(written), "to", outdir)
 
 
 def import_(out, pairs):
@@ -108,8 +147,17 @@ def show(ckpt):
 
 
 def main():
-    if len(sys.argv) >= 4 and sys.argv[1] == "export":
-        export(sys.argv[2], sys.argv[3])
+    if len(sys.argv) in (4, 5, 6) and sys.argv[1] == "export":
+        extra = sys.argv[4:]
+        check = None
+        if extra == ["--no-check"]:
+            check = False
+        elif len(extra) == 2 and extra[0] == "--check":
+            check = extra[1]
+        elif extra:
+            print(__doc__, file=sys.stderr)
+            sys.exit(2)
+        export(sys.argv[2], sys.argv[3], check)
     elif len(sys.argv) >= 4 and sys.argv[1] == "import":
         import_(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) == 3 and sys.argv[1] == "show":

@@ -18,18 +18,7 @@ scripts/fetch_data.sh --all
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DDICYC_BUILD_TESTS=OFF -DDICYC_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build build/release -j "$(nproc)" --target protocol dicyc_train dicyc_synth dicyc_eval dicyc_raw2nii
 BIN=build/release/examples
-mkdir -p "$OUT/mr" "$OUT/ct"
-
-# The InVesalius CT: matrix.dat (int16 LE, z,y,x = 108x256x256) out of the .inv3 tarball.
-if [[ ! -s data/ct/ct.nii.gz ]]; then
-  tmp=$(mktemp -d)
-  tar -xzf data/ct/Cranium.inv3 -C "$tmp" --wildcards '*/matrix.dat'
-  "$BIN/dicyc-raw2nii" --in "$tmp"/*/matrix.dat --dims 256,256,108 --spacing 0.9570312,0.9570312,1.5 \
-    --type int16 --orientation LAS --out data/ct/ct.nii.gz
-  rm -rf "$tmp"
-fi
-cp data/mricron/ch2.nii.gz "$OUT/mr/ch2.nii.gz"
-cp data/ct/ct.nii.gz "$OUT/ct/ct.nii.gz"
+scripts/mrct_data.sh "$BIN" "$OUT"
 
 echo; echo "=== 1. MR <-> CT (ch2 T1 vs InVesalius CT, unpaired), $ITERS iterations per model ==="
 COMMON=(-a "$OUT/mr" -b "$OUT/ct" --spacing 1.8 --crop 96 --ngf 16 --blocks 4 --ndf 32 --threads "$(nproc)"

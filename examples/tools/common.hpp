@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <string>
@@ -290,6 +291,95 @@ struct DataMeta {
     return d;
   }
 };
+
+// ------------------------------------------------------------------------------------- memory
+/// This process's resident memory in bytes (VmRSS), 0 where /proc is not there.
+inline double resident_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return 1024.0 * std::atof(line.c_str() + 6);
+  return 0;
+}
+
+/// Bytes this process may still take: the smaller of the machine's MemAvailable and what the
+/// cgroup's limit leaves (v2 memory.max - memory.current, or v1 limit - usage); `source` says
+/// which bound. 0 where neither can be read.
+inline double available_bytes(std::string* source) {
+  double best = 0;
+  *source = "unknown";
+  {
+    std::ifstream in("/proc/meminfo");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("MemAvailable:", 0) == 0) {
+        best = 1024.0 * std::atof(line.c_str() + 13);
+        *source = "MemAvailable";
+      }
+  }
+  auto read_num = [](const std::string& f, double& v) {
+    std::ifstream in(f);
+    std::string t;
+    if (!(in >> t) || t == "max") return false;
+    char* end = nullptr;
+    v = std::strtod(t.c_str(), &end);
+    return end && *end == '\0' && v > 0 && v < 1e18;
+  };
+  double lim = 0, cur = 0;
+  if ((read_num("/sys/fs/cgroup/memory.max", lim) && read_num("/sys/fs/cgroup/memory.current", cur)) ||
+      (read_num("/sys/fs/cgroup/memory/memory.limit_in_bytes", lim) &&
+       read_num("/sys/fs/cgroup/memory/memory.usage_in_bytes", cur))) {
+    const double left = std::max(0.0, lim - cur);
+    if (best == 0 || left < best) {
+      best = left;
+      *source = "the cgroup's memory limit";
+    }
+  }
+  return best;
+}
+
+inline std::string gib(double bytes) {
+  char b[32];
+  if (std::abs(bytes) < 1024.0 * 1024.0 * 1024.0) std::snprintf(b, sizeof b, "%.1f MiB", bytes / (1024.0 * 1024.0));
+  else std::snprintf(b, sizeof b, "%.2f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
+  return b;
+}
+
+/// --max-memory: "auto" (0: what the machine and cgroup leave), "off" (-1: no check) or GiB.
+inline double parse_max_memory(const std::string& s) {
+  if (s == "auto") return 0;
+  if (s == "off") return -1;
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  TOOL_REQUIRE(end && end != s.c_str() && *end == '\0' && std::isfinite(v) && v > 0,
+               "--max-memory must be auto, off or a size in GiB (e.g. 12.5), got '" << s << "'");
+  return v * 1024.0 * 1024.0 * 1024.0;
+}
+
+/// Refuses (UsageError, exit 2) when `need` more bytes will not fit: in --max-memory's limit when
+/// one is given (resident + need must fit), else in what the machine leaves.
+inline void check_memory(const std::string& what, double need, double max_memory) {
+  if (max_memory < 0) return;
+  const double rss = resident_bytes();
+  std::string src;
+  double limit, have;
+  if (max_memory > 0) {
+    limit = max_memory;
+    have = max_memory - rss;
+    src = "--max-memory";
+  } else {
+    have = available_bytes(&src);
+    limit = have + rss;
+    if (have <= 0) return;  // nothing to compare with (no /proc)
+  }
+  std::printf("memory: %s needs about %s on top of the %s in use; %s available (%s)\n", what.c_str(),
+              gib(need).c_str(), gib(rss).c_str(), gib(std::max(0.0, have)).c_str(), src.c_str());
+  std::fflush(stdout);
+  TOOL_REQUIRE(need <= have, what << " needs about " << gib(need) << " more memory (peak estimated from a probe step), "
+                                  << "but only " << gib(std::max(0.0, have)) << " is available (" << src << ": "
+                                  << gib(limit) << " in all, " << gib(rss) << " in use): use a smaller --crop, "
+                                  << "--batch or width, or raise --max-memory if you know better");
+}
 
 inline std::string strip_nifti_ext(std::string name) {
   for (const char* e : {".nii.gz", ".nii", ".hdr.gz", ".hdr"})

@@ -18,8 +18,33 @@ class DeviceModel final : public HostModel<Dim, S> {
 
   /// CPU: `arg` is the thread count; GPU: the device index.
   DeviceModel(const dicyc::model::ModelOptions& mo, int arg)
-      : ctx_(std::make_unique<dicyc::core::Context<Device>>(arg)),
+      : arg_(arg), mo_(mo), ctx_(std::make_unique<dicyc::core::Context<Device>>(arg)),
         m_(dicyc::model::make_model<Dim, S, Device>(*ctx_, mo)) {}
+
+  std::size_t probe_memory(bool train, const Shape& s) const override {
+    dicyc::core::Context<Device> ctx(arg_);
+    {
+      auto m = dicyc::model::make_model<Dim, S, Device>(ctx, mo_);
+      const auto sh = shape(s);
+      const auto n = static_cast<std::size_t>(dicyc::num_elements(sh));
+      dicyc::core::Rng rng(12345);
+      std::vector<S> x(n), y(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        x[i] = S(static_cast<float>(rng.uniform(-1, 1)));
+        y[i] = S(static_cast<float>(rng.uniform(-1, 1)));
+      }
+      const T xd = T::from_host(ctx, sh, x), yd = T::from_host(ctx, sh, y);
+      if (train) {
+        (void)m->train_step(xd.cmap(), yd.cmap());
+      } else {
+        T out(ctx, sh);
+        auto om = out.map();
+        m->translate_ab(xd.cmap(), om);
+      }
+      ctx.synchronize();
+    }
+    return ctx.allocator().footprint_bytes();
+  }
 
   HostLosses train_step(const S* x, const S* y, const Shape& s, std::string* numeric_error) override {
     dicyc::model::StepLosses L;
@@ -68,18 +93,22 @@ class DeviceModel final : public HostModel<Dim, S> {
     }
   }
 
-  bool deform_ab(const S* x, const S* other, S* y, const Shape& s) override {
+  bool deform(bool ab, const S* x, const S* other, S* y, const Shape& s) override {
     auto* d = dynamic_cast<dicyc::model::DiCyc<Dim, S, Device>*>(m_.get());
     if (!d) return false;
+    auto run = [&](const auto& xm, const auto& om, auto& ym) {
+      if (ab) d->deform_ab(xm, om, ym);
+      else d->deform_ba(xm, om, ym);
+    };
     if constexpr (dicyc::core::is_gpu_v<Device>) {
       const T xd = upload(x, s), od = upload(other, s);
       T yd(*ctx_, shape(s));
       auto ym = yd.map();
-      d->deform_ab(xd.cmap(), od.cmap(), ym);
+      run(xd.cmap(), od.cmap(), ym);
       download(yd, y);
     } else {
       dicyc::TensorMap<S, Rank> ym(y, shape(s));
-      d->deform_ab(dicyc::ConstTensorMap<S, Rank>(x, shape(s)), dicyc::ConstTensorMap<S, Rank>(other, shape(s)), ym);
+      run(dicyc::ConstTensorMap<S, Rank>(x, shape(s)), dicyc::ConstTensorMap<S, Rank>(other, shape(s)), ym);
     }
     return true;
   }
@@ -90,6 +119,10 @@ class DeviceModel final : public HostModel<Dim, S> {
   std::int64_t iteration() const override { return m_->iteration(); }
   std::int64_t epoch() const override { return m_->schedule().epoch(); }
   bool done() const override { return m_->done(); }
+  std::size_t footprint_bytes() const override { return ctx_->allocator().footprint_bytes(); }
+  std::int64_t degenerate_samples() const override {
+    return dicyc::loss::degenerate_samples().load() - degenerate_at_start_;
+  }
   std::string device_name() const override { return ctx_->name(); }
 
  private:
@@ -107,8 +140,11 @@ class DeviceModel final : public HostModel<Dim, S> {
     std::copy(h.begin(), h.end(), dst);
   }
 
+  int arg_;
+  dicyc::model::ModelOptions mo_;
   std::unique_ptr<dicyc::core::Context<Device>> ctx_;
   std::unique_ptr<dicyc::model::ModelBase<Dim, S, Device>> m_;
+  std::int64_t degenerate_at_start_ = dicyc::loss::degenerate_samples().load();
 };
 
 }  // namespace tools

@@ -25,7 +25,8 @@ int main_impl(int argc, char** argv) {
     ("crop", "training crop size (multiple of 4); 3-D: also --crop-z", cxxopts::value<int>()->default_value("128"))
     ("crop-z", "3-D crop depth (multiple of 4); default: --crop", cxxopts::value<int>()->default_value("0"))
     ("batch", "images per batch", cxxopts::value<int>()->default_value("1"))
-    ("min-foreground", "2-D: only slices with this foreground fraction", cxxopts::value<double>()->default_value("0.05"))
+    ("min-foreground", "least foreground fraction of each crop (crops are centred on foreground voxels and drawn again "
+                       "until they have it; 0: any crop)", cxxopts::value<double>()->default_value("0.1"))
     ("no-augment", "no random affine augmentation")
     ("rotation", "augmentation: max rotation (degrees)", cxxopts::value<double>()->default_value("10"))
     ("scale", "augmentation: max relative scale change", cxxopts::value<double>()->default_value("0.1"))
@@ -61,7 +62,10 @@ int main_impl(int argc, char** argv) {
     ("checkpoint-every", "iterations between checkpoints", cxxopts::value<long long>()->default_value("500"))
     ("sample-every", "iterations between sample grids (0: none)", cxxopts::value<long long>()->default_value("500"))
     ("log-every", "iterations between progress lines", cxxopts::value<long long>()->default_value("10"))
-    ("resume", "continue from <out>/checkpoint.safetensors")
+    ("resume", "continue from <out>/checkpoint.safetensors with its model, data and run settings (seed, batch, "
+               "augmentation, --max-iters, ...); flags given with it override them")
+    ("max-memory", "memory limit for the up-front check, in GiB; auto: what the machine (cgroup, MemAvailable) "
+                   "leaves; off: no check", cxxopts::value<std::string>()->default_value("auto"))
     ("no-tanh", "unbounded generator output (for --zscore)")
     ("debug-nan-at", "testing hook: put a NaN into domain A's batch at this iteration", cxxopts::value<long long>()->default_value("0"))
     ("h,help", "this help");
@@ -71,6 +75,10 @@ int main_impl(int argc, char** argv) {
     return kOk;
   }
   TrainConfig c;
+  for (const char* f : {"seed", "batch", "min-foreground", "no-augment", "rotation", "scale", "shear", "translation", "flip",
+                        "max-iters", "checkpoint-every", "sample-every"})
+    if (r.count(f)) c.given.insert(f);
+  c.max_memory = parse_max_memory(r["max-memory"].as<std::string>());
   c.a = r.count("domain-a") ? r["domain-a"].as<std::string>() : "";
   c.b = r.count("domain-b") ? r["domain-b"].as<std::string>() : "";
   require_data("--domain-a (domain A data)", c.a);
@@ -153,6 +161,18 @@ int main_impl(int argc, char** argv) {
   const bool tanh = r.count("no-tanh") == 0;
   TOOL_REQUIRE(!(c.prep.zscore && tanh), "--zscore gives unbounded intensities: add --no-tanh");
   c.tanh = tanh;
+  if (c.resume) {  // --resume needs neither --dim nor --precision: the checkpoint has both
+    const std::string ckpt = c.out + "/checkpoint.safetensors";
+    TOOL_REQUIRE(std::filesystem::exists(ckpt), "--resume: no checkpoint at '" << ckpt << "'");
+    const auto f = dicyc::io::SafeTensorsFile::read(ckpt);
+    TOOL_REQUIRE(f.has_metadata("scalar") && f.has_metadata("user.dim"), "--resume: '" << ckpt << "' is not a dicyc-train checkpoint");
+    const int dim = std::atoi(f.metadata("user.dim").c_str());
+    const bool half = f.metadata("scalar") == "F16";
+    if (!r.count("dim")) c.dim = dim;
+    if (!r.count("precision")) c.half = half;
+    TOOL_REQUIRE(c.dim == dim && c.half == half, "--resume: the checkpoint holds a " << dim << "-D " << (half ? "half" : "float")
+                                                     << " model; drop --dim / --precision or make them match");
+  }
 #ifdef DICYC_TOOLS_2D_FLOAT_ONLY
   TOOL_REQUIRE(c.dim == 2 && !c.half, "this build of the tools has 2-D float models only (DICYC_TOOLS_VARIANTS=2d-float)");
   return run_train<2, float>(c);

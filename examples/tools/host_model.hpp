@@ -33,14 +33,23 @@ class HostModel {
   virtual HostLosses train_step(const S* x, const S* y, const Shape& s, std::string* numeric_error) = 0;
   /// The plain generator A -> B (ab) or B -> A.
   virtual void translate(bool ab, const S* x, S* y, const Shape& s) = 0;
-  /// DiCyc's deformed A -> B output in the pose of `other`; false (y untouched) for other models.
-  virtual bool deform_ab(const S* x, const S* other, S* y, const Shape& s) = 0;
+  /// DiCyc's deformed output, A -> B (ab) or B -> A, in the pose of `other` (an image of the
+  /// target domain); false (y untouched) for the models without deformation.
+  virtual bool deform(bool ab, const S* x, const S* other, S* y, const Shape& s) = 0;
   virtual void save(const std::string& path, const std::map<std::string, std::string>& extra) = 0;
   virtual void load(const std::string& path) = 0;
   virtual void load_weights(const std::string& path) = 0;
   virtual std::int64_t iteration() const = 0;
   virtual std::int64_t epoch() const = 0;
   virtual bool done() const = 0;
+  /// Device memory (bytes) that a fresh model of these options takes for one training step
+  /// (train) or one A -> B translation of shape s: weights, optimiser state, pools, activations,
+  /// caches and workspaces, as its context's allocator obtained them. Runs that step.
+  virtual std::size_t probe_memory(bool train, const Shape& s) const = 0;
+  /// Device memory this model's context holds now.
+  virtual std::size_t footprint_bytes() const = 0;
+  /// Samples whose alignment loss was undefined (constant images) since the model was made.
+  virtual std::int64_t degenerate_samples() const = 0;
   virtual std::string device_name() const = 0;
 };
 

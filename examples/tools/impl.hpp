@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <set>
 #include <thread>
 #include <fstream>
 #include <iostream>
@@ -34,7 +35,7 @@ struct TrainConfig {
   Index batch = 1;
   dicyc::data::PrepareOptions prep;
   dicyc::data::AugmentOptions augment;
-  double min_foreground = 0.05;
+  double min_foreground = 0.1;  // of each crop (0: any crop)
   Index ngf = 64, ndf = 64, blocks = 9, control_points = 6;
   int n_layers = 3;
   std::int64_t iterations_per_epoch = 1000, epochs = 100, decay_epochs = 100;
@@ -48,6 +49,8 @@ struct TrainConfig {
   std::int64_t debug_nan_at = 0;  // testing hook: a NaN in domain A's batch at this iteration
   std::string device = "cpu";     // cpu or gpu
   int gpu = 0;                    // CUDA device index
+  double max_memory = 0;          // bytes; 0: what the machine leaves; < 0: no check
+  std::set<std::string> given;    // the flags given on the command line (a resume keeps the others)
 };
 
 struct SynthConfig {
@@ -60,6 +63,7 @@ struct SynthConfig {
   bool same_grid = true;  // write on the source grid (else the resampled canonical grid)
   std::string device = "cpu";
   int gpu = 0;
+  double max_memory = 0;  // as TrainConfig's
 };
 
 /// The model on the device asked for: the CPU thread pool, or a GPU through libdicyc_tools_gpu.
@@ -180,6 +184,73 @@ struct Runner {
     return r;
   }
 
+  // ------------------------------------------------------------------ what a resume must keep
+  /// The settings besides the model's that decide the data stream and where the run ends; stored
+  /// in the checkpoint ("train"), so that --resume with no other flags continues the same run.
+  static nlohmann::json run_settings(const TrainConfig& c) {
+    const auto& a = c.augment;
+    return {{"seed", c.seed},
+            {"batch", c.batch},
+            {"min_foreground", c.min_foreground},
+            {"augment", a.enabled},
+            {"rotation", a.rotation},
+            {"scale", a.scale},
+            {"shear", a.shear},
+            {"translation", a.translation},
+            {"flip", a.flip},
+            {"max_iters", c.max_iters},
+            {"checkpoint_every", c.checkpoint_every},
+            {"sample_every", c.sample_every}};
+  }
+  /// Takes the stored settings for every flag not given now; says which given ones differ.
+  static void restore_run_settings(TrainConfig& c, const nlohmann::json& j) {
+    auto take = [&](const char* flag, const char* key, auto& field, bool stream) {
+      using F = std::decay_t<decltype(field)>;
+      if (!j.contains(key)) return;
+      const F stored = j.at(key).get<F>();
+      if (!c.given.count(flag)) {
+        field = stored;
+      } else if (!(stored == field)) {
+        std::printf("note: --%s differs from the checkpoint's setting (%s)%s\n", flag, j.at(key).dump().c_str(),
+                    stream ? ": the resumed run will not reproduce an uninterrupted one" : "");
+      }
+    };
+    auto& a = c.augment;
+    take("seed", "seed", c.seed, true);
+    take("batch", "batch", c.batch, true);
+    take("min-foreground", "min_foreground", c.min_foreground, true);
+    take("no-augment", "augment", a.enabled, true);
+    take("rotation", "rotation", a.rotation, true);
+    take("scale", "scale", a.scale, true);
+    take("shear", "shear", a.shear, true);
+    take("translation", "translation", a.translation, true);
+    take("flip", "flip", a.flip, true);
+    take("max-iters", "max_iters", c.max_iters, false);
+    take("checkpoint-every", "checkpoint_every", c.checkpoint_every, false);
+    take("sample-every", "sample_every", c.sample_every, false);
+  }
+
+  // --------------------------------------------------------------------------------- memory
+  /// Device memory of one training step (train) or one translation of `full` (x, y[, z]) voxels
+  /// times n. Memory is affine in the voxel count at fixed widths (weights, optimiser state and
+  /// workspaces fixed; activations, caches and pools proportional), so two probe steps of small
+  /// crops, in fresh models, give it for any size; a shape no larger than the second probe is
+  /// probed as it is.
+  static double estimate_bytes(const Model& m, bool train, const std::array<Index, 3>& full, Index n, int d_layers) {
+    Index s1 = std::max<Index>(Dim == 2 ? 32 : 24, Index(3) << std::min(d_layers, 10));
+    s1 = (s1 + 3) / 4 * 4;
+    const Index s2 = (s1 * 3 / 2 + 3) / 4 * 4;
+    double v = static_cast<double>(n);
+    for (int d = 0; d < Dim; ++d) v *= static_cast<double>(full[d]);
+    const double v1 = std::pow(static_cast<double>(s1), Dim), v2 = std::pow(static_cast<double>(s2), Dim);
+    auto probe = [&](const std::array<Index, 3>& c, Index nn) {
+      return static_cast<double>(m.probe_memory(train, hs(shape_of(c, nn))));
+    };
+    if (v <= v2) return probe(full, n);
+    const double f1 = probe({s1, s1, s1}, 1), f2 = probe({s2, s2, s2}, 1);
+    return f1 + (f2 - f1) * (v - v1) / (v2 - v1);
+  }
+
   // --------------------------------------------------------------------------------- training
   static int train(const TrainConfig& cfg_in) {
     using namespace dicyc;
@@ -204,7 +275,13 @@ struct Runner {
       mo = model::ModelOptions::from_json(nlohmann::json::parse(f.metadata("config")));
       meta = DataMeta::from_file(f, ckpt);
       TOOL_REQUIRE(meta.dim == Dim, "--resume: the checkpoint holds a " << meta.dim << "-D model, but --dim is " << Dim);
-      std::printf("resuming from %s (its model and data settings are used)\n", ckpt.c_str());
+      if (f.has_metadata("user.train")) {
+        restore_run_settings(cfg, nlohmann::json::parse(f.metadata("user.train")));
+        std::printf("resuming from %s (its model, data and run settings are used)\n", ckpt.c_str());
+      } else {
+        std::printf("resuming from %s (its model and data settings are used; it predates stored run settings, so "
+                    "the seed, batch, augmentation and --max-iters are this command's)\n", ckpt.c_str());
+      }
     }
     auto m = make_host_model<Dim, S>(cfg.device, cfg.threads, cfg.gpu, mo);
     std::printf("model %s, %d-D, %s, on %s\n%s\n", mo.model_name().c_str(), Dim,
@@ -213,12 +290,36 @@ struct Runner {
     // Data: both domains prepared up front, then sampled by the loader thread.
     std::printf("loading domain A from %s, domain B from %s\n", cfg.a.c_str(), cfg.b.c_str());
     std::fflush(stdout);
-    auto dom_a = std::make_shared<data::Domain>(data::Domain::load(data::list_volumes(cfg.a), meta.prep, cfg.min_foreground));
-    auto dom_b = std::make_shared<data::Domain>(data::Domain::load(data::list_volumes(cfg.b), meta.prep, cfg.min_foreground));
+    // Every slice is a candidate: the crop centres are foreground voxels (so a slice's chance
+    // follows its foreground) and each crop is checked; with --min-foreground 0, any crop.
+    auto dom_a = std::make_shared<data::Domain>(data::Domain::load(data::list_volumes(cfg.a), meta.prep, 0.0));
+    auto dom_b = std::make_shared<data::Domain>(data::Domain::load(data::list_volumes(cfg.b), meta.prep, 0.0));
     if (!cfg.resume) {
       meta.map_a = dom_a->reference_map();
       meta.map_b = dom_b->reference_map();
     }
+    // Memory, before any is spent on the model: the training step's peak (probed), the loader's
+    // queue (two batches ahead, one in use, each A and B) and the sample grid's passes.
+    if (cfg.device == "cpu" && cfg.max_memory >= 0) {
+      const double per = static_cast<double>(meta.crop[0] * meta.crop[1] * (Dim == 3 ? meta.crop[2] : 1));
+      // The model made above already holds its weights (in the resident memory measured below).
+      const double step = estimate_bytes(*m, true, meta.crop, cfg.batch, mo.n_layers()) -
+                          static_cast<double>(m->footprint_bytes());
+      const double loader = 4 * 2 * per * static_cast<double>(cfg.batch) * (sizeof(float) + sizeof(S));
+      check_memory("training (" + std::string(mo.model_name()) + ", crop " + std::to_string(meta.crop[0]) +
+                       (Dim == 3 ? "^3" : "^2") + ", batch " + std::to_string(cfg.batch) + ")",
+                   step + loader, cfg.max_memory);
+    }
+    for (const auto* d : {dom_a.get(), dom_b.get()})
+      for (int k = 0; k < Dim; ++k) {
+        Index largest = 0;
+        for (const auto& v : d->volumes) largest = std::max<Index>(largest, v.volume.dim()[k]);
+        TOOL_REQUIRE(meta.crop[k] <= 2 * largest,
+                     "the crop (" << meta.crop[k] << " voxels along axis " << k << ") is more than twice the largest volume of domain "
+                                  << (d == dom_a.get() ? "A" : "B") << " along that axis (" << largest
+                                  << " voxels at the prepared spacing): most of every crop would be padding; use a --crop of at most "
+                                  << std::max<Index>(8, largest / 4 * 4) << " or a finer --spacing");
+      }
     for (const auto* d : {dom_a.get(), dom_b.get()})
       for (const auto& v : d->volumes) {
         const auto dm = v.volume.dim();
@@ -242,14 +343,16 @@ struct Runner {
     so.crop = meta.crop;
     so.batch = cfg.batch;
     so.augment = cfg.augment;
-    so.seed = cfg.seed * 1000003ULL + static_cast<std::uint64_t>(start_iter);
+    so.min_foreground = cfg.min_foreground;
+    so.seed = cfg.seed * 1000003ULL;
+    so.first_batch = start_iter;  // batch i is the same whether the run was interrupted or not
     data::Loader loader(data::Sampler(dom_a, dom_b, so), 2);
 
     std::ofstream log(csv, std::ios::app);
     TOOL_REQUIRE(log, "cannot write '" << csv << "'");
     if (start_iter == 0 || fs::file_size(csv) == 0)
       log << "iteration,epoch,lr,g_total,gan_ab,gan_ba,cyc_a,cyc_b,dicyc_a,dicyc_b,id_a,id_b,align_a,align_b,d_a,d_b,"
-             "seconds\n";
+             "constant_samples,seconds\n";
 
     const auto shape = shape_of(meta.crop, cfg.batch);
     const auto t0 = std::chrono::steady_clock::now();
@@ -257,11 +360,28 @@ struct Runner {
     std::int64_t done_here = 0;
     HostLosses L;
     auto save = [&] {
-      m->save(ckpt, meta.to_metadata());
+      auto md = meta.to_metadata();
+      md["train"] = run_settings(cfg).dump();
+      m->save(ckpt, md);
       write_report(cfg.out, mo.model_name(), mo.to_json().dump(2));
     };
+    std::int64_t degenerate_seen = 0;
     while (!m->done() && m->iteration() < goal && !stop_flag().load()) {
-      const data::Batch bt = loader.next();
+      data::Batch bt;
+      try {
+        bt = loader.next();
+      } catch (...) {  // e.g. a volume that gives no crop with enough foreground: keep the run so far
+        log.flush();
+        if (m->iteration() > start_iter) {
+          save();
+          std::fprintf(stderr, "dicyc-train: the data loader stopped before iteration %lld; checkpoint saved at iteration %lld\n",
+                       static_cast<long long>(m->iteration() + 1), static_cast<long long>(m->iteration()));
+        } else {
+          std::fprintf(stderr, "dicyc-train: the data loader stopped before iteration %lld (nothing trained in this run)\n",
+                       static_cast<long long>(m->iteration() + 1));
+        }
+        throw;
+      }
       std::vector<S> xs = to_s(bt.a);
       const std::vector<S> ys = to_s(bt.b);
       if (cfg.debug_nan_at > 0 && m->iteration() + 1 == cfg.debug_nan_at) xs[0] = S(std::nanf(""));
@@ -276,12 +396,14 @@ struct Runner {
       }
       ++done_here;
       const std::int64_t it = m->iteration();
+      const std::int64_t degenerate = m->degenerate_samples() - degenerate_seen;
+      degenerate_seen += degenerate;
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       char row[512];
-      std::snprintf(row, sizeof row, "%lld,%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f\n",
+      std::snprintf(row, sizeof row, "%lld,%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%lld,%.3f\n",
                     static_cast<long long>(it), static_cast<long long>(m->epoch()), L.lr, L.g_total, L.gan_ab,
                     L.gan_ba, L.cyc_a, L.cyc_b, L.dicyc_a, L.dicyc_b, L.id_a, L.id_b, L.align_a, L.align_b, L.d_a, L.d_b,
-                    secs);
+                    static_cast<long long>(degenerate), secs);
       log << row;
       const auto now = std::chrono::steady_clock::now();
       if (it % cfg.log_every == 0 || it == goal || std::chrono::duration<double>(now - last_print).count() > 10) {
@@ -294,7 +416,9 @@ struct Runner {
                     format_duration(eta).c_str(), L.g_total, L.gan_ab, L.gan_ba, L.cyc_a, L.cyc_b);
         if (mo.deformation()) std::printf(" dicyc %.4f/%.4f", L.dicyc_a, L.dicyc_b);
         if (mo.alignment().kind() != model::AlignKind::None) std::printf(" align %.4f/%.4f", L.align_a, L.align_b);
-        std::printf(" | D %.4f/%.4f lr %.3g\n", L.d_a, L.d_b, L.lr);
+        std::printf(" | D %.4f/%.4f lr %.3g", L.d_a, L.d_b, L.lr);
+        if (degenerate_seen > 0) std::printf(" | constant samples %lld", static_cast<long long>(degenerate_seen));
+        std::printf("\n");
         std::fflush(stdout);
       }
       if (cfg.sample_every > 0 && it % cfg.sample_every == 0) write_sample(*m, bt, shape, cfg.out, it);
@@ -312,6 +436,10 @@ struct Runner {
                 interrupted ? "interrupted: saved" : "done", static_cast<long long>(m->iteration()), secs,
                 done_here ? secs / static_cast<double>(done_here) : 0.0, loader.waited_seconds(), ckpt.c_str(),
                 cfg.out.c_str());
+    if (degenerate_seen > 0)
+      std::printf("note: %lld sample(s) of this run had a constant image in the alignment loss (counted as no shared "
+                  "information, no gradient; losses.csv column constant_samples)\n",
+                  static_cast<long long>(degenerate_seen));
     return interrupted ? kInterrupted : kOk;
   }
 
@@ -347,7 +475,8 @@ struct Runner {
     dicyc::io::SafeTensorsWriter::write_file_atomic(csv, std::vector<unsigned char>(kept.begin(), kept.end()));
   }
 
-  /// source | undeformed | deformed (DiCyc) | cycle | checkerboard, for A -> B and B -> A.
+  /// source | undeformed | deformed (DiCyc models only: in the pose of the other domain's sample) |
+  /// cycle | checkerboard, for A -> B and B -> A.
   static void write_sample(Model& m, const dicyc::data::Batch& bt, const dicyc::Shape<Rank>& shape_n,
                            const std::string& out, std::int64_t it) {
     using namespace dicyc;
@@ -366,13 +495,13 @@ struct Runner {
       const std::vector<float> src(ab ? bt.a.begin() : bt.b.begin(), (ab ? bt.a.begin() : bt.b.begin()) + per);
       const std::vector<float> other(ab ? bt.b.begin() : bt.a.begin(), (ab ? bt.b.begin() : bt.a.begin()) + per);
       const std::vector<float> fake = run(src, ab), cyc = run(fake, !ab);
-      Panel deformed{cx, cy, std::vector<float>(static_cast<std::size_t>(cx * cy), -1.0f)};
-      if (ab) {
-        const std::vector<S> xs = to_s(src), os = to_s(other);
-        std::vector<S> yh(xs.size());
-        if (m.deform_ab(xs.data(), os.data(), yh.data(), hs(s))) deformed = mid(to_f(yh));
-      }
-      rows.push_back({mid(src), mid(fake), deformed, mid(cyc), checkerboard(mid(src), mid(fake))});
+      const std::vector<S> xs = to_s(src), os = to_s(other);
+      std::vector<S> yh(xs.size());
+      std::vector<Panel> row{mid(src), mid(fake)};
+      if (m.deform(ab, xs.data(), os.data(), yh.data(), hs(s))) row.push_back(mid(to_f(yh)));  // DiCyc only
+      row.push_back(mid(cyc));
+      row.push_back(checkerboard(mid(src), mid(fake)));
+      rows.push_back(std::move(row));
     }
     char name[64];
     std::snprintf(name, sizeof name, "/samples/iter_%07lld.png", static_cast<long long>(it));
@@ -389,6 +518,40 @@ struct Runner {
   }
 
   // --------------------------------------------------------------------------------- synthesis
+  /// Refuses a volume whose synthesis will not fit: the source and its prepared copy, the output
+  /// and its resampled copy (float), the 3-D blending sums (double), and the network's peak for
+  /// one batch of slices or one tile (probed). Reads only the header before deciding.
+  static void check_synth_memory(const SynthConfig& cfg, const Model& m, const dicyc::model::ModelOptions& mo,
+                                 const std::string& path, const dicyc::data::PrepareOptions& prep,
+                                 const std::array<Index, 3>& tile) {
+    using namespace dicyc;
+    const io::NiftiHeaderInfo info = io::nifti_header_info(path);
+    double src = 1, out = 1;
+    std::array<Index, 3> n{};
+    for (int d = 0; d < 3; ++d) {
+      const double dimd = static_cast<double>(std::max<std::int64_t>(1, info.dim[d]));
+      const double px = std::abs(static_cast<double>(info.header.pixdim[d + 1]));
+      const double sp = prep.spacing[d] > 0 && px > 0 ? px / prep.spacing[d] : 1.0;
+      src *= dimd;
+      n[d] = static_cast<Index>(std::ceil(dimd * sp));
+      out *= static_cast<double>(n[d]);
+    }
+    // Reorientation may make any two axes the axial plane: take the two largest (the worst case).
+    if (Dim == 2) std::sort(n.begin(), n.end(), std::greater<Index>());
+    auto up4 = [](Index v) { return std::max<Index>(8, (v + 3) / 4 * 4); };
+    double net;
+    if (Dim == 2) {
+      net = estimate_bytes(m, false, {up4(n[0]), up4(n[1]), 1}, std::min<Index>(cfg.batch, n[2]), mo.n_layers());
+    } else {
+      std::array<Index, 3> t;
+      for (int d = 0; d < 3; ++d) t[d] = std::min(tile[d], up4(n[d]));
+      net = estimate_bytes(m, false, t, 1, mo.n_layers());
+    }
+    net -= static_cast<double>(m.footprint_bytes());
+    const double vols = 4.0 * (2 * src + 3 * out) + (Dim == 3 ? 16.0 * out : 0.0);
+    check_memory("synthesis of '" + path + "'", std::max(0.0, net) + vols, cfg.max_memory);
+  }
+
   static int synth(const SynthConfig& cfg, const dicyc::io::SafeTensorsFile& f, const DataMeta& meta) {
     using namespace dicyc;
     namespace fs = std::filesystem;
@@ -408,6 +571,7 @@ struct Runner {
                 inputs.size(), ab ? "A -> B" : "B -> A", Dim, ab ? "B" : "A", target.to_string().c_str());
     for (const auto& path : inputs) {
       const auto t0 = std::chrono::steady_clock::now();
+      if (cfg.device == "cpu" && cfg.max_memory >= 0) check_synth_memory(cfg, *m, mo, path, prep, tile);
       io::NiftiReadOptions ro;
       ro.volume = cfg.volume >= 0 && io::nifti_volumes(path) > 1 ? cfg.volume : -1;
       const io::Volume source = io::read_nifti(path, ro);

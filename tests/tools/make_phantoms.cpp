@@ -55,6 +55,25 @@ int main(int argc, char** argv) {
     io::write_nifti(out + "/b/subj" + std::to_string(s) + ".nii", phantom(34, 40, 24, 1.2, true, false, -0.04 * s),
                     io::NiftiType::int16);
   }
+  // A small object in a large background (most 32 x 32 crops are background): 96 x 96 x 12 voxels
+  // at 1 mm, a bright disc-shaped "head" of radius 9 voxels with a darker core.
+  {
+    fs::create_directories(out + "/sparse");
+    io::Volume v = phantom(8, 8, 8, 1.0, false, false, 0);
+    v.data = io::VolumeData::from_shape({96, 96, 12});
+    for (std::size_t k = 0; k < 12; ++k)
+      for (std::size_t j = 0; j < 96; ++j)
+        for (std::size_t i = 0; i < 96; ++i) {
+          const double x = double(i) - 60.5, y = double(j) - 35.5, z = double(k) - 5.5;
+          const double r = std::sqrt(x * x + y * y + 4 * z * z);
+          v.data(i, j, k) = static_cast<float>(r < 4 ? 120 : r < 9 ? 200 + 5 * std::sin(double(i + j)) : 0);
+        }
+    for (int d = 0; d < 3; ++d) v.qform(d, d) = 1.0;
+    v.qform.col(3) << -48, -48, -6, 1;
+    v.sform = v.qform;
+    v.spacing = {1, 1, 1};
+    io::write_nifti(out + "/sparse/small_object.nii.gz", v, io::NiftiType::uint8);
+  }
   // A 4-D file: write one volume, then widen dim[0]/dim[4] and append two more copies.
   io::write_nifti(out + "/four_d.nii", phantom(16, 16, 12, 2.0, false, false, 0), io::NiftiType::uint8);
   {

@@ -112,6 +112,88 @@ fi
 check "train mind-cyclegan" 0 "mind-cyclegan" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --model mind-cyclegan --max-iters 1 --out "$WORK/mind"
 check "train gcc-dicyc sequential" 0 "gcc-dicyc" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --model gcc-dicyc --em sequential --max-iters 1 --out "$WORK/gcc"
 
+# ---------------------------------------------------------------- sample grids: the deformed column
+png_width() { local b; b=($(od -An -tu1 -j16 -N4 "$1")); echo $(( (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3] )); }
+# DiCyc: source | undeformed | deformed | cycle | checkerboard in both rows (5 panels of 16 + 2);
+# CycleGAN has no deformed output, so no such column (4 panels).
+[[ $(png_width "$R/samples/iter_0000003.png") -eq 90 ]] && echo "ok   dicyc sample grid has the deformed column" || { echo "FAIL dicyc grid width $(png_width "$R/samples/iter_0000003.png")"; fails=$((fails+1)); }
+check "cyclegan samples" 0 "done at iteration 1" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --model cyclegan --max-iters 1 --sample-every 1 --out "$WORK/cg_grid"
+[[ $(png_width "$WORK/cg_grid/samples/iter_0000001.png") -eq 72 ]] && echo "ok   cyclegan sample grid has no deformed column" || { echo "FAIL cyclegan grid width"; fails=$((fails+1)); }
+
+# ---------------------------------------------------------------- crops that hold anatomy
+# A small object in a large background: most 32 x 32 crops are background. Long runs of the
+# alignment-loss models end normally; with --min-foreground 0 the all-background crops reach the
+# losses, which count them instead of stopping the run.
+SP="$WORK/ph/sparse"
+SPARSE=(--ngf 4 --blocks 1 --ndf 8 --d-layers 2 --crop 32 --threads 1 --control-points 3 --checkpoint-every 0 --sample-every 0 --log-every 1000)
+check "3000 iterations nmi-dicyc on a small object" 0 "done at iteration 3000" -- "$T" -a "$SP" -b "$SP" "${SPARSE[@]}" --model dicyc --seed 3 --max-iters 3000 --out "$WORK/sparse_nmi"
+check "3000 iterations mind-dicyc on a small object" 0 "done at iteration 3000" -- "$T" -a "$SP" -b "$SP" "${SPARSE[@]}" --model mind-dicyc --seed 1 --max-iters 3000 --out "$WORK/sparse_mind"
+check "background crops are counted, not fatal" 0 "had a constant image" -- "$T" -a "$SP" -b "$SP" "${SPARSE[@]}" --model nmi-cyclegan --min-foreground 0 --max-iters 40 --out "$WORK/sparse_any"
+check "an impossible foreground minimum names the volume" 2 "small_object.nii.gz" -- "$T" -a "$SP" -b "$SP" "${SPARSE[@]}" --model cyclegan --min-foreground 0.9 --max-iters 5 --out "$WORK/sparse_bad"
+
+# ---------------------------------------------------------------- memory checked before it is spent
+t0=$SECONDS
+check "crop 1000: refused for memory" 2 "more memory" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --crop 1000 --max-memory 2 --max-iters 1 --out "$WORK/mem"
+(( SECONDS - t0 <= 30 )) && echo "ok   the memory refusal took $((SECONDS - t0)) s" || { echo "FAIL the memory refusal took $((SECONDS - t0)) s"; fails=$((fails+1)); }
+check "crop far larger than every volume" 2 "more than twice the largest volume" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --crop 256 --max-memory off --max-iters 1 --out "$WORK/mem"
+check "bad --max-memory" 2 "--max-memory must be" -- "$T" -a "$A" -b "$B" --max-memory lots
+# Just under and just over a limit set from the estimate the tool prints.
+est=$("$T" -a "$A" -b "$B" "${TINY[@]}" --crop 32 --max-iters 1 --out "$WORK/mem_est" 2>&1 | grep "^memory:")
+need=$(sed -E 's/.*needs about ([0-9.]+) MiB on top of the ([0-9.]+) MiB in use.*/\1/' <<<"$est")
+used=$(sed -E 's/.*needs about ([0-9.]+) MiB on top of the ([0-9.]+) MiB in use.*/\2/' <<<"$est")
+if [[ $need =~ ^[0-9.]+$ && $used =~ ^[0-9.]+$ ]]; then
+  over=$(awk -v n="$need" -v u="$used" 'BEGIN { printf "%.6f", (u + 1.15 * n + 8) / 1024 }')
+  under=$(awk -v n="$need" -v u="$used" 'BEGIN { printf "%.6f", (u + 0.5 * n) / 1024 }')
+  check "a limit just above the estimate runs" 0 "done at iteration 1" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --crop 32 --max-iters 1 --max-memory "$over" --out "$WORK/mem_ok"
+  check "a limit below the estimate is refused" 2 "more memory" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --crop 32 --max-iters 1 --max-memory "$under" --out "$WORK/mem_no"
+else
+  echo "FAIL no memory estimate printed: $est"; fails=$((fails+1))
+fi
+check "synth: refused for memory" 2 "more memory" -- "$S" --checkpoint "$R/checkpoint.safetensors" --in "$A" --out "$WORK/syn_mem" --max-memory 0.001
+
+# ---------------------------------------------------------------- exact resume through the tools
+# Uninterrupted against: stopped at N/2 and resumed with --max-iters N; Ctrl-C after the first
+# checkpoint and SIGKILL at a random moment after it, each resumed with no run flags (the thread
+# count aside). losses.csv (all but the timing column) and every checkpoint tensor must match.
+CD="$(dirname "$MAKE")/checkpoint_diff"
+same_run() {  # same_run NAME REFERENCE_DIR DIR
+  local name=$1 x=$2 y=$3
+  if cmp -s <(cut -d, -f1-17 "$x/losses.csv") <(cut -d, -f1-17 "$y/losses.csv") &&
+     "$CD" "$x/checkpoint.safetensors" "$y/checkpoint.safetensors" >/dev/null; then
+    echo "ok   $name"
+  else
+    echo "FAIL $name"; diff <(cut -d, -f1-17 "$x/losses.csv") <(cut -d, -f1-17 "$y/losses.csv") | head -4
+    "$CD" "$x/checkpoint.safetensors" "$y/checkpoint.safetensors" | tail -4; fails=$((fails+1))
+  fi
+}
+interrupt_run() {  # interrupt_run SIGNAL OUT N RUN_ARGS...: start, signal after the first checkpoint, resume
+  local sig=$1 out=$2 n=$3; shift 3
+  "$T" "$@" --max-iters "$n" --out "$out" >/dev/null 2>&1 &
+  local pid=$! waited=0
+  while [[ ! -s "$out/checkpoint.safetensors" ]] && kill -0 $pid 2>/dev/null && (( waited < 600 )); do sleep 0.05; waited=$((waited + 1)); done
+  sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
+  kill -"$sig" $pid 2>/dev/null; wait $pid 2>/dev/null
+  "$T" -a "$A" -b "$B" --out "$out" --resume --threads 1 >/dev/null 2>&1 || echo "FAIL resume of $out exited $?"
+  local last; last=$(tail -1 "$out/losses.csv" | cut -d, -f1)
+  [[ $last == "$n" ]] || { echo "FAIL $out: the resumed run ended at iteration $last, not $n"; fails=$((fails+1)); }
+}
+for conf in "cyclegan 2 40" "dicyc 2 40" "cyclegan 3 8" "dicyc 3 8"; do
+  read -r model dim n <<<"$conf"
+  [[ "${DICYC_TOOLS_VARIANTS:-all}" == "2d-float" && $dim == 3 ]] && continue
+  RUN=(-a "$A" -b "$B" "${TINY[@]}" --model "$model" --dim "$dim" --control-points 3 --checkpoint-every 2 --sample-every 5)
+  [[ $dim == 3 ]] && RUN+=(--crop-z 16)
+  P="$WORK/resume_${model}_${dim}d"
+  "$T" "${RUN[@]}" --max-iters "$n" --out "$P.full" >/dev/null 2>&1 || { echo "FAIL uninterrupted $model $dim-D"; fails=$((fails+1)); }
+  "$T" "${RUN[@]}" --max-iters $((n / 2)) --out "$P.clean" >/dev/null 2>&1
+  "$T" -a "$A" -b "$B" --out "$P.clean" --resume --threads 1 --max-iters "$n" >/dev/null 2>&1
+  same_run "resume $model $dim-D after a clean stop = uninterrupted" "$P.full" "$P.clean"
+  interrupt_run INT "$P.int" "$n" "${RUN[@]}"
+  same_run "resume $model $dim-D after Ctrl-C = uninterrupted" "$P.full" "$P.int"
+  interrupt_run KILL "$P.kill" "$n" "${RUN[@]}"
+  same_run "resume $model $dim-D after SIGKILL = uninterrupted" "$P.full" "$P.kill"
+done
+check "a resumed run keeps the original end" 0 "done at iteration 40" -- "$T" -a "$A" -b "$B" --out "$WORK/resume_cyclegan_2d.int" --resume --threads 1
+
 # ---------------------------------------------------------------- deformation protocol
 check "deform 2-D with paired truth" 0 "truth_ba" -- "$D" --in "$A" --paired "$A" --out "$WORK/def" --threads 1
 for f in deformed/subj0.nii.gz truth_ab/subj0.nii.gz truth_ba/subj0.nii.gz fields/subj0.safetensors; do

@@ -106,6 +106,17 @@ class BlockCache {
     free_.clear();
   }
 
+  /// Bytes obtained from the device and not returned: blocks in use plus cached free blocks. The
+  /// cache returns nothing until it is destroyed (or an allocation fails), so after some work this
+  /// is the peak of that work's device memory.
+  std::size_t footprint_bytes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::size_t n = 0;
+    for (auto& kv : free_) n += kv.first;
+    for (auto& kv : sizes_) n += kv.second;
+    return n;
+  }
+
   std::size_t cached_bytes() const {
     std::lock_guard<std::mutex> lock(mu_);
     std::size_t n = 0;

@@ -405,8 +405,8 @@ inline NiftiHeaderInfo parse_nifti_header(const unsigned char* bytes, std::size_
   return info;
 }
 
-/// How many 3-D volumes a file holds (1 for a 3-D file), from its header alone.
-inline std::int64_t nifti_volumes(const std::string& path) {
+/// A file's header alone, validated (dimensions, volumes, pixdim in header.pixdim[1..3]).
+inline NiftiHeaderInfo nifti_header_info(const std::string& path) {
   std::string header_path = path;
   if (detail::ends_with(path, ".img") || detail::ends_with(path, ".img.gz")) {
     const std::string stem = path.substr(0, path.size() - (detail::ends_with(path, ".gz") ? 7 : 4));
@@ -418,8 +418,11 @@ inline std::int64_t nifti_volumes(const std::string& path) {
   NiftiReadOptions o;
   o.volume = 0;
   o.max_bytes = std::numeric_limits<std::int64_t>::max();
-  return parse_nifti_header(hb, got, header_path, o).volumes;
+  return parse_nifti_header(hb, got, header_path, o);
 }
+
+/// How many 3-D volumes a file holds (1 for a 3-D file), from its header alone.
+inline std::int64_t nifti_volumes(const std::string& path) { return nifti_header_info(path).volumes; }
 
 inline Volume read_nifti(const std::string& path, const NiftiReadOptions& opt = {}) {
   namespace fs = std::filesystem;

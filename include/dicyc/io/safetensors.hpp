@@ -282,6 +282,13 @@ class SafeTensorsFile {
     return it->second;
   }
 
+  /// The stored bytes of tensor `name` (little-endian, as in the file).
+  std::vector<unsigned char> raw_bytes(const std::string& name) const {
+    const Tensor& t = info(name);
+    return std::vector<unsigned char>(data_.begin() + static_cast<std::ptrdiff_t>(t.begin),
+                                      data_.begin() + static_cast<std::ptrdiff_t>(t.end));
+  }
+
   /// Copies tensor `name` into dst after checking dtype and shape against what the caller expects.
   template <class T>
   void read_into(const std::string& name, const std::vector<std::int64_t>& expect_shape, T* dst) const {

@@ -222,6 +222,14 @@ class DiCyc : public ModelBase<Dim, S, Device> {
     DeformedCache c;
     y_hat.device(ctx.device()) = deformed(this->g_ab_, ab_, x, f_y.cmap(), c).cmap();
   }
+  /// x^ = G~_BA(y; pose of x): the deformed B -> A output, as in the training step.
+  void deform_ba(const CMap& y, const CMap& x, Map& x_hat) {
+    auto& ctx = *this->ctx_;
+    typename Gen::EncoderCache ex;
+    const T& f_x = this->g_ab_.encode(ctx, x, ex);
+    DeformedCache c;
+    x_hat.device(ctx.device()) = deformed(this->g_ba_, ba_, y, f_x.cmap(), c).cmap();
+  }
 
  private:
   static const ModelOptions& check(const ModelOptions& o) {

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Soak test of exact resume (not in CI: hours): the demo's MR -> CT NMI-DiCyc configuration trained
+# for ITERS iterations in one go, and again with KILLS SIGKILLs at random iterations, each followed
+# by a plain --resume. The two runs must agree: losses.csv (all but the timing column) and the
+# final checkpoint, byte for byte.
+#   scripts/soak_resume.sh [ITERS=20000] [KILLS=5]       outputs in soak_out/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ITERS=${1:-20000}; KILLS=${2:-5}
+OUT=${SOAK_OUT:-soak_out}
+THREADS=${SOAK_THREADS:-$(nproc)}
+scripts/setup.sh --minimal
+scripts/fetch_data.sh --all
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DDICYC_BUILD_TESTS=OFF -DDICYC_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --build build/release -j "$(nproc)" --target dicyc_train dicyc_raw2nii
+BIN=build/release/examples
+scripts/mrct_data.sh "$BIN" "$OUT"
+RUN=(-a "$OUT/mr" -b "$OUT/ct" --spacing 1.8 --crop 96 --ngf 16 --blocks 4 --ndf 32 --threads "$THREADS"
+     --model dicyc --max-iters "$ITERS" --iters-per-epoch 100000 --epochs 1 --decay-epochs 0
+     --checkpoint-every 100 --sample-every 1000 --log-every 1000 --seed 1)
+rm -rf "$OUT/full" "$OUT/killed"
+start=$SECONDS
+"$BIN/dicyc-train" "${RUN[@]}" --out "$OUT/full" > "$OUT/full.log"
+full_s=$((SECONDS - start))
+echo "soak: uninterrupted run: $ITERS iterations in $full_s s"
+
+last_iter() { tail -1 "$OUT/killed/losses.csv" 2>/dev/null | cut -d, -f1 | grep -E '^[0-9]+$' || echo 0; }
+# KILLS distinct random iterations in (100, ITERS), sorted.
+mapfile -t targets < <(python3 -c "import random,sys; random.seed($RANDOM); print(*sorted(random.sample(range(101, $ITERS), $KILLS)), sep='\n')" 2>/dev/null ||
+                      awk -v n="$ITERS" -v k="$KILLS" -v s="$RANDOM" 'BEGIN { srand(s); for (i = 0; i < k; i++) print int(101 + rand() * (n - 102)) }' | sort -n)
+start=$SECONDS
+"$BIN/dicyc-train" "${RUN[@]}" --out "$OUT/killed" > "$OUT/killed.log" 2>&1 &
+pid=$!
+for t in "${targets[@]}"; do
+  while kill -0 $pid 2>/dev/null && (( $(last_iter) < t )); do sleep 0.2; done
+  kill -KILL $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+  echo "soak: SIGKILL at iteration $(last_iter) (target $t); resuming"
+  "$BIN/dicyc-train" -a "$OUT/mr" -b "$OUT/ct" --threads "$THREADS" --out "$OUT/killed" --resume >> "$OUT/killed.log" 2>&1 &
+  pid=$!
+done
+wait $pid
+killed_s=$((SECONDS - start))
+echo "soak: killed run: $KILLS SIGKILLs, $killed_s s in all"
+ok=1
+if cmp -s <(cut -d, -f1-17 "$OUT/full/losses.csv") <(cut -d, -f1-17 "$OUT/killed/losses.csv"); then
+  echo "soak: losses.csv: identical ($(($(wc -l < "$OUT/full/losses.csv") - 1)) rows)"
+else
+  echo "soak: losses.csv DIFFERS:"; diff <(cut -d, -f1-17 "$OUT/full/losses.csv") <(cut -d, -f1-17 "$OUT/killed/losses.csv") | head -5; ok=0
+fi
+if cmp -s "$OUT/full/checkpoint.safetensors" "$OUT/killed/checkpoint.safetensors"; then
+  echo "soak: checkpoint: byte-identical"
+else
+  echo "soak: checkpoint DIFFERS"; ok=0
+fi
+((ok)) && echo "soak: PASS" || { echo "soak: FAIL"; exit 1; }
