@@ -9,7 +9,10 @@ BUILD_PKGS=(build-essential cmake ninja-build pkg-config
   libdnnl-dev ocl-icd-opencl-dev libnifti2-dev xtensor-dev nlohmann-json3-dev libpng-dev zlib1g-dev clang)
 # ocl-icd-opencl-dev: Debian's dnnl-config.cmake requires OpenCL (its GPU runtime); it is only a
 # Recommends of libdnnl-dev, which --no-install-recommends skips.
-PY_PKGS=(python3 python3-numpy python3-scipy python3-skimage python3-torch)
+PY_PKGS=(python3 python3-numpy python3-scipy python3-skimage python3-torch libopenblas0-pthread)
+# libopenblas0-pthread: Debian's python3-torch runs its GEMMs (transposed convolutions, mm) on the
+# libblas.so.3 alternative, the reference BLAS unless an optimised one is installed; the PyTorch
+# anchor of every benchmark must be configured as users have it (torch_reference.py refuses it).
 
 pkgs=("${BUILD_PKGS[@]}")
 if [[ "${1:-}" != "--minimal" ]]; then pkgs+=("${PY_PKGS[@]}"); fi

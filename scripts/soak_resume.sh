@@ -3,7 +3,7 @@
 # for ITERS iterations in one go, and again with KILLS SIGKILLs at random iterations, each followed
 # by a plain --resume. The two runs must agree: losses.csv (all but the timing column) and the
 # final checkpoint, byte for byte.
-#   scripts/soak_resume.sh [ITERS=20000] [KILLS=5]       outputs in soak_out/
+#   scripts/soak_resume.sh [ITERS=20000] [KILLS=5]       outputs in soak_out/ (SOAK_OUT), SOAK_THREADS, SOAK_BIN
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITERS=${1:-20000}; KILLS=${2:-5}
@@ -11,9 +11,12 @@ OUT=${SOAK_OUT:-soak_out}
 THREADS=${SOAK_THREADS:-$(nproc)}
 scripts/setup.sh --minimal
 scripts/fetch_data.sh --all
-cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DDICYC_BUILD_TESTS=OFF -DDICYC_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build build/release -j "$(nproc)" --target dicyc_train dicyc_raw2nii
-BIN=build/release/examples
+BIN=${SOAK_BIN:-}  # a folder with dicyc-train and dicyc-raw2nii already built; default: build them
+if [[ -z $BIN ]]; then
+  cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DDICYC_BUILD_TESTS=OFF -DDICYC_BUILD_BENCHMARKS=OFF >/dev/null
+  cmake --build build/release -j "$(nproc)" --target dicyc_train dicyc_raw2nii
+  BIN=build/release/examples
+fi
 scripts/mrct_data.sh "$BIN" "$OUT"
 RUN=(-a "$OUT/mr" -b "$OUT/ct" --spacing 1.8 --crop 96 --ngf 16 --blocks 4 --ndf 32 --threads "$THREADS"
      --model dicyc --max-iters "$ITERS" --iters-per-epoch 100000 --epochs 1 --decay-epochs 0

@@ -119,6 +119,14 @@ class DeviceModel final : public HostModel<Dim, S> {
   std::int64_t iteration() const override { return m_->iteration(); }
   std::int64_t epoch() const override { return m_->schedule().epoch(); }
   bool done() const override { return m_->done(); }
+  std::size_t checkpoint_bytes(const Shape& s) const override {
+    std::size_t params = 0;
+    for (const auto* g : m_->groups()) params += static_cast<std::size_t>(g->size());
+    auto one = shape(s);
+    one[Rank - 1] = 1;
+    const auto image = static_cast<std::size_t>(dicyc::num_elements(one));
+    return sizeof(S) * (3 * params + 2 * static_cast<std::size_t>(mo_.pool_size()) * image);
+  }
   std::size_t footprint_bytes() const override { return ctx_->allocator().footprint_bytes(); }
   std::int64_t degenerate_samples() const override {
     return dicyc::loss::degenerate_samples().load() - degenerate_at_start_;

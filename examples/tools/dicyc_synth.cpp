@@ -53,17 +53,23 @@ int main_impl(int argc, char** argv) {
   c.volume = r["volume"].as<int>();
   c.same_grid = r.count("resampled-grid") == 0;
   parse_device(r["device"].as<std::string>(), c.device, c.gpu);
-  const auto f = dicyc::io::SafeTensorsFile::read(c.checkpoint);
-  DICYC_CHECK(f.has_metadata("config") && f.has_metadata("scalar"), dicyc::SerializationError,
-              "'" << c.checkpoint << "' is not a dicyc checkpoint");
-  const DataMeta meta = DataMeta::from_file(f, c.checkpoint);
-  const bool half = f.metadata("scalar") == "F16";
+  std::string config;
+  DataMeta meta;
+  bool half = false;
+  {  // the metadata; the file (weights, Adam moments, pools) is not kept while synthesizing
+    const auto f = dicyc::io::SafeTensorsFile::read(c.checkpoint);
+    DICYC_CHECK(f.has_metadata("config") && f.has_metadata("scalar"), dicyc::SerializationError,
+                "'" << c.checkpoint << "' is not a dicyc checkpoint");
+    meta = DataMeta::from_file(f, c.checkpoint);
+    half = f.metadata("scalar") == "F16";
+    config = f.metadata("config");
+  }
 #ifdef DICYC_TOOLS_2D_FLOAT_ONLY
   TOOL_REQUIRE(meta.dim == 2 && !half, "this build of the tools has 2-D float models only (DICYC_TOOLS_VARIANTS=2d-float)");
-  return run_synth<2, float>(c, f, meta);
+  return run_synth<2, float>(c, config, meta);
 #else
-  if (meta.dim == 2) return half ? run_synth<2, Eigen::half>(c, f, meta) : run_synth<2, float>(c, f, meta);
-  return half ? run_synth<3, Eigen::half>(c, f, meta) : run_synth<3, float>(c, f, meta);
+  if (meta.dim == 2) return half ? run_synth<2, Eigen::half>(c, config, meta) : run_synth<2, float>(c, config, meta);
+  return half ? run_synth<3, Eigen::half>(c, config, meta) : run_synth<3, float>(c, config, meta);
 #endif
 }
 

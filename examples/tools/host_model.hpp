@@ -46,6 +46,9 @@ class HostModel {
   /// (train) or one A -> B translation of shape s: weights, optimiser state, pools, activations,
   /// caches and workspaces, as its context's allocator obtained them. Runs that step.
   virtual std::size_t probe_memory(bool train, const Shape& s) const = 0;
+  /// Host bytes a checkpoint save gathers (weights, both Adam moments, full image pools of
+  /// images of shape s): the save's peak on top of the training step's.
+  virtual std::size_t checkpoint_bytes(const Shape& s) const = 0;
   /// Device memory this model's context holds now.
   virtual std::size_t footprint_bytes() const = 0;
   /// Samples whose alignment loss was undefined (constant images) since the model was made.

@@ -299,16 +299,19 @@ struct Runner {
       meta.map_b = dom_b->reference_map();
     }
     // Memory, before any is spent on the model: the training step's peak (probed), the loader's
-    // queue (two batches ahead, one in use, each A and B) and the sample grid's passes.
+    // queue (two batches ahead, one in use, each A and B) and a checkpoint save's host copy.
     if (cfg.device == "cpu" && cfg.max_memory >= 0) {
       const double per = static_cast<double>(meta.crop[0] * meta.crop[1] * (Dim == 3 ? meta.crop[2] : 1));
       // The model made above already holds its weights (in the resident memory measured below).
       const double step = estimate_bytes(*m, true, meta.crop, cfg.batch, mo.n_layers()) -
                           static_cast<double>(m->footprint_bytes());
       const double loader = 4 * 2 * per * static_cast<double>(cfg.batch) * (sizeof(float) + sizeof(S));
+      // The save's host copy; the probe step's pools held one image each, the run's fill up.
+      const double save = static_cast<double>(m->checkpoint_bytes(hs(shape_of(meta.crop, cfg.batch))));
+      const double pools = 2.0 * static_cast<double>(std::max<Index>(0, mo.pool_size() - 1)) * per * sizeof(S);
       check_memory("training (" + std::string(mo.model_name()) + ", crop " + std::to_string(meta.crop[0]) +
                        (Dim == 3 ? "^3" : "^2") + ", batch " + std::to_string(cfg.batch) + ")",
-                   step + loader, cfg.max_memory);
+                   step + loader + save + pools, cfg.max_memory);
     }
     for (const auto* d : {dom_a.get(), dom_b.get()})
       for (int k = 0; k < Dim; ++k) {
@@ -552,10 +555,11 @@ struct Runner {
     check_memory("synthesis of '" + path + "'", std::max(0.0, net) + vols, cfg.max_memory);
   }
 
-  static int synth(const SynthConfig& cfg, const dicyc::io::SafeTensorsFile& f, const DataMeta& meta) {
+  /// `config`: the checkpoint's ModelOptions JSON (the file itself is read again for the weights).
+  static int synth(const SynthConfig& cfg, const std::string& config, const DataMeta& meta) {
     using namespace dicyc;
     namespace fs = std::filesystem;
-    const auto mo = model::ModelOptions::from_json(nlohmann::json::parse(f.metadata("config")));
+    const auto mo = model::ModelOptions::from_json(nlohmann::json::parse(config));
     auto m = make_host_model<Dim, S>(cfg.device, cfg.threads, cfg.gpu, mo);
     m->load_weights(cfg.checkpoint);
     const bool ab = cfg.direction == "ab";
@@ -608,6 +612,6 @@ struct Runner {
 template <int Dim, class S>
 int run_train(const TrainConfig& c);
 template <int Dim, class S>
-int run_synth(const SynthConfig& c, const dicyc::io::SafeTensorsFile& f, const DataMeta& meta);
+int run_synth(const SynthConfig& c, const std::string& config, const DataMeta& meta);
 
 }  // namespace tools

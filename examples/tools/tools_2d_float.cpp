@@ -7,7 +7,7 @@ int run_train<2, float>(const TrainConfig& c) {
   return Runner<2, float>::train(c);
 }
 template <>
-int run_synth<2, float>(const SynthConfig& c, const dicyc::io::SafeTensorsFile& f, const DataMeta& m) {
-  return Runner<2, float>::synth(c, f, m);
+int run_synth<2, float>(const SynthConfig& c, const std::string& config, const DataMeta& m) {
+  return Runner<2, float>::synth(c, config, m);
 }
 }  // namespace tools

@@ -7,7 +7,7 @@ int run_train<2, Eigen::half>(const TrainConfig& c) {
   return Runner<2, Eigen::half>::train(c);
 }
 template <>
-int run_synth<2, Eigen::half>(const SynthConfig& c, const dicyc::io::SafeTensorsFile& f, const DataMeta& m) {
-  return Runner<2, Eigen::half>::synth(c, f, m);
+int run_synth<2, Eigen::half>(const SynthConfig& c, const std::string& config, const DataMeta& m) {
+  return Runner<2, Eigen::half>::synth(c, config, m);
 }
 }  // namespace tools

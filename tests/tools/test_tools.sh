@@ -126,8 +126,9 @@ check "cyclegan samples" 0 "done at iteration 1" -- "$T" -a "$A" -b "$B" "${TINY
 # losses, which count them instead of stopping the run.
 SP="$WORK/ph/sparse"
 SPARSE=(--ngf 4 --blocks 1 --ndf 8 --d-layers 2 --crop 32 --threads 1 --control-points 3 --checkpoint-every 0 --sample-every 0 --log-every 1000)
-check "3000 iterations nmi-dicyc on a small object" 0 "done at iteration 3000" -- "$T" -a "$SP" -b "$SP" "${SPARSE[@]}" --model dicyc --seed 3 --max-iters 3000 --out "$WORK/sparse_nmi"
-check "3000 iterations mind-dicyc on a small object" 0 "done at iteration 3000" -- "$T" -a "$SP" -b "$SP" "${SPARSE[@]}" --model mind-dicyc --seed 1 --max-iters 3000 --out "$WORK/sparse_mind"
+LONG=${DICYC_TOOLS_LONG_ITERS:-3000}  # the sanitizer stage shortens these
+check "$LONG iterations nmi-dicyc on a small object" 0 "done at iteration $LONG" -- "$T" -a "$SP" -b "$SP" "${SPARSE[@]}" --model dicyc --seed 3 --max-iters "$LONG" --out "$WORK/sparse_nmi"
+check "$LONG iterations mind-dicyc on a small object" 0 "done at iteration $LONG" -- "$T" -a "$SP" -b "$SP" "${SPARSE[@]}" --model mind-dicyc --seed 1 --max-iters "$LONG" --out "$WORK/sparse_mind"
 check "background crops are counted, not fatal" 0 "had a constant image" -- "$T" -a "$SP" -b "$SP" "${SPARSE[@]}" --model nmi-cyclegan --min-foreground 0 --max-iters 40 --out "$WORK/sparse_any"
 check "an impossible foreground minimum names the volume" 2 "small_object.nii.gz" -- "$T" -a "$SP" -b "$SP" "${SPARSE[@]}" --model cyclegan --min-foreground 0.9 --max-iters 5 --out "$WORK/sparse_bad"
 

@@ -112,20 +112,9 @@ class SafeTensorsWriter {
 
   /// The whole file as bytes.
   std::vector<unsigned char> serialize() const {
-    DICYC_CHECK(detail::little_endian(), IoError, "safetensors: big-endian hosts are not supported");
-    nlohmann::ordered_json h = nlohmann::ordered_json::object();
-    if (!meta_.empty()) {
-      nlohmann::ordered_json m = nlohmann::ordered_json::object();
-      for (const auto& [k, v] : meta_) m[k] = v;
-      h["__metadata__"] = m;
-    }
+    const std::string header = header_string();
     std::size_t off = 0;
-    for (const auto& e : entries_) {
-      h[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {off, off + e.bytes.size()}}};
-      off += e.bytes.size();
-    }
-    std::string header = h.dump();
-    while (header.size() % 8) header.push_back(' ');
+    for (const auto& e : entries_) off += e.bytes.size();
     std::vector<unsigned char> out(8 + header.size() + off);
     const std::uint64_t n = header.size();
     std::memcpy(out.data(), &n, 8);
@@ -139,14 +128,30 @@ class SafeTensorsWriter {
   }
 
   /// Writes atomically (temporary file + fsync + rename); throws IoError, leaving `path` untouched.
-  void write(const std::string& path) const { write_file_atomic(path, serialize()); }
+  /// The tensors are written from where they are, without a second copy of the whole file.
+  void write(const std::string& path) const {
+    const std::string header = header_string();
+    write_file_atomic_with(path, [&](std::FILE* f) {
+      const std::uint64_t n = header.size();
+      if (std::fwrite(&n, 1, 8, f) != 8 || std::fwrite(header.data(), 1, header.size(), f) != header.size()) return false;
+      for (const auto& e : entries_)
+        if (!e.bytes.empty() && std::fwrite(e.bytes.data(), 1, e.bytes.size(), f) != e.bytes.size()) return false;
+      return true;
+    });
+  }
 
   static void write_file_atomic(const std::string& path, const std::vector<unsigned char>& bytes) {
+    write_file_atomic_with(path, [&](std::FILE* f) { return std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size(); });
+  }
+
+  /// Atomic write of what `emit` writes into the open temporary file (true: all written).
+  template <class Emit>
+  static void write_file_atomic_with(const std::string& path, Emit&& emit) {
     const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
     std::FILE* f = std::fopen(tmp.c_str(), "wb");
     DICYC_CHECK(f != nullptr, IoError, "cannot write '" << tmp << "': " << std::strerror(errno));
-    const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0 &&
-                    ::fsync(::fileno(f)) == 0;
+    errno = 0;
+    const bool ok = emit(f) && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
     const int err = errno;
     const bool closed = std::fclose(f) == 0;
     if (!ok || !closed) {
@@ -161,6 +166,24 @@ class SafeTensorsWriter {
   }
 
  private:
+  std::string header_string() const {
+    DICYC_CHECK(detail::little_endian(), IoError, "safetensors: big-endian hosts are not supported");
+    nlohmann::ordered_json h = nlohmann::ordered_json::object();
+    if (!meta_.empty()) {
+      nlohmann::ordered_json m = nlohmann::ordered_json::object();
+      for (const auto& [k, v] : meta_) m[k] = v;
+      h["__metadata__"] = m;
+    }
+    std::size_t off = 0;
+    for (const auto& e : entries_) {
+      h[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {off, off + e.bytes.size()}}};
+      off += e.bytes.size();
+    }
+    std::string header = h.dump();
+    while (header.size() % 8) header.push_back(' ');
+    return header;
+  }
+
   struct Entry {
     std::string name;
     DType dtype;
@@ -189,8 +212,14 @@ class SafeTensorsFile {
   static SafeTensorsFile read(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     DICYC_CHECK(in.good(), IoError, "cannot open '" << path << "': " << std::strerror(errno));
-    std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    DICYC_CHECK(!in.bad(), IoError, "cannot read '" << path << "'");
+    // One buffer of the file's size (a stream iterator would grow it by doubling: twice the file).
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    DICYC_CHECK(size >= 0, IoError, "cannot read '" << path << "': cannot tell its size");
+    in.seekg(0, std::ios::beg);
+    std::vector<unsigned char> bytes(static_cast<std::size_t>(size));
+    if (size > 0) in.read(reinterpret_cast<char*>(bytes.data()), size);
+    DICYC_CHECK(!in.bad() && in.gcount() == size, IoError, "cannot read '" << path << "'");
     return parse(std::move(bytes), path);
   }
 
@@ -256,7 +285,8 @@ class SafeTensorsFile {
     std::sort(ranges.begin(), ranges.end());
     for (std::size_t i = 1; i < ranges.size(); ++i)
       DICYC_CHECK(ranges[i].first >= ranges[i - 1].second, SerializationError, L << ": tensor data ranges overlap");
-    f.data_.assign(bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n), bytes.end());
+    bytes.erase(bytes.begin(), bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));  // in place: no second copy
+    f.data_ = std::move(bytes);
     return f;
   }
 
