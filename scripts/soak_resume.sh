@@ -38,8 +38,12 @@ for t in "${targets[@]}"; do
   while kill -0 $pid 2>/dev/null && (( $(last_iter) < t )); do sleep 0.2; done
   kill -KILL $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
   echo "soak: SIGKILL at iteration $(last_iter) (target $t); resuming"
+  n0=$(grep -c "^resuming from" "$OUT/killed.log" || true)
   "$BIN/dicyc-train" -a "$OUT/mr" -b "$OUT/ct" --threads "$THREADS" --out "$OUT/killed" --resume >> "$OUT/killed.log" 2>&1 &
   pid=$!
+  # losses.csv still ends at the killed iteration until the resumed run has truncated it.
+  while kill -0 $pid 2>/dev/null && ! grep -q "^domain A:" <(awk -v n="$n0" '/^resuming from/ {c++} c > n' "$OUT/killed.log"); do sleep 0.2; done
+  sleep 2  # the checkpoint load and the truncation follow that line within milliseconds
 done
 wait $pid
 killed_s=$((SECONDS - start))
