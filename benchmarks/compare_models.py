@@ -1,14 +1,23 @@
 #!/usr/bin/python3
 """dicyc's network and CycleGAN benchmarks next to the PyTorch reference: time ratios and peak memory.
 
-    /usr/bin/python3 benchmarks/compare_models.py [--build build/bench] [--threads 2] [--size 128] [--repeats 3]
+    PY benchmarks/compare_models.py [--build build/bench] [--threads 2] [--size 128] [--repeats 3]
+    PY benchmarks/compare_models.py --dim 3 [--size 64] [--ngf 16] [--blocks 3] [--ndf 32]
+
+PY is the anchor's interpreter: build/torch-venv/bin/python (scripts/torch_venv.sh, the current
+PyTorch from PyPI) or /usr/bin/python3 (Debian's 1.13 with OpenBLAS). The anchor is checked first
+(benchmarks/anchor.py: the reference BLAS is refused) and named above the tables.
+
+2-D (the spec's ResNet-6 generator, ngf 64, 70x70 PatchGAN):
 
 Times (median of each side's runs; both sides 2 threads, batch 1, one channel, --size^2):
   G_fwd, G_fwd_bwd, D_fwd_bwd   torch_reference.py's Generator / patchgan70, timed here in-process
                                 with its own timeit() (as its bench_models does, minus the volume)
   cyclegan_step                 torch_reference.bench_cyclegan
   dicyc_step                    torch_reference.bench_dicyc (em "single")
-against bench_model's benchmarks of the same names. The comparison is repeated --repeats times,
+against bench_model's benchmarks of the same names.
+3-D (--dim 3): benchmarks/torch_reference3d.py's G3_fwd, G3_fwd_bwd, D3_fwd_bwd, cyclegan3_step and
+dicyc3_step (a cube of --size, --ngf, --blocks, --ndf) against bench_model3d's. The comparison is repeated --repeats times,
 alternating the two, and the median ratio (dicyc / PyTorch; below 1 means dicyc is faster) reported.
 
 Peak memory: each side runs its CycleGAN, then its DiCyc, iterations alone in a child process (ours: bench_model
@@ -29,7 +38,11 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 REF = os.path.join(ROOT, "..", "shared", "bench", "torch_reference.py")
+REF3 = os.path.join(HERE, "torch_reference3d.py")
 NAMES = ["G_fwd", "G_fwd_bwd", "D_fwd_bwd", "cyclegan_step", "dicyc_step"]
+NAMES3 = ["G3_fwd", "G3_fwd_bwd", "D3_fwd_bwd", "cyclegan3_step", "dicyc3_step"]
+sys.path.insert(0, HERE)
+import anchor  # noqa: E402
 
 
 def load_ref():
@@ -64,9 +77,17 @@ def torch_times(ref, size, runs):
     return out
 
 
-def ours_times(binary, env):
-    res = subprocess.run([binary, "--benchmark_format=json", "--benchmark_min_time=1",
-                          "--benchmark_filter=^(G_fwd|G_fwd_bwd|D_fwd_bwd|cyclegan_step|dicyc_step)/"], env=env,
+def torch_times3(a):
+    res = subprocess.run([sys.executable, REF3, "--threads", str(a.threads), "--size", str(a.size), "--ngf", str(a.ngf),
+                          "--blocks", str(a.blocks), "--ndf", str(a.ndf), "--runs", str(a.runs3)],
+                         capture_output=True, text=True, check=True)
+    data = json.loads(res.stdout)
+    return {k: data[k]["median_ms"] for k in NAMES3}
+
+
+def ours_times(binary, env, names, min_time):
+    res = subprocess.run([binary, "--benchmark_format=json", "--benchmark_min_time=%g" % min_time,
+                          "--benchmark_filter=^(%s)/" % "|".join(names)], env=env,
                          capture_output=True, text=True, check=True)
     data = json.loads(res.stdout)
     return {b["name"].replace("/real_time", ""): b["real_time"] for b in data["benchmarks"]}
@@ -87,38 +108,65 @@ def main():
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--runs", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dim", type=int, choices=(2, 3), default=2)
+    ap.add_argument("--ngf", type=int, default=16, help="3-D only (2-D: the spec's 64)")
+    ap.add_argument("--blocks", type=int, default=3, help="3-D only (2-D: the spec's 6)")
+    ap.add_argument("--ndf", type=int, default=32, help="3-D only (2-D: the spec's 64)")
+    ap.add_argument("--runs3", type=int, default=3, help="3-D: timed runs per PyTorch case")
     a = ap.parse_args()
-    binary = os.path.join(a.build, "benchmarks", "bench_model")
+    if a.dim == 3 and a.size == 128:
+        a.size = 64
+    anchor.check_in_child("compare_models")
+    three = a.dim == 3
+    names = NAMES3 if three else NAMES
+    binary = os.path.join(a.build, "benchmarks", "bench_model3d" if three else "bench_model")
+    if not os.path.exists(binary):
+        sys.exit("compare_models: %s not found: build it first (cmake --build %s --target %s)"
+                 % (binary, a.build, os.path.basename(binary)))
     env = dict(os.environ, DICYC_BENCH_THREADS=str(a.threads), DICYC_BENCH_SIZE=str(a.size))
+    if three:
+        env.update(DICYC_BENCH_NGF=str(a.ngf), DICYC_BENCH_BLOCKS=str(a.blocks), DICYC_BENCH_NDF=str(a.ndf))
+    shape = "3-D %d^3, ngf %d, %d blocks, ndf %d" % (a.size, a.ngf, a.blocks, a.ndf) if three else \
+        "2-D %dx%d, ngf 64, 6 blocks, ndf 64" % (a.size, a.size)
     # Memory first, while this process is small: a child's maximum RSS starts at its parent's RSS
     # at fork time (Linux keeps the high-water mark across exec).
     peaks = {}
-    for model, filt in (("cyclegan", "cyclegan_step"), ("dicyc", "dicyc_step")):
+    for model, filt in (("cyclegan", names[3]), ("dicyc", names[4])):
+        if three:
+            theirs_cmd = [sys.executable, REF3, "--threads", str(a.threads), "--size", str(a.size), "--ngf", str(a.ngf),
+                          "--blocks", str(a.blocks), "--ndf", str(a.ndf), "--only", model, "--runs", "1"]
+        else:
+            theirs_cmd = [sys.executable, REF, "--threads", str(a.threads), "--size", str(a.size), "--only", model,
+                          "--runs", "2"]
         peaks[model] = (peak_rss_mib([binary, "--benchmark_filter=^%s/" % filt, "--benchmark_min_time=1"], env),
-                        peak_rss_mib([sys.executable, REF, "--threads", str(a.threads), "--size", str(a.size), "--only",
-                                      model, "--runs", "2"], env))
+                        peak_rss_mib(theirs_cmd, env))
     ours_base = peak_rss_mib([binary, "--benchmark_filter=^$"], env)
     torch_base = peak_rss_mib([sys.executable, "-c", "import torch, torch.nn"], env)
     import torch
     torch.set_num_threads(a.threads)
-    ref = load_ref()
-    ratios = {k: [] for k in NAMES}
-    last = {}
+    ref = None if three else load_ref()
+    ratios = {k: [] for k in names}
+    ours_all = {k: [] for k in names}
+    theirs_all = {k: [] for k in names}
     for r in range(a.repeats):
-        ours = ours_times(binary, env)
-        theirs = torch_times(ref, a.size, a.runs)
-        for k in NAMES:
+        ours = ours_times(binary, env, names, 0.1 if three else 1)
+        theirs = torch_times3(a) if three else torch_times(ref, a.size, a.runs)
+        for k in names:
             ratios[k].append(ours[k] / theirs[k])
-        last = {k: (ours[k], theirs[k]) for k in NAMES}
-        print("repeat %d: %s" % (r + 1, ", ".join("%s %.2f" % (k, ratios[k][-1]) for k in NAMES)), file=sys.stderr)
-    print("| benchmark (%dx%d, %d threads) | dicyc ms | PyTorch ms | ratio (median of %d) |" % (
-        a.size, a.size, a.threads, a.repeats))
+            ours_all[k].append(ours[k])
+            theirs_all[k].append(theirs[k])
+        print("repeat %d: %s" % (r + 1, ", ".join("%s %.2f" % (k, ratios[k][-1]) for k in names)), file=sys.stderr)
+    med = statistics.median
+    print("anchor: " + anchor.describe(a.threads))
+    print()
+    print("| benchmark (%s, batch 1, float, %d threads) | dicyc ms | PyTorch ms | dicyc/PyTorch (median of %d) |" % (
+        shape, a.threads, a.repeats))
     print("|---|---|---|---|")
-    for k in NAMES:
-        print("| %s | %.1f | %.1f | %.2f |" % (k, last[k][0], last[k][1], statistics.median(ratios[k])))
+    for k in names:
+        print("| %s | %.1f | %.1f | %.2f |" % (k, med(ours_all[k]), med(theirs_all[k]), med(ratios[k])))
     print()
     print("DiCyc / CycleGAN iteration time: dicyc %.2f, PyTorch %.2f" % (
-        last["dicyc_step"][0] / last["cyclegan_step"][0], last["dicyc_step"][1] / last["cyclegan_step"][1]))
+        med(ours_all[names[4]]) / med(ours_all[names[3]]), med(theirs_all[names[4]]) / med(theirs_all[names[3]])))
     print()
     print("| peak resident memory of training | dicyc MiB | PyTorch MiB | ratio |")
     print("|---|---|---|---|")

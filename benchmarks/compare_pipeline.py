@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Whole-volume synthesis and the data loader, next to the PyTorch reference.
 
-    /usr/bin/python3 benchmarks/compare_pipeline.py [--build build/bench] [--threads 2] [--repeats 2]
+    PY benchmarks/compare_pipeline.py [--build build/bench] [--threads 2] [--repeats 2]
 
 G_infer_volume: one generator (ngf 64, 6 blocks) over 181 axial slices of a ch2-sized volume, 8 slices per
 call; torch_reference.py's definition, timed in this process with its timeit(), against bench_model's
@@ -22,6 +22,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 REF = os.path.join(ROOT, "..", "shared", "bench", "torch_reference.py")
+sys.path.insert(0, HERE)
+import anchor  # noqa: E402  (the PyTorch anchor: checked, then named above the table)
 
 
 def bench(binary, filt, env):
@@ -41,6 +43,7 @@ def main():
     env = dict(os.environ, DICYC_BENCH_THREADS=str(a.threads), DICYC_BENCH_SLICES=str(a.slices))
     model_bin = os.path.join(a.build, "benchmarks", "bench_model")
     data_bin = os.path.join(a.build, "benchmarks", "bench_data")
+    anchor.check("compare_pipeline")
     import torch
     torch.set_num_threads(a.threads)
     spec = importlib.util.spec_from_file_location("torch_reference", REF)
@@ -62,6 +65,8 @@ def main():
         last = (ours, theirs)
         print("repeat %d: G_infer_volume %.0f ms vs %.0f ms (%.2f)" % (r + 1, ours, theirs, ratios[-1]), file=sys.stderr,
               flush=True)
+    print("anchor: " + anchor.describe(a.threads))
+    print()
     print("| benchmark (%d threads) | dicyc ms | PyTorch ms | ratio (median of %d) |" % (a.threads, a.repeats))
     print("|---|---|---|---|")
     print("| G_infer_volume (%d x 181x217) | %.0f | %.0f | %.2f |" % (a.slices, last[0], last[1], statistics.median(ratios)))

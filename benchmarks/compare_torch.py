@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Runs dicyc's op benchmarks and the PyTorch reference back to back; prints our/PyTorch time ratios.
 
-    /usr/bin/python3 benchmarks/compare_torch.py [--build build/release] [--repeats 3]
+    PY benchmarks/compare_torch.py [--build build/release] [--repeats 3]
 
 PyTorch side: ../shared/bench/torch_reference.py --only convs (conv 3x3 256->256 at 32x32 and conv
 3x3x3 32->32 at 32^3, forward and forward+backward), plus, timed here the same way, the transposed
@@ -20,6 +20,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 REF = os.path.join(ROOT, "..", "shared", "bench", "torch_reference.py")
+sys.path.insert(0, HERE)
+import anchor  # noqa: E402  (the PyTorch anchor: checked, then named above the table)
 
 PAIRS = [  # (our benchmark name, PyTorch key)
     ("conv_fwd/2d/c256/32x32/k3/1", "conv_3x3_256_32x32_fwd"),
@@ -88,13 +90,14 @@ def main():
     if not os.path.exists(binary):
         sys.exit(f"compare_torch: {binary} not found: build the target bench_ops first "
                  f"(cmake --build {a.build} --target bench_ops)")
+    anchor.check("compare_torch")
     ratios = {p[0]: [] for p in PAIRS}
     ours_ms = {p[0]: [] for p in PAIRS}
     torch_ms = {p[0]: [] for p in PAIRS}
     eigen_ms = {p[0]: [] for p in PAIRS}
     for _ in range(a.repeats):
         ours = run_ours(binary, a.threads)
-        res = subprocess.run(["/usr/bin/python3", REF, "--threads", str(a.threads), "--runs", str(a.runs),
+        res = subprocess.run([sys.executable, REF, "--threads", str(a.threads), "--runs", str(a.runs),
                               "--only", "convs"], capture_output=True, text=True, check=True)
         torch_res = json.loads(res.stdout)
         torch_res.update(torch_extra(a.threads, a.runs * 5))
@@ -107,6 +110,7 @@ def main():
                 if eig:
                     eigen_ms[ours_name].append(to_ms(eig))
     med = lambda v: statistics.median(v) if v else float("nan")
+    print("anchor: " + anchor.describe(a.threads))
     print(f"{'case':44s} {'dicyc ms':>9s} {'torch ms':>9s} {'dicyc/torch':>12s} {'eigen-only ms':>14s}")
     for ours_name, tkey in PAIRS:
         if not ratios[ours_name]:

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Times dicyc's losses and deformation modules against PyTorch, side by side (bench_loss, bench_tps).
 
-    /usr/bin/python3 benchmarks/compare_torch_extra.py [--build build/bench] [--repeats 3]
+    PY benchmarks/compare_torch_extra.py [--build build/bench] [--repeats 3]
 
 PyTorch side: nmi() of shared/bench/torch_reference.py (soft NMI, 32 bins) at 128x128 and 64^3,
 benchmarks/torch_losses.py's MIND and gradient correlation at 128x128 (each a forward and a
@@ -25,6 +25,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 REF = os.path.join(ROOT, "..", "shared", "bench", "torch_reference.py")
+sys.path.insert(0, HERE)
+import anchor  # noqa: E402  (the PyTorch anchor: checked, then named above the table)
 sys.path.insert(0, HERE)
 import torch_losses  # noqa: E402
 
@@ -116,6 +118,7 @@ def main():
         if not os.path.exists(binary):
             sys.exit(f"compare_torch_extra: {binary} not found: configure with -DDICYC_BUILD_BENCHMARKS=ON "
                      f"and build the targets bench_loss and bench_tps")
+    anchor.check("compare_torch_extra")
     torch.set_num_threads(a.threads)
     ours_ms, torch_ms = {}, {}
     for _ in range(a.repeats):
@@ -132,6 +135,7 @@ def main():
                 ours_ms.setdefault(name, []).append(b["real_time"] * scale)
         for k, v in torch_times(a.runs, a.filter).items():
             torch_ms.setdefault(k, []).append(v)
+    print("anchor: " + anchor.describe(a.threads))
     print(f"{'case':32s} {'dicyc ms':>9s} {'torch ms':>9s} {'dicyc/torch':>12s}")
     for k in torch_ms:
         if k not in ours_ms:

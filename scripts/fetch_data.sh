@@ -18,10 +18,18 @@ fetch() {  # fetch PACKAGE SUBDIR FILE...
   local tmp
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN
-  (cd "$tmp" && apt-get download "$pkg" >/dev/null 2>&1) || {
-    echo "fetch_data: 'apt-get download $pkg' failed (no network or no such package)" >&2
-    return 1
-  }
+  if ! (cd "$tmp" && apt-get download "$pkg" >/dev/null 2>&1); then
+    # A machine whose package lists were never downloaded (or are stale) cannot find the package;
+    # refresh them once when we may (root), then try again.
+    if [[ $(id -u) -eq 0 && -z "${FETCH_DATA_UPDATED:-}" ]]; then
+      apt-get update -qq >/dev/null 2>&1 || true
+      FETCH_DATA_UPDATED=1
+    fi
+    (cd "$tmp" && apt-get download "$pkg" >/dev/null 2>&1) || {
+      echo "fetch_data: 'apt-get download $pkg' failed (no network, no package lists, or no such package)" >&2
+      return 1
+    }
+  fi
   dpkg -x "$tmp"/"$pkg"_*.deb "$tmp/x"
   mkdir -p "$DATA/$sub"
   for f in "$@"; do
