@@ -7,14 +7,22 @@
 //   Without ground truth: dicyc-eval --pred pseudo_ct/ --source mr/ [--mask masks/]
 //     the alignment metrics between each source and its output: NMI (scikit-image's, 100 bins)
 //     and the Dice overlap of their foreground masks.
+//   With --fields deformed/fields/ (dicyc-deform's output, --truth the undeformed truth_ab/):
+//     alpha, the fraction of the domain deformation each output carries (the scale of the
+//     domain warp that best explains the output against the aligned truth: 0 aligned, 1 the
+//     deformation copied; eval::deformation_fraction, NMI). 2-D warps: per axial slice with
+//     >= 10 % foreground (at most --alpha-slices of them, evenly spaced), the volume's value the
+//     median; 3-D: one value per volume.
 // Both write checkerboard PNGs of the middle axial slice. Volumes pair up by file name. The
 // intensity range for PSNR/SSIM is --range, or each ground truth's max - min.
 #include <cxxopts.hpp>
 
 #include <iostream>
+#include <sstream>
 
 #include "common.hpp"
 #include "dicyc/eval.hpp"
+#include "dicyc/eval/deformation_fraction.hpp"
 
 using namespace tools;
 namespace fs = std::filesystem;
@@ -22,8 +30,82 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Scores {
-  std::vector<double> mse, psnr, ssim, gssim;
+  std::vector<double> mse, psnr, ssim, gssim, alpha;
 };
+
+std::vector<std::uint8_t> foreground_of(const dicyc::io::VolumeData& v);
+
+/// The domain warp dicyc-deform stored in fields/<name>.safetensors, and its dimension (2 or 3).
+struct DomainWarp {
+  int dim = 0;
+  std::array<Index, 3> control{};
+  Eigen::MatrixXd disp;
+  Eigen::MatrixXd affine;  // dim x (dim + 1)
+};
+
+DomainWarp read_domain_warp(const std::string& path) {
+  const auto f = dicyc::io::SafeTensorsFile::read(path);
+  DICYC_CHECK(f.has("domain.control_displacements") && f.has("domain.affine") && f.has_metadata("domain.control_grid"),
+              dicyc::SerializationError, "'" << path << "' is not a dicyc-deform fields file (no domain warp in it)");
+  DomainWarp w;
+  std::istringstream g(f.metadata("domain.control_grid"));
+  Index K = 1, c = 0;
+  while (g >> c) {
+    DICYC_CHECK(w.dim < 3 && c >= 2, dicyc::SerializationError, "'" << path << "': bad domain.control_grid");
+    w.control[static_cast<std::size_t>(w.dim++)] = c;
+    K *= c;
+  }
+  DICYC_CHECK(w.dim == 2 || w.dim == 3, dicyc::SerializationError, "'" << path << "': bad domain.control_grid");
+  std::vector<double> d(static_cast<std::size_t>(K * w.dim)), a(static_cast<std::size_t>(w.dim * (w.dim + 1)));
+  f.read_into<double>("domain.control_displacements", {K, w.dim}, d.data());
+  f.read_into<double>("domain.affine", {w.dim, w.dim + 1}, a.data());
+  w.disp = Eigen::Map<Eigen::MatrixXd>(d.data(), w.dim, K);  // stored (K, Dim) row-major = (Dim, K) column-major
+  w.affine.resize(w.dim, w.dim + 1);
+  for (int r = 0; r < w.dim; ++r)
+    for (int col = 0; col <= w.dim; ++col) w.affine(r, col) = a[static_cast<std::size_t>(r * (w.dim + 1) + col)];
+  return w;
+}
+
+template <int Dim>
+dicyc::tps::Deformation<Dim> to_deformation(const DomainWarp& w) {
+  std::array<Index, Dim> c;
+  for (int k = 0; k < Dim; ++k) c[k] = w.control[static_cast<std::size_t>(k)];
+  typename dicyc::tps::Deformation<Dim>::Affine A = w.affine;
+  return dicyc::tps::Deformation<Dim>(c, w.disp, A);
+}
+
+/// Alpha of one output against its aligned truth, both in the fields' RAS+ voxel order.
+double volume_alpha(const DomainWarp& w, const dicyc::io::Volume& pred, const dicyc::io::Volume& truth, int max_slices,
+                    int threads) {
+  using Dev = Eigen::ThreadPoolDevice;
+  dicyc::core::Context<Dev> ctx(threads);
+  const auto p = dicyc::data::reorient_canonical(pred), t = dicyc::data::reorient_canonical(truth);
+  const auto d = t.dim();
+  if (w.dim == 3) {
+    const dicyc::eval::Image<float, 3> ti(t.data.data(), d[0], d[1], d[2]), pi(p.data.data(), d[0], d[1], d[2]);
+    return dicyc::eval::deformation_fraction<3>(ctx, to_deformation<3>(w), ti, pi).alpha;
+  }
+  const auto warp = to_deformation<2>(w);
+  const auto fg = foreground_of(t.data);
+  const Index plane = d[0] * d[1];
+  std::vector<Index> zs;
+  for (Index z = 0; z < d[2]; ++z) {
+    Index n = 0;
+    for (Index i = 0; i < plane; ++i) n += fg[static_cast<std::size_t>(z * plane + i)];
+    if (n * 10 >= plane) zs.push_back(z);
+  }
+  DICYC_CHECK(!zs.empty(), dicyc::NumericError, "no axial slice of the truth has 10 % foreground; alpha is undefined");
+  std::vector<double> alphas;
+  const std::size_t n = std::min(zs.size(), static_cast<std::size_t>(max_slices));
+  for (std::size_t k = 0; k < n; ++k) {
+    const Index z = zs[n == 1 ? zs.size() / 2 : k * (zs.size() - 1) / (n - 1)];
+    const dicyc::eval::Image<float, 2> ti(t.data.data() + z * plane, d[0], d[1]), pi(p.data.data() + z * plane, d[0], d[1]);
+    alphas.push_back(dicyc::eval::deformation_fraction<2>(ctx, warp, ti, pi).alpha);
+  }
+  std::sort(alphas.begin(), alphas.end());
+  const std::size_t m = alphas.size();
+  return m % 2 ? alphas[m / 2] : 0.5 * (alphas[m / 2 - 1] + alphas[m / 2]);
+}
 
 std::map<std::string, std::string> by_name(const std::string& spec) {
   std::map<std::string, std::string> m;
@@ -63,6 +145,9 @@ int main_impl(int argc, char** argv) {
     ("mask", "masks (non-zero = inside), paired by file name", cxxopts::value<std::string>())
     ("range", "data range for PSNR and SSIM (default: each truth's max - min)", cxxopts::value<double>()->default_value("0"))
     ("names", "method names for the tables: first,second", cxxopts::value<std::string>()->default_value("pred,pred2"))
+    ("fields", "with --truth: dicyc-deform's fields/ folder; adds alpha, the fraction of the domain deformation each output carries", cxxopts::value<std::string>())
+    ("alpha-slices", "2-D warps: at most this many axial slices per volume for alpha", cxxopts::value<int>()->default_value("24"))
+    ("threads", "CPU threads (alpha)", cxxopts::value<int>()->default_value("2"))
     ("out", "output folder", cxxopts::value<std::string>()->default_value("eval_out"))
     ("h,help", "this help");
   const auto r = parse(o, argc, argv);
@@ -84,6 +169,12 @@ int main_impl(int argc, char** argv) {
   }
   const std::string mask = r.count("mask") ? r["mask"].as<std::string>() : "";
   if (!mask.empty()) require_data("--mask", mask);
+  const std::string fields = r.count("fields") ? r["fields"].as<std::string>() : "";
+  TOOL_REQUIRE(fields.empty() || has_truth, "--fields needs --truth (the aligned, undeformed truth_ab/ of dicyc-deform)");
+  TOOL_REQUIRE(fields.empty() || fs::is_directory(fields), "--fields '" << fields << "' is not a folder (dicyc-deform writes <out>/fields/)");
+  const int alpha_slices = r["alpha-slices"].as<int>(), threads = r["threads"].as<int>();
+  TOOL_REQUIRE(alpha_slices >= 1 && alpha_slices <= 100000, "--alpha-slices must be at least 1");
+  TOOL_REQUIRE(threads >= 1 && threads <= 256, "--threads must be in [1, 256]");
   const double range = r["range"].as<double>();
   TOOL_REQUIRE(range >= 0 && std::isfinite(range), "--range must be positive (or 0 for each truth's range)");
   std::string n1 = "pred", n2 = "pred2";
@@ -108,6 +199,8 @@ int main_impl(int argc, char** argv) {
     }
     TOOL_REQUIRE(pred2.empty() || P2.count(n), "--pred2 has no volume named '" << n << "' to pair with --pred");
     TOOL_REQUIRE(mask.empty() || M.count(n), "--mask has no mask named '" << n << "'");
+    TOOL_REQUIRE(fields.empty() || fs::exists(fields + "/" + n + ".safetensors"),
+                 "--fields has no " << n << ".safetensors (dicyc-deform writes one per volume it deformed)");
     names.push_back(n);
   }
   TOOL_REQUIRE(!names.empty(), "no volume of --pred has a partner of the same name in " << (has_truth ? "--truth" : "--source"));
@@ -161,7 +254,7 @@ int main_impl(int argc, char** argv) {
   }
 
   Scores s1, s2;
-  std::string csv = "name,method,mse,psnr,ssim,global_ssim\n";
+  std::string csv = std::string("name,method,mse,psnr,ssim,global_ssim") + (fields.empty() ? "" : ",alpha") + "\n";
   auto score = [&](const dicyc::io::Volume& p, const dicyc::io::Volume& t, const std::vector<std::uint8_t>& mk,
                    Scores& s, const std::string& name, const std::string& method) {
     const auto d = t.dim();
@@ -175,9 +268,15 @@ int main_impl(int argc, char** argv) {
     s.ssim.push_back(dicyc::eval::ssim<float, 3>(img(p), img(t), dicyc::eval::SsimOptions(R_), mp));
     s.gssim.push_back(dicyc::eval::global_ssim<float, 3>(img(p), img(t), R_, 0.01, 0.03, mp));
     char row[512];
-    std::snprintf(row, sizeof row, "%s,%s,%.8g,%.8g,%.8g,%.8g\n", name.c_str(), method.c_str(), s.mse.back(),
+    std::snprintf(row, sizeof row, "%s,%s,%.8g,%.8g,%.8g,%.8g", name.c_str(), method.c_str(), s.mse.back(),
                   s.psnr.back(), s.ssim.back(), s.gssim.back());
     csv += row;
+    if (!fields.empty()) {
+      s.alpha.push_back(volume_alpha(read_domain_warp(fields + "/" + name + ".safetensors"), p, t, alpha_slices, threads));
+      std::snprintf(row, sizeof row, ",%.6g", s.alpha.back());
+      csv += row;
+    }
+    csv += "\n";
   };
   for (const auto& n : names) {
     const auto t = dicyc::io::read_nifti(R.at(n)), p = dicyc::io::read_nifti(P.at(n));
@@ -201,17 +300,30 @@ int main_impl(int argc, char** argv) {
     }
     write_grid(out + "/checker_" + n + ".png", {row});
   }
-  std::string md = "| method | n | MSE | PSNR (dB) | SSIM | global SSIM |\n|---|---|---|---|---|---|\n";
-  std::string sum = "method,n,mse_mean,mse_sd,psnr_mean,psnr_sd,ssim_mean,ssim_sd,global_ssim_mean,global_ssim_sd\n";
+  const bool A_ = !fields.empty();
+  std::string md = std::string("| method | n | MSE | PSNR (dB) | SSIM | global SSIM |") + (A_ ? " alpha |" : "") +
+                   "\n|---|---|---|---|---|---|" + (A_ ? "---|" : "") + "\n";
+  std::string sum = std::string("method,n,mse_mean,mse_sd,psnr_mean,psnr_sd,ssim_mean,ssim_sd,global_ssim_mean,global_ssim_sd") +
+                    (A_ ? ",alpha_mean,alpha_sd" : "") + "\n";
   auto add = [&](const std::string& name, const Scores& s) {
     char b[512];
-    std::snprintf(b, sizeof b, "| %s | %zu | %.4g ± %.2g | %.2f ± %.2f | %.4f ± %.4f | %.4f ± %.4f |\n", name.c_str(),
+    std::snprintf(b, sizeof b, "| %s | %zu | %.4g ± %.2g | %.2f ± %.2f | %.4f ± %.4f | %.4f ± %.4f |", name.c_str(),
                   s.mse.size(), mean(s.mse), sd(s.mse), mean(s.psnr), sd(s.psnr), mean(s.ssim), sd(s.ssim), mean(s.gssim),
                   sd(s.gssim));
     md += b;
-    std::snprintf(b, sizeof b, "%s,%zu,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g\n", name.c_str(), s.mse.size(), mean(s.mse),
+    if (A_) {
+      std::snprintf(b, sizeof b, " %.3f ± %.3f |", mean(s.alpha), sd(s.alpha));
+      md += b;
+    }
+    md += "\n";
+    std::snprintf(b, sizeof b, "%s,%zu,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g", name.c_str(), s.mse.size(), mean(s.mse),
                   sd(s.mse), mean(s.psnr), sd(s.psnr), mean(s.ssim), sd(s.ssim), mean(s.gssim), sd(s.gssim));
     sum += b;
+    if (A_) {
+      std::snprintf(b, sizeof b, ",%.8g,%.8g", mean(s.alpha), sd(s.alpha));
+      sum += b;
+    }
+    sum += "\n";
   };
   add(n1, s1);
   if (!pred2.empty()) {
@@ -220,8 +332,9 @@ int main_impl(int argc, char** argv) {
       md += "\nPaired t-tests, " + n1 + " - " + n2 + " (two-sided, SciPy's ttest_rel):\n\n| metric | mean difference | t | p |\n|---|---|---|---|\n";
       const std::pair<const char*, std::pair<const std::vector<double>*, const std::vector<double>*>> ms[] = {
           {"MSE", {&s1.mse, &s2.mse}}, {"PSNR", {&s1.psnr, &s2.psnr}}, {"SSIM", {&s1.ssim, &s2.ssim}},
-          {"global SSIM", {&s1.gssim, &s2.gssim}}};
+          {"global SSIM", {&s1.gssim, &s2.gssim}}, {"alpha", {&s1.alpha, &s2.alpha}}};
       for (const auto& [label, pr] : ms) {
+        if (pr.first->empty()) continue;  // alpha without --fields
         char b[256];
         try {
           const auto tt = dicyc::eval::ttest_rel(*pr.first, *pr.second);

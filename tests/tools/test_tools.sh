@@ -202,6 +202,21 @@ for f in deformed/subj0.nii.gz truth_ab/subj0.nii.gz truth_ba/subj0.nii.gz field
 done
 check "deformed vs truth differ" 0 "| pred | 3 |" -- "$E" --pred "$WORK/def/deformed" --truth "$WORK/def/truth_ab" --out "$WORK/ev_def"
 check "deform 3-D" 0 "deformed" -- "$D" --in "$B/subj0.nii" --dim 3 --out "$WORK/def3" --threads 1
+# alpha (dicyc-eval --fields): the aligned truth carries none of the domain warp, the deformed
+# volumes (domain warp + a small jitter) all of it
+alpha_in() {  # alpha_in NAME CSV LO HI: every alpha in metrics.csv lies in [LO, HI]
+  if awk -F, -v lo="$3" -v hi="$4" 'NR == 1 { for (i = 1; i <= NF; ++i) if ($i == "alpha") c = i; if (!c) bad = 1 }
+       NR > 1 && c { n++; if ($c < lo || $c > hi) bad = 1 } END { exit bad || !(n > 0) }' "$2"; then echo "ok   $1"
+  else echo "FAIL $1: $(cut -d, -f1,7 "$2" | tr '\n' ' ')"; fails=$((fails+1)); fi
+}
+check "eval alpha: truth vs itself" 0 "alpha" -- "$E" --pred "$WORK/def/truth_ab" --truth "$WORK/def/truth_ab" --fields "$WORK/def/fields" --out "$WORK/ev_a0" --threads 1
+alpha_in "alpha of the aligned truth is 0" "$WORK/ev_a0/metrics.csv" -0.05 0.05
+check "eval alpha: deformed vs truth" 0 "alpha" -- "$E" --pred "$WORK/def/deformed" --truth "$WORK/def/truth_ab" --fields "$WORK/def/fields" --out "$WORK/ev_a1" --threads 1
+alpha_in "alpha of the deformed volumes is about 1" "$WORK/ev_a1/metrics.csv" 0.75 1.25
+check "eval alpha 3-D: deformed vs truth" 0 "alpha" -- "$E" --pred "$WORK/def3/deformed" --truth "$WORK/def3/truth_ab" --fields "$WORK/def3/fields" --out "$WORK/ev_a3" --threads 1
+alpha_in "alpha of a 3-D deformed volume is about 1" "$WORK/ev_a3/metrics.csv" 0.75 1.25
+check "eval: --fields needs --truth" 2 "--fields needs --truth" -- "$E" --pred "$WORK/def/deformed" --source "$A" --fields "$WORK/def/fields"
+check "eval: --fields without the volume's file" 2 "has no subj1.safetensors" -- "$E" --pred "$WORK/def/deformed" --truth "$WORK/def/truth_ab" --fields "$WORK/def3/fields"
 
 if [[ $fails -ne 0 ]]; then echo "$fails check(s) failed"; exit 1; fi
 echo "all tool checks passed"
