@@ -222,6 +222,17 @@ def bench_nets(a):
     return out
 
 
+def d_step(opt_d, D_a, D_b, x, y, fake_a, fake_b):
+    """The discriminators' LSGAN step on the real images and the detached fakes."""
+    gl = ref.gan_loss
+    ref.set_rg([D_a, D_b], True)
+    opt_d.zero_grad(set_to_none=True)
+    ld = 0.5 * (gl(D_b(y), True) + gl(D_b(fake_b.detach()), False)) \
+        + 0.5 * (gl(D_a(x), True) + gl(D_a(fake_a.detach()), False))
+    ld.backward()
+    opt_d.step()
+
+
 def bench_cyclegan(a):
     G_ab, G_ba, D_a, D_b = make_nets(a, False)
     opt_g = adam(list(G_ab.parameters()) + list(G_ba.parameters()))
@@ -237,12 +248,7 @@ def bench_cyclegan(a):
         loss = (gl(D_b(fake_b), True) + gl(D_a(fake_a), True) + 10 * F.l1_loss(rec_a, x) + 10 * F.l1_loss(rec_b, y))
         loss.backward()
         opt_g.step()
-        ref.set_rg([D_a, D_b], True)
-        opt_d.zero_grad(set_to_none=True)
-        ld = 0.5 * (gl(D_b(y), True) + gl(D_b(fake_b.detach()), False)) \
-            + 0.5 * (gl(D_a(x), True) + gl(D_a(fake_a.detach()), False))
-        ld.backward()
-        opt_d.step()
+        d_step(opt_d, D_a, D_b, x, y, fake_a, fake_b)
     return ref.timeit(step, a.runs, warmup=1)
 
 
@@ -272,12 +278,7 @@ def bench_dicyc(a):
         (gan + 10 * cyc + 10 * dicyc + 0.9 * align).backward()
         opt_s.step()
         opt_g.step()
-        ref.set_rg([D_a, D_b], True)
-        opt_d.zero_grad(set_to_none=True)
-        ld = 0.5 * (gl(D_b(y), True) + gl(D_b(y_hat.detach()), False)) \
-            + 0.5 * (gl(D_a(x), True) + gl(D_a(x_hat.detach()), False))
-        ld.backward()
-        opt_d.step()
+        d_step(opt_d, D_a, D_b, x, y, x_hat, y_hat)
     return ref.timeit(step, a.runs, warmup=1)
 
 
