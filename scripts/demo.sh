@@ -9,7 +9,7 @@
 #     CycleGAN, NMI-CycleGAN and NMI-DiCyc on ch2 slices (B, under one domain warp) and a PD-like
 #     contrast of them (A), tested on a slab of slices never seen in training and on the real ITK
 #     PD slice: MSE/PSNR/SSIM, the deformation fraction alpha, t-tests. The quick mode is a smoke
-#     test of the pipeline (40 iterations); the full run (PROTOCOL_FULL=1, about 90 minutes) is
+#     test of the pipeline (40 iterations); the full run (PROTOCOL_FULL=1, about 80 minutes) is
 #     the one whose numbers the README reports.
 # Outputs land in demo_out/. DEMO_ITERS (default 300) sets the training budget of every model.
 set -euo pipefail
