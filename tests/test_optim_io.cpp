@@ -249,6 +249,51 @@ BOOST_AUTO_TEST_CASE(safetensors_corrupt_files_and_atomic_writes) {
   std::remove(path.c_str());
 }
 
+BOOST_AUTO_TEST_CASE(safetensors_open_reads_the_header_only_and_tensors_on_demand) {
+  // open() gives what read() gives, tensor by tensor, with the same validation of the header.
+  io::SafeTensorsWriter w;
+  std::vector<float> a(100);
+  std::vector<double> d(7);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = 0.25f * float(i) - 3;
+  for (std::size_t i = 0; i < d.size(); ++i) d[i] = 1e-3 * double(i * i);
+  w.add("w", {10, 10}, a.data());
+  w.add("v", {7}, d.data());
+  w.metadata("k", "value");
+  const std::string path = tmp_path("open.safetensors");
+  w.write(path);
+  const auto full = io::SafeTensorsFile::read(path);
+  const auto lazy = io::SafeTensorsFile::open(path);
+  BOOST_CHECK(lazy.names() == full.names());
+  BOOST_CHECK_EQUAL(lazy.metadata("k"), "value");
+  std::vector<float> wa(100), wb(100);
+  full.read_into<float>("w", {10, 10}, wa.data());
+  lazy.read_into<float>("w", {10, 10}, wb.data());
+  BOOST_CHECK(wa == a && wb == a);
+  BOOST_CHECK(lazy.read_vector<double>("v") == d);
+  BOOST_CHECK(lazy.raw_bytes("w") == full.raw_bytes("w"));
+  BOOST_CHECK(lazy.read_vector<double>("v") == d);  // a second read of the same tensor
+  // The open file is pinned: an atomic overwrite of the path (a new checkpoint) does not change
+  // what an already opened file reads.
+  io::SafeTensorsWriter w2;
+  const std::vector<float> z(100, 9.0f);
+  w2.add("w", {10, 10}, z.data());
+  w2.add("v", {7}, d.data());
+  w2.write(path);
+  lazy.read_into<float>("w", {10, 10}, wb.data());
+  BOOST_CHECK(wb == a);
+  // The header is validated as read() does: against the file's size.
+  const auto good = dt::read_bytes(path);
+  std::uint64_t n;
+  std::memcpy(&n, good.data(), 8);
+  for (std::size_t keep : {std::size_t(5), std::size_t(8 + n / 2), good.size() - 1}) {
+    dt::write_bytes(path, std::vector<unsigned char>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(keep)));
+    dt::expect_error<SerializationError>([&] { io::SafeTensorsFile::open(path); },
+                                         keep == 5 ? "truncated" : keep < good.size() - 1 ? "does not fit" : "outside the data block");
+  }
+  dt::expect_error<IoError>([&] { io::SafeTensorsFile::open(tmp_path("does_not_exist")); }, "cannot open");
+  std::remove(path.c_str());
+}
+
 BOOST_AUTO_TEST_CASE(parameter_groups_through_a_file) {
   nn::ParameterGroup<float, Dev> g("g");
   g.declare("g.conv.weight", {4, 3, 2, 5}, nn::Init::Normal002);

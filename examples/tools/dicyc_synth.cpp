@@ -57,7 +57,7 @@ int main_impl(int argc, char** argv) {
   DataMeta meta;
   bool half = false;
   {  // the metadata; the file (weights, Adam moments, pools) is not kept while synthesizing
-    const auto f = dicyc::io::SafeTensorsFile::read(c.checkpoint);
+    const auto f = dicyc::io::SafeTensorsFile::open(c.checkpoint);
     DICYC_CHECK(f.has_metadata("config") && f.has_metadata("scalar"), dicyc::SerializationError,
                 "'" << c.checkpoint << "' is not a dicyc checkpoint");
     meta = DataMeta::from_file(f, c.checkpoint);

@@ -164,7 +164,7 @@ int main_impl(int argc, char** argv) {
   if (c.resume) {  // --resume needs neither --dim nor --precision: the checkpoint has both
     const std::string ckpt = c.out + "/checkpoint.safetensors";
     TOOL_REQUIRE(std::filesystem::exists(ckpt), "--resume: no checkpoint at '" << ckpt << "'");
-    const auto f = dicyc::io::SafeTensorsFile::read(ckpt);
+    const auto f = dicyc::io::SafeTensorsFile::open(ckpt);
     TOOL_REQUIRE(f.has_metadata("scalar") && f.has_metadata("user.dim"), "--resume: '" << ckpt << "' is not a dicyc-train checkpoint");
     const int dim = std::atoi(f.metadata("user.dim").c_str());
     const bool half = f.metadata("scalar") == "F16";

@@ -270,7 +270,7 @@ struct Runner {
     std::int64_t start_iter = 0;
     if (cfg.resume) {
       TOOL_REQUIRE(fs::exists(ckpt), "--resume: no checkpoint at '" << ckpt << "'");
-      const auto f = io::SafeTensorsFile::read(ckpt);
+      const auto f = io::SafeTensorsFile::open(ckpt);
       TOOL_REQUIRE(f.has_metadata("config"), "--resume: '" << ckpt << "' is not a dicyc checkpoint");
       mo = model::ModelOptions::from_json(nlohmann::json::parse(f.metadata("config")));
       meta = DataMeta::from_file(f, ckpt);

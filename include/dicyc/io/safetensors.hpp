@@ -14,6 +14,10 @@
 // JSON syntax, every entry's dtype, shape, and offsets (inside the data block, of exactly
 // numel * itemsize bytes, not overlapping), and reports each problem as a SerializationError
 // that names the file, the tensor, what was expected and what was found.
+// SafeTensorsFile::read() holds the whole file in memory; SafeTensorsFile::open() reads and
+// validates only the header (8 + n bytes) and keeps the file open, so a tensor is read from disk
+// when asked for: metadata lookups and loading a few tensors of a large checkpoint (the
+// generators of a training checkpoint, without its Adam moments and pools) cost what they use.
 #pragma once
 
 #include <unistd.h>
@@ -25,6 +29,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -224,8 +229,6 @@ class SafeTensorsFile {
   }
 
   static SafeTensorsFile parse(std::vector<unsigned char> bytes, const std::string& label = "<memory>") {
-    SafeTensorsFile f;
-    f.label_ = label;
     const std::string L = "safetensors file '" + label + "'";
     DICYC_CHECK(bytes.size() >= 8, SerializationError,
                 L << ": truncated: " << bytes.size() << " bytes, expected at least the 8-byte header length");
@@ -235,6 +238,45 @@ class SafeTensorsFile {
                 L << ": header length " << n << " does not fit in the file of " << bytes.size()
                   << " bytes (truncated or not a safetensors file)");
     const std::string header(reinterpret_cast<const char*>(bytes.data() + 8), static_cast<std::size_t>(n));
+    SafeTensorsFile f = parse_header(header, bytes.size() - 8 - static_cast<std::size_t>(n), label);
+    bytes.erase(bytes.begin(), bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));  // in place: no second copy
+    f.data_ = std::move(bytes);
+    return f;
+  }
+
+  /// Reads and validates the header only; tensors are read from the (kept open) file on demand.
+  static SafeTensorsFile open(const std::string& path) {
+    auto in = std::make_shared<std::ifstream>(path, std::ios::binary);
+    DICYC_CHECK(in->good(), IoError, "cannot open '" << path << "': " << std::strerror(errno));
+    const std::string L = "safetensors file '" + path + "'";
+    in->seekg(0, std::ios::end);
+    const std::streamoff size = in->tellg();
+    DICYC_CHECK(size >= 0, IoError, "cannot read '" << path << "': cannot tell its size");
+    in->seekg(0, std::ios::beg);
+    DICYC_CHECK(size >= 8, SerializationError,
+                L << ": truncated: " << size << " bytes, expected at least the 8-byte header length");
+    unsigned char len[8];
+    in->read(reinterpret_cast<char*>(len), 8);
+    DICYC_CHECK(in->gcount() == 8, IoError, "cannot read '" << path << "'");
+    std::uint64_t n = 0;
+    std::memcpy(&n, len, 8);
+    DICYC_CHECK(n >= 2 && n <= static_cast<std::uint64_t>(size) - 8, SerializationError,
+                L << ": header length " << n << " does not fit in the file of " << size
+                  << " bytes (truncated or not a safetensors file)");
+    std::string header(static_cast<std::size_t>(n), '\0');
+    in->read(header.data(), static_cast<std::streamsize>(n));
+    DICYC_CHECK(!in->bad() && in->gcount() == static_cast<std::streamsize>(n), IoError, "cannot read '" << path << "'");
+    SafeTensorsFile f = parse_header(header, static_cast<std::size_t>(size) - 8 - static_cast<std::size_t>(n), path);
+    f.file_ = std::move(in);
+    f.data_offset_ = 8 + n;
+    return f;
+  }
+
+ private:
+  static SafeTensorsFile parse_header(const std::string& header, std::size_t data_size, const std::string& label) {
+    SafeTensorsFile f;
+    f.label_ = label;
+    const std::string L = "safetensors file '" + label + "'";
     nlohmann::json h;
     try {
       h = nlohmann::json::parse(header);
@@ -242,7 +284,6 @@ class SafeTensorsFile {
       DICYC_CHECK(false, SerializationError, L << ": corrupt JSON header: " << e.what());
     }
     DICYC_CHECK(h.is_object(), SerializationError, L << ": the header is not a JSON object");
-    const std::size_t data_size = bytes.size() - 8 - static_cast<std::size_t>(n);
     std::vector<std::pair<std::size_t, std::size_t>> ranges;
     for (auto it = h.begin(); it != h.end(); ++it) {
       const std::string& name = it.key();
@@ -285,11 +326,24 @@ class SafeTensorsFile {
     std::sort(ranges.begin(), ranges.end());
     for (std::size_t i = 1; i < ranges.size(); ++i)
       DICYC_CHECK(ranges[i].first >= ranges[i - 1].second, SerializationError, L << ": tensor data ranges overlap");
-    bytes.erase(bytes.begin(), bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));  // in place: no second copy
-    f.data_ = std::move(bytes);
     return f;
   }
 
+  /// Copies bytes [begin, end) of the data block into dst: from memory, or from the open file.
+  void copy_data(std::size_t begin, std::size_t end, void* dst) const {
+    if (end <= begin) return;
+    if (!file_) {
+      std::memcpy(dst, data_.data() + begin, end - begin);
+      return;
+    }
+    file_->clear();
+    file_->seekg(static_cast<std::streamoff>(data_offset_ + begin), std::ios::beg);
+    file_->read(static_cast<char*>(dst), static_cast<std::streamsize>(end - begin));
+    DICYC_CHECK(!file_->bad() && file_->gcount() == static_cast<std::streamsize>(end - begin), IoError,
+                "cannot read " << end - begin << " bytes of tensor data from '" << label_ << "' (changed or truncated since it was opened?)");
+  }
+
+ public:
   const std::string& label() const { return label_; }
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   std::vector<std::string> names() const {
@@ -315,8 +369,9 @@ class SafeTensorsFile {
   /// The stored bytes of tensor `name` (little-endian, as in the file).
   std::vector<unsigned char> raw_bytes(const std::string& name) const {
     const Tensor& t = info(name);
-    return std::vector<unsigned char>(data_.begin() + static_cast<std::ptrdiff_t>(t.begin),
-                                      data_.begin() + static_cast<std::ptrdiff_t>(t.end));
+    std::vector<unsigned char> b(t.end - t.begin);
+    copy_data(t.begin, t.end, b.data());
+    return b;
   }
 
   /// Copies tensor `name` into dst after checking dtype and shape against what the caller expects.
@@ -327,7 +382,7 @@ class SafeTensorsFile {
                 "safetensors file '" << label_ << "': tensor '" << name << "': expected " << dtype_name(dtype_of<T>())
                                      << " " << shape_string(expect_shape) << ", but found " << dtype_name(t.dtype)
                                      << " " << shape_string(t.shape));
-    if (t.end > t.begin) std::memcpy(static_cast<void*>(dst), data_.data() + t.begin, t.end - t.begin);
+    copy_data(t.begin, t.end, static_cast<void*>(dst));
   }
   /// A 1-D tensor of any length, checked for dtype.
   template <class T>
@@ -337,7 +392,7 @@ class SafeTensorsFile {
                 "safetensors file '" << label_ << "': tensor '" << name << "': expected a 1-D " << dtype_name(dtype_of<T>())
                                      << " tensor, but found " << dtype_name(t.dtype) << " " << shape_string(t.shape));
     std::vector<T> v(t.numel());
-    if (!v.empty()) std::memcpy(static_cast<void*>(v.data()), data_.data() + t.begin, t.end - t.begin);
+    if (!v.empty()) copy_data(t.begin, t.end, static_cast<void*>(v.data()));
     return v;
   }
 
@@ -345,7 +400,9 @@ class SafeTensorsFile {
   std::string label_;
   std::map<std::string, Tensor> tensors_;
   std::map<std::string, std::string> meta_;
-  std::vector<unsigned char> data_;
+  std::vector<unsigned char> data_;              // read(): the data block
+  std::shared_ptr<std::ifstream> file_;          // open(): the file, read on demand
+  std::uint64_t data_offset_ = 0;                // open(): where the data block starts
 };
 
 }  // namespace dicyc::io

@@ -127,7 +127,7 @@ class ModelBase {
   /// the pools are left as they are. A DiCyc's generators (g_ab, g_ba) and a CycleGAN's are the
   /// same networks, so their weights move between the two. Returns the names of the groups loaded.
   std::vector<std::string> load_weights(const std::string& path) {
-    const auto f = io::SafeTensorsFile::read(path);
+    const auto f = io::SafeTensorsFile::open(path);
     std::vector<Group*> present;
     for (Group* g : groups())
       for (Index i = 0; i < g->count(); ++i)
@@ -151,7 +151,7 @@ class ModelBase {
   /// everything in the file checks out.
   void load(const std::string& path) {
     auto& ctx = *ctx_;
-    const auto f = io::SafeTensorsFile::read(path);
+    const auto f = io::SafeTensorsFile::open(path);
     const std::string L = "checkpoint '" + path + "'";
     auto meta = [&](const std::string& k) -> const std::string& {
       DICYC_CHECK(f.has_metadata(k), SerializationError, L << ": missing metadata '" << k << "' (not a dicyc checkpoint?)");
