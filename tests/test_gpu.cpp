@@ -243,6 +243,13 @@ BOOST_AUTO_TEST_CASE(deformation_modules_gpu_equal_cpu) {
 }
 
 // A few training iterations of a CycleGAN and a DiCyc on the GPU against the same on the CPU.
+#ifdef DICYC_TEST_NCCL
+BOOST_AUTO_TEST_CASE(nccl_one_gpu_one_rank) {
+  const std::string err = gpu_api::nccl_one_rank();
+  BOOST_CHECK_MESSAGE(err.empty(), "NCCL: " << err);
+}
+#endif
+
 BOOST_AUTO_TEST_CASE(models_gpu_equal_cpu) {
   auto& cpu = contexts().cpu;
   const auto x = random_vec<double>(256, 81), y = random_vec<double>(256, 82, -0.5, 0.5);

@@ -21,6 +21,8 @@ int main_impl(int argc, char** argv) {
     ("out", "output folder (one <name>.nii.gz per input)", cxxopts::value<std::string>()->default_value("synth_out"))
     ("direction", "ab (A -> B) or ba (B -> A)", cxxopts::value<std::string>()->default_value("ab"))
     ("threads", "CPU threads", cxxopts::value<int>()->default_value("2"))
+    ("mpi-timeout", "under mpirun: seconds one collective may wait for the other ranks before this rank ends the "
+                    "job (0: no limit)", cxxopts::value<double>()->default_value("900"))
     ("max-memory", "memory limit for the up-front check, in GiB; auto: what the machine leaves; off: no check",
      cxxopts::value<std::string>()->default_value("auto"))
     ("batch", "2-D: slices per generator call", cxxopts::value<int>()->default_value("4"))
@@ -44,6 +46,8 @@ int main_impl(int argc, char** argv) {
   TOOL_REQUIRE(c.direction == "ab" || c.direction == "ba", "--direction must be ab or ba, got '" << c.direction << "'");
   c.threads = r["threads"].as<int>();
   c.max_memory = parse_max_memory(r["max-memory"].as<std::string>());
+  c.mpi_timeout = r["mpi-timeout"].as<double>();
+  TOOL_REQUIRE(c.mpi_timeout >= 0, "--mpi-timeout must be >= 0 seconds");
   TOOL_REQUIRE(c.threads >= 1 && c.threads <= 256, "--threads must be in [1, 256]");
   c.batch = r["batch"].as<int>();
   TOOL_REQUIRE(c.batch >= 1 && c.batch <= 4096, "--batch must be >= 1");

@@ -43,6 +43,8 @@ int main_impl(int argc, char** argv) {
     ("ndf", "discriminator width", cxxopts::value<int>()->default_value("64"))
     ("blocks", "generator residual blocks", cxxopts::value<int>()->default_value("9"))
     ("d-layers", "discriminator layers", cxxopts::value<int>()->default_value("3"))
+    ("pool-size", "fake-image pool per domain (and per rank) for the discriminator (0: none)",
+     cxxopts::value<long long>()->default_value("50"))
     ("control-points", "DiCyc TPS control points per axis", cxxopts::value<int>()->default_value("6"))
     ("em", "DiCyc EM step: single or sequential", cxxopts::value<std::string>()->default_value("single"));
   o.add_options("training")
@@ -64,6 +66,8 @@ int main_impl(int argc, char** argv) {
     ("log-every", "iterations between progress lines", cxxopts::value<long long>()->default_value("10"))
     ("resume", "continue from <out>/checkpoint.safetensors with its model, data and run settings (seed, batch, "
                "augmentation, --max-iters, ...); flags given with it override them")
+    ("mpi-timeout", "under mpirun: seconds one collective may wait for the other ranks before this rank ends the "
+                    "job (0: no limit)", cxxopts::value<double>()->default_value("900"))
     ("max-memory", "memory limit for the up-front check, in GiB; auto: what the machine (cgroup, MemAvailable) "
                    "leaves; off: no check", cxxopts::value<std::string>()->default_value("auto"))
     ("no-tanh", "unbounded generator output (for --zscore)")
@@ -79,6 +83,8 @@ int main_impl(int argc, char** argv) {
                         "max-iters", "checkpoint-every", "sample-every"})
     if (r.count(f)) c.given.insert(f);
   c.max_memory = parse_max_memory(r["max-memory"].as<std::string>());
+  c.mpi_timeout = r["mpi-timeout"].as<double>();
+  TOOL_REQUIRE(c.mpi_timeout >= 0, "--mpi-timeout must be >= 0 seconds");
   c.a = r.count("domain-a") ? r["domain-a"].as<std::string>() : "";
   c.b = r.count("domain-b") ? r["domain-b"].as<std::string>() : "";
   require_data("--domain-a (domain A data)", c.a);
@@ -130,6 +136,8 @@ int main_impl(int argc, char** argv) {
   c.ndf = r["ndf"].as<int>();
   c.blocks = r["blocks"].as<int>();
   c.n_layers = r["d-layers"].as<int>();
+  c.pool_size = r["pool-size"].as<long long>();
+  TOOL_REQUIRE(c.pool_size >= 0, "--pool-size must be >= 0");
   c.control_points = r["control-points"].as<int>();
   TOOL_REQUIRE(c.ngf >= 1 && c.ndf >= 1 && c.blocks >= 0 && c.n_layers >= 1 && c.control_points >= 2,
                "--ngf, --ndf, --d-layers must be >= 1, --blocks >= 0, --control-points >= 2");

@@ -15,6 +15,8 @@
 
 #include <Eigen/Core>  // Eigen::half, the half storage type
 
+#include "dicyc/dist/communicator.hpp"  // standard C++ only
+
 namespace tools {
 
 /// The loss terms of one iteration (a copy of dicyc::model::StepLosses).
@@ -39,6 +41,10 @@ class HostModel {
   virtual void save(const std::string& path, const std::map<std::string, std::string>& extra) = 0;
   virtual void load(const std::string& path) = 0;
   virtual void load_weights(const std::string& path) = 0;
+  /// Data-parallel training over c's ranks (collective; before training and load()).
+  virtual void set_communicator(dicyc::dist::Communicator& c) = 0;
+  /// Collective: whether every rank holds the same weights and optimiser state.
+  virtual bool ranks_consistent() = 0;
   virtual std::int64_t iteration() const = 0;
   virtual std::int64_t epoch() const = 0;
   virtual bool done() const = 0;

@@ -21,6 +21,7 @@
 #include "common.hpp"
 #include "device_model.hpp"
 #include "dicyc/model.hpp"
+#include "parallel.hpp"
 #include "report.hpp"
 
 namespace tools {
@@ -38,6 +39,7 @@ struct TrainConfig {
   double min_foreground = 0.1;  // of each crop (0: any crop)
   Index ngf = 64, ndf = 64, blocks = 9, control_points = 6;
   int n_layers = 3;
+  Index pool_size = 50;
   std::int64_t iterations_per_epoch = 1000, epochs = 100, decay_epochs = 100;
   bool early_stop = false;
   double lr = 2e-4, lambda_cyc = 10, lambda_id = 0, lambda_dicyc = 10, align_weight = -1;
@@ -50,6 +52,7 @@ struct TrainConfig {
   std::string device = "cpu";     // cpu or gpu
   int gpu = 0;                    // CUDA device index
   double max_memory = 0;          // bytes; 0: what the machine leaves; < 0: no check
+  double mpi_timeout = 900;       // seconds a collective may wait under mpirun (0: no limit)
   std::set<std::string> given;    // the flags given on the command line (a resume keeps the others)
 };
 
@@ -64,6 +67,7 @@ struct SynthConfig {
   std::string device = "cpu";
   int gpu = 0;
   double max_memory = 0;  // as TrainConfig's
+  double mpi_timeout = 900;
 };
 
 /// The model on the device asked for: the CPU thread pool, or a GPU through libdicyc_tools_gpu.
@@ -147,6 +151,7 @@ struct Runner {
     o.generator(nn::GeneratorOptions().ngf(c.ngf).n_blocks(static_cast<int>(c.blocks)).tanh(c.tanh))
         .ndf(c.ndf)
         .n_layers(c.n_layers)
+        .pool_size(c.pool_size)
         .lambda_cyc(c.lambda_cyc)
         .lambda_id(c.lambda_id)
         .lambda_dicyc(c.lambda_dicyc)
@@ -253,14 +258,31 @@ struct Runner {
 
   // --------------------------------------------------------------------------------- training
   static int train(const TrainConfig& cfg_in) {
+    install_stop_signals();  // before the thread pool, the loader, oneDNN's and MPI's threads start
+    Parallel par("dicyc-train", cfg_in.mpi_timeout);
+    return par.run([&] { return train_ranks(cfg_in, par); });
+  }
+
+  /// One rank's training (the only one without MPI). Every rank trains on its own batches; rank 0
+  /// alone writes the log, the samples, the report and the checkpoint (which holds every rank's
+  /// pools), and prints.
+  static int train_ranks(const TrainConfig& cfg_in, Parallel& par) {
     using namespace dicyc;
     namespace fs = std::filesystem;
     TrainConfig cfg = cfg_in;
-    install_stop_signals();  // before the thread pool, the loader and oneDNN's threads start
-    fs::create_directories(cfg.out + "/samples");
+    const bool root = par.root();
+    const int K = par.size();
+    if (!root) {  // the other ranks keep quiet on stdout; their errors still reach stderr
+      std::fflush(stdout);
+      if (!std::freopen("/dev/null", "w", stdout)) std::fclose(stdout);
+    }
+    if (K > 1 && cfg.device == "gpu") cfg.gpu += par.local_rank();  // one GPU per rank of a node
     const std::string ckpt = cfg.out + "/checkpoint.safetensors", csv = cfg.out + "/losses.csv";
-    remove_stale_temporaries(cfg.out);
-    remove_stale_temporaries(cfg.out + "/samples");
+    if (root) {
+      fs::create_directories(cfg.out + "/samples");
+      remove_stale_temporaries(cfg.out);
+      remove_stale_temporaries(cfg.out + "/samples");
+    }
 
     model::ModelOptions mo = options_of(cfg);
     DataMeta meta;
@@ -269,7 +291,10 @@ struct Runner {
     meta.prep = cfg.prep;
     std::int64_t start_iter = 0;
     if (cfg.resume) {
-      TOOL_REQUIRE(fs::exists(ckpt), "--resume: no checkpoint at '" << ckpt << "'");
+      TOOL_REQUIRE(fs::exists(ckpt), "--resume: no checkpoint at '" << ckpt << "'"
+                                         << (K > 1 ? " (with several ranks, --out must be on a filesystem that every "
+                                                     "rank sees)"
+                                                   : ""));
       const auto f = io::SafeTensorsFile::open(ckpt);
       TOOL_REQUIRE(f.has_metadata("config"), "--resume: '" << ckpt << "' is not a dicyc checkpoint");
       mo = model::ModelOptions::from_json(nlohmann::json::parse(f.metadata("config")));
@@ -286,6 +311,12 @@ struct Runner {
     auto m = make_host_model<Dim, S>(cfg.device, cfg.threads, cfg.gpu, mo);
     std::printf("model %s, %d-D, %s, on %s\n%s\n", mo.model_name().c_str(), Dim,
                 std::is_same_v<S, float> ? "float" : "half", m->device_name().c_str(), mo.to_json().dump().c_str());
+    if (K > 1) {
+      m->set_communicator(par.comm());
+      std::printf("data parallel: %s; batch %lld per rank (%lld per step), gradients averaged over the ranks, image "
+                  "pools per rank\n",
+                  par.name().c_str(), static_cast<long long>(cfg.batch), static_cast<long long>(cfg.batch) * K);
+    }
 
     // Data: both domains prepared up front, then sampled by the loader thread.
     std::printf("loading domain A from %s, domain B from %s\n", cfg.a.c_str(), cfg.b.c_str());
@@ -309,9 +340,12 @@ struct Runner {
       // The save's host copy; the probe step's pools held one image each, the run's fill up.
       const double save = static_cast<double>(m->checkpoint_bytes(hs(shape_of(meta.crop, cfg.batch))));
       const double pools = 2.0 * static_cast<double>(std::max<Index>(0, mo.pool_size() - 1)) * per * sizeof(S);
+      // The ranks on this machine share its memory (each checks all of them; rank 0 saves).
+      const int local = par.local_size();
       check_memory("training (" + std::string(mo.model_name()) + ", crop " + std::to_string(meta.crop[0]) +
-                       (Dim == 3 ? "^3" : "^2") + ", batch " + std::to_string(cfg.batch) + ")",
-                   step + loader + save + pools, cfg.max_memory);
+                       (Dim == 3 ? "^3" : "^2") + ", batch " + std::to_string(cfg.batch) + ")" +
+                       (local > 1 ? " x " + std::to_string(local) + " ranks on this machine" : ""),
+                   (step + loader + pools) * local + save * (K > 1 ? 2 : 1), cfg.max_memory);
     }
     for (const auto* d : {dom_a.get(), dom_b.get()})
       for (int k = 0; k < Dim; ++k) {
@@ -334,9 +368,9 @@ struct Runner {
     std::printf("domain A: %zu volumes, domain B: %zu volumes\n", dom_a->volumes.size(), dom_b->volumes.size());
 
     if (cfg.resume) {
-      m->load(ckpt);
+      m->load(ckpt);  // collective: refuses a checkpoint of another rank count on every rank
       start_iter = m->iteration();
-      truncate_csv(csv, start_iter);
+      if (root) truncate_csv(csv, start_iter);
     }
     const std::int64_t total = mo.schedule().iterations_per_epoch() *
                                (mo.schedule().constant_epochs() + mo.schedule().decay_epochs());
@@ -347,13 +381,17 @@ struct Runner {
     so.batch = cfg.batch;
     so.augment = cfg.augment;
     so.min_foreground = cfg.min_foreground;
-    so.seed = cfg.seed * 1000003ULL;
+    so.seed = cfg.seed * 1000003ULL;  // rank 0's stream is the single-process one
+    if (par.rank() > 0) so.seed ^= static_cast<std::uint64_t>(par.rank()) * 0xD1B54A32D192ED03ULL;
     so.first_batch = start_iter;  // batch i is the same whether the run was interrupted or not
     data::Loader loader(data::Sampler(dom_a, dom_b, so), 2);
 
-    std::ofstream log(csv, std::ios::app);
-    TOOL_REQUIRE(log, "cannot write '" << csv << "'");
-    if (start_iter == 0 || fs::file_size(csv) == 0)
+    std::ofstream log;  // rank 0's; the others' stays closed (writes to it do nothing)
+    if (root) {
+      log.open(csv, std::ios::app);
+      TOOL_REQUIRE(log, "cannot write '" << csv << "'");
+    }
+    if (root && (start_iter == 0 || fs::file_size(csv) == 0))
       log << "iteration,epoch,lr,g_total,gan_ab,gan_ba,cyc_a,cyc_b,dicyc_a,dicyc_b,id_a,id_b,align_a,align_b,d_a,d_b,"
              "constant_samples,seconds\n";
 
@@ -365,25 +403,50 @@ struct Runner {
     auto save = [&] {
       auto md = meta.to_metadata();
       md["train"] = run_settings(cfg).dump();
-      m->save(ckpt, md);
-      write_report(cfg.out, mo.model_name(), mo.to_json().dump(2));
+      // Every rank holds the same weights unless the reductions went wrong: never save a split run.
+      TOOL_REQUIRE(K == 1 || m->ranks_consistent(),
+                   "the ranks' weights differ at iteration " << m->iteration() << ": the gradient all-reduce did not give "
+                   "every rank the same result; not saving (the last checkpoint is kept)");
+      m->save(ckpt, md);  // collective: rank 0 writes
+      if (root) write_report(cfg.out, mo.model_name(), mo.to_json().dump(2));
+    };
+    // Every rank goes on, or every rank stops at the same iteration boundary: 0 go on, 1 stop
+    // (a signal on some rank), 2 some rank's data loader failed.
+    auto agree = [&](std::int32_t mine) {
+      if (K > 1) par.comm().all_reduce(&mine, 1, dist::DType::I32, dist::Op::Max);
+      return mine;
     };
     std::int64_t degenerate_seen = 0;
-    while (!m->done() && m->iteration() < goal && !stop_flag().load()) {
+    bool interrupted = false;
+    while (!m->done() && m->iteration() < goal) {
       data::Batch bt;
-      try {
-        bt = loader.next();
-      } catch (...) {  // e.g. a volume that gives no crop with enough foreground: keep the run so far
+      std::exception_ptr loader_error;
+      if (!stop_flag().load()) {
+        try {
+          bt = loader.next();
+        } catch (...) {  // e.g. a volume that gives no crop with enough foreground: keep the run so far
+          loader_error = std::current_exception();
+        }
+      }
+      const std::int32_t status = agree(loader_error ? 2 : stop_flag().load() ? 1 : 0);
+      if (status == 1) {
+        interrupted = true;
+        break;
+      }
+      if (status == 2) {
         log.flush();
         if (m->iteration() > start_iter) {
           save();
-          std::fprintf(stderr, "dicyc-train: the data loader stopped before iteration %lld; checkpoint saved at iteration %lld\n",
-                       static_cast<long long>(m->iteration() + 1), static_cast<long long>(m->iteration()));
-        } else {
+          if (root)
+            std::fprintf(stderr, "dicyc-train: the data loader stopped before iteration %lld; checkpoint saved at iteration %lld\n",
+                         static_cast<long long>(m->iteration() + 1), static_cast<long long>(m->iteration()));
+        } else if (root) {
           std::fprintf(stderr, "dicyc-train: the data loader stopped before iteration %lld (nothing trained in this run)\n",
                        static_cast<long long>(m->iteration() + 1));
         }
-        throw;
+        if (loader_error) std::rethrow_exception(loader_error);
+        throw std::runtime_error("the data loader of another rank stopped before iteration " +
+                                 std::to_string(m->iteration() + 1) + " (its own message says why)");
       }
       std::vector<S> xs = to_s(bt.a);
       const std::vector<S> ys = to_s(bt.b);
@@ -392,9 +455,11 @@ struct Runner {
       L = m->train_step(xs.data(), ys.data(), hs(shape), &numeric_error);
       if (!numeric_error.empty()) {
         log.flush();
-        std::fprintf(stderr, "\ndicyc-train: %s\ntraining stopped; the last good checkpoint (%s) is kept\n",
-                     numeric_error.c_str(), fs::exists(ckpt) ? ckpt.c_str() : "none yet");
-        write_report(cfg.out, mo.model_name(), mo.to_json().dump(2));
+        if (root) {  // every rank sees the same (averaged) losses, so every rank stops here
+          std::fprintf(stderr, "\ndicyc-train: %s\ntraining stopped; the last good checkpoint (%s) is kept\n",
+                       numeric_error.c_str(), fs::exists(ckpt) ? ckpt.c_str() : "none yet");
+          write_report(cfg.out, mo.model_name(), mo.to_json().dump(2));
+        }
         return kNonFinite;
       }
       ++done_here;
@@ -424,14 +489,13 @@ struct Runner {
         std::printf("\n");
         std::fflush(stdout);
       }
-      if (cfg.sample_every > 0 && it % cfg.sample_every == 0) write_sample(*m, bt, shape, cfg.out, it);
+      if (root && cfg.sample_every > 0 && it % cfg.sample_every == 0) write_sample(*m, bt, shape, cfg.out, it);
       if (cfg.checkpoint_every > 0 && it % cfg.checkpoint_every == 0) {
         log.flush();
         save();
       }
     }
     log.flush();
-    const bool interrupted = stop_flag().load();
     save();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%s at iteration %lld after %.1f s (%.3f s/iteration, the loader kept the step waiting %.2f s in all); "
@@ -439,6 +503,10 @@ struct Runner {
                 interrupted ? "interrupted: saved" : "done", static_cast<long long>(m->iteration()), secs,
                 done_here ? secs / static_cast<double>(done_here) : 0.0, loader.waited_seconds(), ckpt.c_str(),
                 cfg.out.c_str());
+    if (K > 1 && done_here > 0)
+      std::printf("data parallel: %d ranks all-reduced %.2f MB per iteration on each rank (%.1f calls per iteration)\n",
+                  K, static_cast<double>(par.comm().reduced_bytes()) / 1e6 / static_cast<double>(done_here),
+                  static_cast<double>(par.comm().reduce_calls()) / static_cast<double>(done_here));
     if (degenerate_seen > 0)
       std::printf("note: %lld sample(s) of this run had a constant image in the alignment loss (counted as no shared "
                   "information, no gradient; losses.csv column constant_samples)\n",
@@ -557,8 +625,17 @@ struct Runner {
 
   /// `config`: the checkpoint's ModelOptions JSON (the file itself is read again for the weights).
   static int synth(const SynthConfig& cfg, const std::string& config, const DataMeta& meta) {
+    Parallel par("dicyc-synth", cfg.mpi_timeout);
+    return par.run([&] { return synth_ranks(cfg, config, meta, par); });
+  }
+
+  /// One rank's share of the volumes: volume i goes to rank i mod K (each writes its own outputs).
+  static int synth_ranks(const SynthConfig& cfg_in, const std::string& config, const DataMeta& meta, Parallel& par) {
     using namespace dicyc;
     namespace fs = std::filesystem;
+    SynthConfig cfg = cfg_in;
+    const int K = par.size(), rank = par.rank();
+    if (K > 1 && cfg.device == "gpu") cfg.gpu += par.local_rank();
     const auto mo = model::ModelOptions::from_json(nlohmann::json::parse(config));
     auto m = make_host_model<Dim, S>(cfg.device, cfg.threads, cfg.gpu, mo);
     m->load_weights(cfg.checkpoint);
@@ -571,9 +648,16 @@ struct Runner {
     data::PrepareOptions prep = meta.prep;
     prep.volume = cfg.volume;
     const auto inputs = data::list_volumes(cfg.in);
-    std::printf("%s: %zu volume(s), %s, %d-D, target units from the checkpoint's %s map (%s)\n", cfg.checkpoint.c_str(),
-                inputs.size(), ab ? "A -> B" : "B -> A", Dim, ab ? "B" : "A", target.to_string().c_str());
-    for (const auto& path : inputs) {
+    if (par.root())
+      std::printf("%s: %zu volume(s), %s, %d-D, target units from the checkpoint's %s map (%s)\n", cfg.checkpoint.c_str(),
+                  inputs.size(), ab ? "A -> B" : "B -> A", Dim, ab ? "B" : "A", target.to_string().c_str());
+    if (par.root() && K > 1)
+      std::printf("%s: volume i on rank i mod %d%s\n", par.name().c_str(), K,
+                  static_cast<int>(inputs.size()) < K ? " (more ranks than volumes: some have nothing to do)" : "");
+    std::fflush(stdout);
+    for (std::size_t vi = 0; vi < inputs.size(); ++vi) {
+      if (static_cast<int>(vi % static_cast<std::size_t>(K)) != rank) continue;
+      const std::string& path = inputs[vi];
       const auto t0 = std::chrono::steady_clock::now();
       if (cfg.device == "cpu" && cfg.max_memory >= 0) check_synth_memory(cfg, *m, mo, path, prep, tile);
       io::NiftiReadOptions ro;
@@ -600,10 +684,12 @@ struct Runner {
       io::write_nifti(outp, result);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const auto d = result.dim();
-      std::printf("  %s -> %s (%lld x %lld x %lld, %.1f s)\n", path.c_str(), outp.c_str(), static_cast<long long>(d[0]),
+      std::printf("  %s%s -> %s (%lld x %lld x %lld, %.1f s)\n", K > 1 ? ("[rank " + std::to_string(rank) + "] ").c_str() : "",
+                  path.c_str(), outp.c_str(), static_cast<long long>(d[0]),
                   static_cast<long long>(d[1]), static_cast<long long>(d[2]), secs);
       std::fflush(stdout);
     }
+    if (K > 1) par.comm().barrier();  // the job ends when every rank's volumes are written
     return kOk;
   }
 };

@@ -3,12 +3,17 @@
 // code compiled under different macros.
 #pragma once
 
+#include <string>
 #include <vector>
 
 namespace gpu_api {
 
 /// Number of CUDA devices (0 without a GPU or driver).
 int device_count();
+
+/// NCCL with one GPU, one rank (gpu_nccl.cu, built where the toolkit has NCCL): "" when the
+/// communicator starts and reduces device memory correctly, else what went wrong.
+std::string nccl_one_rank();
 
 struct ConvDesc {
   int dim = 2;

@@ -11,15 +11,28 @@
 // the pools ("pool.a|b.<i>") with their RNG states, and the configuration. Writes are atomic;
 // load() checks format, version, model, dimension, scalar type, configuration and every tensor
 // before it changes anything, and a resumed run reproduces the uninterrupted one bit for bit.
+//
+// Data parallelism (set_communicator): every rank trains on its own batches; after each backward,
+// each parameter group's flat gradient buffer is averaged over the ranks before its Adam step (the
+// generator, offset, STN and discriminator steps alike), so every rank keeps identical weights and
+// optimiser state; the loss terms are averaged too (the logs and the schedule see the mean, and a
+// non-finite term on any rank stops every rank). The image pools stay per rank (seeded by the
+// seed and the rank). save() and load() are then collective: rank 0 writes one checkpoint with
+// every rank's pools ("rank.<r>.pool.*" for r > 0, metadata "ranks"), and load() refuses a
+// checkpoint of another rank count.
 #pragma once
 
 #include <cmath>
+#include <exception>
+#include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "dicyc/dist/device.hpp"
 #include "dicyc/io/checkpoint.hpp"
 #include "dicyc/loss/gan.hpp"
 #include "dicyc/model/image_pool.hpp"
@@ -54,6 +67,60 @@ class ModelBase {
   /// Replaces the alignment loss (any function; empty: none). Its weight stays options().alignment().weight().
   void set_alignment(AlignmentFn<Dim, S, Device> f) { align_ = std::move(f); }
 
+  // ------------------------------------------------------------------------ data parallelism
+  /// Trains data-parallel over c's ranks (c must outlive the model; the default is one process).
+  /// Collective: call it on every rank, on models of the same configuration, before training or
+  /// load(). Rank 0's weights are broadcast to the others and each rank's pools are reseeded from
+  /// the seed and the rank (rank 0 keeps the single-process pools' seeds).
+  void set_communicator(dist::Communicator& c) {
+    DICYC_CHECK(iteration() == 0 && pool_a_.size() == 0 && pool_b_.size() == 0, ConfigError,
+                o_.model_name() << ": set_communicator() must come before training and before load() (iteration "
+                                << iteration() << ")");
+    const std::string cfg = o_.to_json().dump();
+    std::uint64_t h = dist::fnv1a(cfg.data(), cfg.size());
+    for (auto& g : groups_) {
+      const auto n = static_cast<std::uint64_t>(g->size());
+      h = dist::fnv1a(&n, sizeof n, h);
+    }
+    if (c.size() > 1) {
+      std::int64_t hv[2] = {static_cast<std::int64_t>(h >> 1), -static_cast<std::int64_t>(h >> 1)};
+      c.all_reduce(hv, 2, dist::DType::I64, dist::Op::Max);
+      DICYC_CHECK(hv[0] == -hv[1], ConfigError,
+                  o_.model_name() << ": the ranks' models differ in configuration (seen on rank " << c.rank()
+                                  << "); every rank must build the same model");
+    }
+    comm_ = &c;
+    const auto r = static_cast<std::uint64_t>(c.rank());
+    pool_a_.restore({}, core::Rng(pool_seed(0xa11ceULL, r)).snapshot());
+    pool_b_.restore({}, core::Rng(pool_seed(0xb0bULL, r)).snapshot());
+    for (auto& g : groups_) dist::broadcast(*ctx_, c, g->values(), g->size(), 0);
+  }
+  dist::Communicator& communicator() const { return *comm_; }
+  /// FNV-1a of every parameter, Adam moment and step count (equal on all ranks of a healthy run).
+  std::uint64_t state_hash() const {
+    std::uint64_t h = 1469598103934665603ULL;
+    for (std::size_t i = 0; i < groups_.size(); ++i) {
+      const Index n = groups_[i]->size();
+      const auto v = core::to_host(*ctx_, static_cast<const S*>(groups_[i]->values()), n);
+      const auto m = core::to_host(*ctx_, static_cast<const acc_t<S>*>(adam_[i]->exp_avg()), n);
+      const auto q = core::to_host(*ctx_, static_cast<const acc_t<S>*>(adam_[i]->exp_avg_sq()), n);
+      const std::int64_t t = adam_[i]->steps();
+      h = dist::fnv1a(v.data(), v.size() * sizeof(S), h);
+      h = dist::fnv1a(m.data(), m.size() * sizeof(acc_t<S>), h);
+      h = dist::fnv1a(q.data(), q.size() * sizeof(acc_t<S>), h);
+      h = dist::fnv1a(&t, sizeof t, h);
+    }
+    return h;
+  }
+  /// Collective: whether every rank holds the same weights and optimiser state (state_hash()).
+  bool ranks_consistent() {
+    if (comm_->size() == 1) return true;
+    const std::uint64_t h = state_hash();
+    std::int64_t hv[2] = {static_cast<std::int64_t>(h >> 1), -static_cast<std::int64_t>(h >> 1)};
+    comm_->all_reduce(hv, 2, dist::DType::I64, dist::Op::Max);
+    return hv[0] == -hv[1];
+  }
+
   Gen& g_ab() { return g_ab_; }
   Gen& g_ba() { return g_ba_; }
   Disc& d_a() { return d_a_; }
@@ -80,8 +147,14 @@ class ModelBase {
     group("d_b").zero_grad();
     L.d_b = discriminator_step(d_b_, pool_b_, y, fake_b);
     L.d_a = discriminator_step(d_a_, pool_a_, x, fake_a);
-    optimizer("d_a").step(*ctx_);
-    optimizer("d_b").step(*ctx_);
+    if (comm_->size() > 1) {
+      double d[2] = {L.d_a, L.d_b};
+      dist::mean_over_ranks(*comm_, d, 2);
+      L.d_a = d[0];
+      L.d_b = d[1];
+    }
+    step("d_a");
+    step("d_b");
   }
   /// Synthesis with the plain generators (no caches kept): A -> B and B -> A. Any size whose spatial
   /// extents are multiples of 4 comes back at its own size.
@@ -91,7 +164,38 @@ class ModelBase {
   // ---------------------------------------------------------------------------------- checkpoints
   /// Writes a checkpoint atomically. `extra` entries are stored as metadata "user.<key>" (the
   /// tools keep the data preparation and the intensity maps there); load() ignores them.
+  /// Collective with several ranks: rank 0 writes, with every rank's pools; the others wait for
+  /// it, and a failed write throws on every rank.
   void save(const std::string& path, const std::map<std::string, std::string>& extra = {}) {
+    const int K = comm_->size(), rank = comm_->rank();
+    std::vector<std::vector<std::uint8_t>> theirs;
+    if (K > 1) {
+      io::SafeTensorsWriter pw;
+      if (rank != 0) {
+        save_pool(pw, rank_key(rank) + "pool.a", pool_a_);
+        save_pool(pw, rank_key(rank) + "pool.b", pool_b_);
+      }
+      const auto bytes = pw.serialize();
+      theirs = comm_->gather(std::vector<std::uint8_t>(bytes.begin(), bytes.end()), 0);
+      if (rank != 0) {
+        if (!dist::all_ok(*comm_, true))
+          throw dist::CommError("checkpoint '" + path + "': rank 0 could not write it (its own message says why)");
+        return;
+      }
+    }
+    std::exception_ptr failed;
+    try {
+      save_local(path, extra, theirs);
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    if (K > 1) (void)dist::all_ok(*comm_, !failed);
+    if (failed) std::rethrow_exception(failed);
+  }
+
+ private:
+  void save_local(const std::string& path, const std::map<std::string, std::string>& extra,
+                  const std::vector<std::vector<std::uint8_t>>& theirs) {
     auto& ctx = *ctx_;
     io::SafeTensorsWriter w;
     for (const auto& [k, v] : extra) w.metadata("user." + k, v);
@@ -116,10 +220,24 @@ class ModelBase {
       w.add("adam." + gs[i]->name() + ".exp_avg_sq", {n}, v.data());
       w.metadata("adam." + gs[i]->name() + ".steps", std::to_string(adam_[i]->steps()));
     }
-    save_pool(w, "a", pool_a_);
-    save_pool(w, "b", pool_b_);
+    save_pool(w, "pool.a", pool_a_);
+    save_pool(w, "pool.b", pool_b_);
+    if (theirs.size() > 1) {
+      w.metadata("ranks", std::to_string(theirs.size()));
+      for (std::size_t r = 1; r < theirs.size(); ++r) {
+        const auto f = io::SafeTensorsFile::parse(std::vector<unsigned char>(theirs[r].begin(), theirs[r].end()),
+                                                  "rank " + std::to_string(r) + "'s pools");
+        for (const auto& [k, v] : f.metadata()) w.metadata(k, v);
+        for (const auto& n : f.names()) {
+          const auto& info = f.info(n);
+          w.add(n, info.dtype, info.shape, f.raw_bytes(n).data());
+        }
+      }
+    }
     w.write(path);
   }
+
+ public:
 
   /// Loads network weights only (a checkpoint of any of the models, or a weights file made from
   /// PyTorch state dicts by scripts/checkpoint_torch.py import): every parameter group with a
@@ -148,9 +266,26 @@ class ModelBase {
   }
 
   /// Restores a checkpoint written by save() for the same configuration; nothing changes unless
-  /// everything in the file checks out.
+  /// everything in the file checks out (on every rank, when there are several: collective).
   void load(const std::string& path) {
-    auto& ctx = *ctx_;
+    if (comm_->size() == 1) return stage_checkpoint(path)();
+    std::function<void()> commit;
+    std::exception_ptr failed;
+    try {
+      commit = stage_checkpoint(path);
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    if (!dist::all_ok(*comm_, !failed)) {
+      if (failed) std::rethrow_exception(failed);
+      throw dist::CommError("checkpoint '" + path + "': another rank could not load it (its own message says why)");
+    }
+    commit();
+  }
+
+ private:
+  /// Checks and stages a checkpoint on the host; the returned function commits it.
+  std::function<void()> stage_checkpoint(const std::string& path) {
     const auto f = io::SafeTensorsFile::open(path);
     const std::string L = "checkpoint '" + path + "'";
     auto meta = [&](const std::string& k) -> const std::string& {
@@ -169,6 +304,13 @@ class ModelBase {
     DICYC_CHECK(meta("scalar") == io::dtype_name(io::dtype_of<S>()), SerializationError,
                 L << ": holds " << meta("scalar") << " weights, expected " << io::dtype_name(io::dtype_of<S>()));
     check_config(L, meta("config"));
+    const int K = comm_->size(), rank = comm_->rank();
+    const std::int64_t ranks = f.has_metadata("ranks") ? io::parse_int(f.metadata("ranks"), "ranks") : 1;
+    DICYC_CHECK(ranks == K, SerializationError,
+                L << ": written by a run of " << ranks << " rank" << (ranks == 1 ? "" : "s") << ", and this run has " << K
+                  << ": an exact resume needs the same number of ranks (each rank's image pools and batches are its "
+                     "own); resume with " << ranks << " rank" << (ranks == 1 ? "" : "s")
+                  << ", or start a new run from its weights (load_weights)");
     // Stage everything on the host.
     auto gs = groups();
     std::vector<std::vector<std::vector<S>>> params;
@@ -202,19 +344,28 @@ class ModelBase {
     } catch (const Error& e) {
       DICYC_CHECK(false, SerializationError, L << ": " << e.what());
     }
-    auto pa = stage_pool(f, L, "a", pool_a_), pb = stage_pool(f, L, "b", pool_b_);
-    // Commit.
-    for (std::size_t i = 0; i < gs.size(); ++i) {
-      io::commit_parameters(ctx, *gs[i], params[i]);
-      const Index n = gs[i]->size();
-      core::copy_from_host(ctx, ms[i].data(), n, adam_[i]->exp_avg());
-      core::copy_from_host(ctx, vs[i].data(), n, adam_[i]->exp_avg_sq());
-      adam_[i]->set_steps(steps[i]);
-    }
-    schedule_.restore(st);
-    commit_pool(pool_a_, std::move(pa));
-    commit_pool(pool_b_, std::move(pb));
+    const std::string pk = rank_key(rank);
+    auto pa = std::make_shared<StagedPool>(stage_pool(f, L, pk + "pool.a", pool_a_));
+    auto pb = std::make_shared<StagedPool>(stage_pool(f, L, pk + "pool.b", pool_b_));
+    auto staged = std::make_shared<decltype(params)>(std::move(params));
+    auto sm = std::make_shared<decltype(ms)>(std::move(ms));
+    auto sv = std::make_shared<decltype(vs)>(std::move(vs));
+    return [this, gs, staged, sm, sv, steps, st, pa, pb] {
+      auto& ctx = *ctx_;
+      for (std::size_t i = 0; i < gs.size(); ++i) {
+        io::commit_parameters(ctx, *gs[i], (*staged)[i]);
+        const Index n = gs[i]->size();
+        core::copy_from_host(ctx, (*sm)[i].data(), n, adam_[i]->exp_avg());
+        core::copy_from_host(ctx, (*sv)[i].data(), n, adam_[i]->exp_avg_sq());
+        adam_[i]->set_steps(steps[i]);
+      }
+      schedule_.restore(st);
+      commit_pool(pool_a_, std::move(*pa));
+      commit_pool(pool_b_, std::move(*pb));
+    };
   }
+
+ public:
 
  protected:
   ModelBase(core::Context<Device>& ctx, const ModelOptions& o)
@@ -250,6 +401,30 @@ class ModelBase {
     for (auto& g : groups_) adam_.push_back(std::make_unique<optim::Adam<S, Device>>(*ctx_, *g, o_.adam()));
   }
 
+  /// Averages group `name`'s gradients over the ranks, then takes its Adam step.
+  void step(const char* name) {
+    const std::size_t i = group_index(name);
+    if (comm_->size() > 1) dist::average(*ctx_, *comm_, groups_[i]->grads(), groups_[i]->size());
+    adam_[i]->step(*ctx_);
+  }
+  /// The loss terms and the total as their means over the ranks (NaN anywhere: NaN everywhere).
+  void reduce_losses(StepLosses& L) const {
+    if (comm_->size() == 1) return;
+    double* t[] = {&L.gan_ab, &L.gan_ba, &L.cyc_a, &L.cyc_b, &L.dicyc_a, &L.dicyc_b,
+                   &L.id_a,   &L.id_b,   &L.align_a, &L.align_b, &L.g_total};
+    constexpr std::size_t n = sizeof t / sizeof t[0];
+    double v[n];
+    for (std::size_t i = 0; i < n; ++i) v[i] = *t[i];
+    dist::mean_over_ranks(*comm_, v, n);
+    for (std::size_t i = 0; i < n; ++i) *t[i] = v[i];
+  }
+  std::uint64_t pool_seed(std::uint64_t tag, std::uint64_t rank) const {
+    std::uint64_t s = o_.seed() ^ tag;
+    if (rank > 0) s ^= (rank * 0x9E3779B97F4A7C15ULL) ^ 0x5eedULL;
+    return s;
+  }
+  static std::string rank_key(int rank) { return rank == 0 ? "" : "rank." + std::to_string(rank) + "."; }
+
   std::size_t group_index(const std::string& name) const {
     for (std::size_t i = 0; i < groups_.size(); ++i)
       if (groups_[i]->name() == name) return i;
@@ -277,7 +452,28 @@ class ModelBase {
                   o_.model_name() << ": training images must be at least 8 and a multiple of 4 along every spatial axis "
                                      "(two stride-2 levels), but " << what << " has shape " << shape_str(s));
   }
-  void check_total(const StepLosses& L) const {
+  /// Runs a pass whose NumericError (a loss's or the TPS's input check) may come on this rank
+  /// alone: with several ranks it is kept for check_total(), which then stops every rank, rather
+  /// than leaving the other ranks waiting in the next all-reduce.
+  template <class F>
+  void guarded(F&& pass) {
+    if (comm_->size() == 1) return pass();
+    try {
+      pass();
+    } catch (const NumericError& e) {
+      pending_numeric_ = e.what();
+    }
+  }
+  /// Averages the loss terms over the ranks, then throws NumericError (on every rank) when one
+  /// is not finite or a guarded() pass failed on some rank.
+  void check_total(StepLosses& L) const {
+    if (!pending_numeric_.empty()) L.g_total = std::numeric_limits<double>::quiet_NaN();
+    reduce_losses(L);
+    if (!pending_numeric_.empty()) {
+      const std::string m = pending_numeric_;
+      pending_numeric_.clear();
+      throw NumericError(m);
+    }
     if (std::isfinite(L.g_total)) return;
     const std::pair<const char*, double> terms[] = {
         {"gan_ab", L.gan_ab}, {"gan_ba", L.gan_ba},     {"cyc_a", L.cyc_a},   {"cyc_b", L.cyc_b},
@@ -364,15 +560,16 @@ class ModelBase {
     return v;
   }
 
-  void save_pool(io::SafeTensorsWriter& w, const std::string& tag, const ImagePool<S, Rank, Device>& p) {
-    w.metadata("pool." + tag + ".size", std::to_string(p.size()));
-    w.metadata("pool." + tag + ".rng", io::rng_text(p.rng()));
+  /// `key`: "pool.a", or "rank.<r>.pool.a" for rank r > 0's.
+  void save_pool(io::SafeTensorsWriter& w, const std::string& key, const ImagePool<S, Rank, Device>& p) {
+    w.metadata(key + ".size", std::to_string(p.size()));
+    w.metadata(key + ".rng", io::rng_text(p.rng()));
     for (Index i = 0; i < p.size(); ++i) {
       const auto& im = p.images()[static_cast<std::size_t>(i)];
       const auto h = im.to_host();
       std::vector<std::int64_t> shape;
       for (int d = Rank; d-- > 0;) shape.push_back(im.shape()[d]);
-      w.add("pool." + tag + "." + std::to_string(i), shape, h.data());
+      w.add(key + "." + std::to_string(i), shape, h.data());
     }
   }
   struct StagedPool {
@@ -380,10 +577,10 @@ class ModelBase {
     Shape<Rank> shape;
     core::Rng::Snapshot rng;
   };
-  StagedPool stage_pool(const io::SafeTensorsFile& f, const std::string& L, const std::string& tag,
+  StagedPool stage_pool(const io::SafeTensorsFile& f, const std::string& L, const std::string& key,
                         const ImagePool<S, Rank, Device>& p) const {
     StagedPool s;
-    const std::string key = "pool." + tag;
+    const std::string& tag = key;
     DICYC_CHECK(f.has_metadata(key + ".size") && f.has_metadata(key + ".rng"), SerializationError,
                 L << ": missing metadata for image pool " << tag);
     const auto n = io::parse_int(f.metadata(key + ".size"), key + ".size");
@@ -440,6 +637,8 @@ class ModelBase {
   optim::Schedule schedule_;
   std::vector<std::unique_ptr<optim::Adam<S, Device>>> adam_;
   AlignmentFn<Dim, S, Device> align_;
+  dist::Communicator* comm_ = &dist::single_process();
+  mutable std::string pending_numeric_;  // a guarded() pass's NumericError, for check_total()
 };
 
 }  // namespace dicyc::model

@@ -45,30 +45,34 @@ class CycleGan : public ModelBase<Dim, S, Device> {
     this->group("d_a").requires_grad(false);
     this->group("d_b").requires_grad(false);
     typename Gen::Cache c_xb, c_ya;  // G_AB(x), G_BA(y)
-    const T& fake_b = this->g_ab_.forward(ctx, x, c_xb);
-    const T& fake_a = this->g_ba_.forward(ctx, y, c_ya);
-    T dfake_b = T::zeros(ctx, fake_b.shape()), dfake_a = T::zeros(ctx, fake_a.shape());
-    Map dfb = dfake_b.map(), dfa = dfake_a.map();
-    L.gan_ab = this->gan_generator(this->d_b_, fake_b, dfb);  // through the frozen discriminators
-    L.gan_ba = this->gan_generator(this->d_a_, fake_a, dfa);
-    L.cyc_a = this->cycle(this->g_ba_, fake_b, x, dfb, o.lambda_cyc());
-    L.cyc_b = this->cycle(this->g_ab_, fake_a, y, dfa, o.lambda_cyc());
-    if (o.lambda_id() > 0) {
-      L.id_b = this->identity(this->g_ab_, y);
-      L.id_a = this->identity(this->g_ba_, x);
-    }
-    if (this->align_ && o.alignment().weight() > 0) {
-      L.align_a = this->align_(ctx, x, fake_b.cmap(), &dfb, o.alignment().weight());
-      L.align_b = this->align_(ctx, y, fake_a.cmap(), &dfa, o.alignment().weight());
-    }
-    this->g_ab_.backward(ctx, x, c_xb, dfake_b.cmap(), nullptr);
-    this->g_ba_.backward(ctx, y, c_ya, dfake_a.cmap(), nullptr);
+    const T* fb = nullptr;
+    const T* fa = nullptr;
+    this->guarded([&] {  // a NumericError here (a loss's input check) reaches every rank
+      const T& fake_b = *(fb = &this->g_ab_.forward(ctx, x, c_xb));
+      const T& fake_a = *(fa = &this->g_ba_.forward(ctx, y, c_ya));
+      T dfake_b = T::zeros(ctx, fake_b.shape()), dfake_a = T::zeros(ctx, fake_a.shape());
+      Map dfb = dfake_b.map(), dfa = dfake_a.map();
+      L.gan_ab = this->gan_generator(this->d_b_, fake_b, dfb);  // through the frozen discriminators
+      L.gan_ba = this->gan_generator(this->d_a_, fake_a, dfa);
+      L.cyc_a = this->cycle(this->g_ba_, fake_b, x, dfb, o.lambda_cyc());
+      L.cyc_b = this->cycle(this->g_ab_, fake_a, y, dfa, o.lambda_cyc());
+      if (o.lambda_id() > 0) {
+        L.id_b = this->identity(this->g_ab_, y);
+        L.id_a = this->identity(this->g_ba_, x);
+      }
+      if (this->align_ && o.alignment().weight() > 0) {
+        L.align_a = this->align_(ctx, x, fake_b.cmap(), &dfb, o.alignment().weight());
+        L.align_b = this->align_(ctx, y, fake_a.cmap(), &dfa, o.alignment().weight());
+      }
+      this->g_ab_.backward(ctx, x, c_xb, dfake_b.cmap(), nullptr);
+      this->g_ba_.backward(ctx, y, c_ya, dfake_a.cmap(), nullptr);
+    });
     L.g_total = this->total(L);
     this->check_total(L);
-    this->optimizer("g_ab").step(ctx);
-    this->optimizer("g_ba").step(ctx);
+    this->step("g_ab");
+    this->step("g_ba");
     // ---------------------------------------------------------------- discriminator step
-    this->discriminator_update(L, x, y, fake_a.cmap(), fake_b.cmap());
+    this->discriminator_update(L, x, y, fa->cmap(), fb->cmap());
     this->schedule_.record(L.g_total);
     return L;
   }

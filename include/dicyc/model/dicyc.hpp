@@ -155,22 +155,21 @@ class DiCyc : public ModelBase<Dim, S, Device> {
   /// step; fills L's generator terms and returns the deformed outputs (the D step's fakes). With
   /// EmMode::Sequential the STNs stay frozen here (run e_step() first).
   void generator_step(const CMap& x, const CMap& y, StepLosses& L, T& y_hat, T& x_hat) {
-    auto& ctx = *this->ctx_;
     check_pair(x, y);
     const bool seq = this->o_.em() == EmMode::Sequential;
     for (const char* n : {"d_a", "d_b"}) this->group(n).requires_grad(false);
     if (seq)
       for (const char* n : {"s_ab", "s_ba"}) this->group(n).requires_grad(false);
     for (const char* n : {"g_ab", "g_ba", "o_ab", "o_ba", "s_ab", "s_ba"}) this->group(n).zero_grad();
-    generator_pass(x, y, L, y_hat, x_hat, true);
+    this->guarded([&] { generator_pass(x, y, L, y_hat, x_hat, true); });  // its NumericError reaches every rank
     L.g_total = this->total(L);
     this->check_total(L);
     for (const char* n : {"d_a", "d_b", "s_ab", "s_ba"}) this->group(n).requires_grad(true);
     if (!seq) {
-      this->optimizer("s_ab").step(ctx);  // E
-      this->optimizer("s_ba").step(ctx);
+      this->step("s_ab");  // E
+      this->step("s_ba");
     }
-    for (const char* n : {"g_ab", "g_ba", "o_ab", "o_ba"}) this->optimizer(n).step(ctx);  // M
+    for (const char* n : {"g_ab", "g_ba", "o_ab", "o_ba"}) this->step(n);  // M
   }
 
   /// The E step of EmMode::Sequential: a deformed pass of its own (GAN + deformed cycle) with the
@@ -188,13 +187,13 @@ class DiCyc : public ModelBase<Dim, S, Device> {
       const T& f_x = this->g_ab_.encode(ctx, x, ex);
       const T& f_y = this->g_ba_.encode(ctx, y, ey);
       T y_hat, x_hat;
-      deformed_pass(x, y, f_x.cmap(), f_y.cmap(), nullptr, nullptr, L, y_hat, x_hat, true);
+      this->guarded([&] { deformed_pass(x, y, f_x.cmap(), f_y.cmap(), nullptr, nullptr, L, y_hat, x_hat, true); });
     }
     for (const char* n : frozen) this->group(n).requires_grad(true);
-    DICYC_CHECK(std::isfinite(L.gan_ab + L.gan_ba + L.dicyc_a + L.dicyc_b), NumericError,
-                this->o_.model_name() << ": non-finite E-step loss at iteration " << this->iteration());
-    this->optimizer("s_ab").step(ctx);
-    this->optimizer("s_ba").step(ctx);
+    L.g_total = L.gan_ab + L.gan_ba + L.dicyc_a + L.dicyc_b;
+    this->check_total(L);  // a NaN or a NumericError on any rank stops every rank
+    this->step("s_ab");
+    this->step("s_ba");
   }
 
   /// The generator-side loss terms of one iteration and, when `backward`, their gradients
