@@ -312,6 +312,7 @@ struct Runner {
     std::printf("model %s, %d-D, %s, on %s\n%s\n", mo.model_name().c_str(), Dim,
                 std::is_same_v<S, float> ? "float" : "half", m->device_name().c_str(), mo.to_json().dump().c_str());
     if (K > 1) {
+      if (cfg.device == "gpu") par.use_gpu(cfg.gpu);
       m->set_communicator(par.comm());
       std::printf("data parallel: %s; batch %lld per rank (%lld per step), gradients averaged over the ranks, image "
                   "pools per rank\n",
@@ -504,9 +505,11 @@ struct Runner {
                 done_here ? secs / static_cast<double>(done_here) : 0.0, loader.waited_seconds(), ckpt.c_str(),
                 cfg.out.c_str());
     if (K > 1 && done_here > 0)
-      std::printf("data parallel: %d ranks all-reduced %.2f MB per iteration on each rank (%.1f calls per iteration)\n",
+      std::printf("data parallel: %d ranks all-reduced %.2f MB per iteration on each rank (%.1f calls per iteration, "
+                  "%.3f s per iteration in them, waiting for the slowest rank included)\n",
                   K, static_cast<double>(par.comm().reduced_bytes()) / 1e6 / static_cast<double>(done_here),
-                  static_cast<double>(par.comm().reduce_calls()) / static_cast<double>(done_here));
+                  static_cast<double>(par.comm().reduce_calls()) / static_cast<double>(done_here),
+                  par.comm().reduce_seconds() / static_cast<double>(done_here));
     if (degenerate_seen > 0)
       std::printf("note: %lld sample(s) of this run had a constant image in the alignment loss (counted as no shared "
                   "information, no gradient; losses.csv column constant_samples)\n",

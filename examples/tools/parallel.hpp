@@ -15,6 +15,9 @@
 #ifdef DICYC_HAVE_MPI
 #include "dicyc/dist/mpi.hpp"
 #endif
+#if defined(DICYC_HAVE_MPI) && defined(DICYC_TOOLS_NCCL)
+#include "dicyc/dist/nccl.hpp"
+#endif
 
 namespace tools {
 
@@ -22,7 +25,7 @@ class Parallel {
  public:
   /// Starts MPI when this process was launched by an MPI launcher; `timeout_s` > 0 arms the
   /// watchdog of every collective.
-  Parallel(const char* tool, double timeout_s) : tool_(tool) {
+  Parallel(const char* tool, double timeout_s) : tool_(tool), timeout_(timeout_s) {
     if (!dicyc::dist::launched_by_mpi()) return;
 #ifdef DICYC_HAVE_MPI
     mpi_ = std::make_unique<dicyc::dist::Mpi>();
@@ -37,6 +40,19 @@ class Parallel {
   }
   Parallel(const Parallel&) = delete;
   Parallel& operator=(const Parallel&) = delete;
+
+  /// --device gpu with several ranks: reduce the gradients in GPU memory through NCCL (where the
+  /// tools were built with it; the host collectives stay on MPI), else through MPI via the host.
+  void use_gpu(int device) {
+#if defined(DICYC_HAVE_MPI) && defined(DICYC_TOOLS_NCCL)
+    if (mpi_ && size() > 1) {
+      nccl_ = std::make_unique<dicyc::dist::Nccl>(*mpi_, device, timeout_);
+      comm_ = nccl_.get();
+    }
+#else
+    (void)device;
+#endif
+  }
 
   dicyc::dist::Communicator& comm() { return *comm_; }
   int rank() const { return comm_->rank(); }
@@ -79,8 +95,12 @@ class Parallel {
 
  private:
   const char* tool_;
+  double timeout_;
 #ifdef DICYC_HAVE_MPI
   std::unique_ptr<dicyc::dist::Mpi> mpi_;
+#endif
+#if defined(DICYC_HAVE_MPI) && defined(DICYC_TOOLS_NCCL)
+  std::unique_ptr<dicyc::dist::Nccl> nccl_;  // after mpi_: destroyed before it
 #endif
   dicyc::dist::Communicator* comm_ = &dicyc::dist::single_process();
 };

@@ -14,6 +14,7 @@
 // boundary); dicyc/dist/device.hpp averages and broadcasts device memory.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -73,15 +74,25 @@ class Communicator {
   std::uint64_t reduced_bytes() const { return reduced_bytes_; }
   /// Number of all-reduce calls so far.
   std::uint64_t reduce_calls() const { return reduce_calls_; }
+  /// Wall seconds spent in all-reduce calls so far (transfer and waiting for the slowest rank).
+  double reduce_seconds() const { return reduce_seconds_; }
 
  protected:
   void count_reduce(std::size_t count, DType t) {
     reduced_bytes_ += static_cast<std::uint64_t>(count * dtype_size(t));
     ++reduce_calls_;
   }
+  /// Adds its lifetime to reduce_seconds().
+  struct ReduceTimer {
+    explicit ReduceTimer(Communicator& c) : c_(c), t0_(std::chrono::steady_clock::now()) {}
+    ~ReduceTimer() { c_.reduce_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
+    Communicator& c_;
+    std::chrono::steady_clock::time_point t0_;
+  };
 
  private:
   std::uint64_t reduced_bytes_ = 0, reduce_calls_ = 0;
+  double reduce_seconds_ = 0;
 };
 
 /// One rank; every collective is the identity.

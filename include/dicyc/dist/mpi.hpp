@@ -93,6 +93,7 @@ class Mpi final : public Communicator {
 
   void all_reduce(void* data, std::size_t count, DType t, Op op) override {
     count_reduce(count, t);
+    ReduceTimer timer(*this);
     Guard g(*this, "MPI_Allreduce");
     auto* p = static_cast<unsigned char*>(data);
     const std::size_t es = dtype_size(t);

@@ -55,6 +55,7 @@ class Nccl final : public Communicator {
   bool reduces_device_memory() const override { return true; }
   void all_reduce_device(void* data, std::size_t count, DType t, Op op, void* stream) override {
     count_reduce(count, t);
+    ReduceTimer timer(*this);
     auto s = static_cast<cudaStream_t>(stream);
     nccl(ncclAllReduce(data, data, count, nccl_type(t), nccl_op(op), comm_, s), "ncclAllReduce");
     wait_ready("ncclAllReduce");
