@@ -121,16 +121,21 @@ std::vector<char> bytes_of(const std::string& path) {
 // sqrt(v) + 1e-8, turns into steps of nearly +-lr in either direction, so float weights of the two
 // runs differ by up to lr per step and the GAN then amplifies it (measured: 2e-3 after 10 steps,
 // as large as a wrong sample's). In double the same noise is far below eps, and the runs agree
-// to about 1e-9 (measured 0.8e-9 .. 1.4e-9 over the four cases); bound 1e-7, while one wrong
+// to about 1e-9 (measured 0.8e-9 .. 2.3e-9 over the five cases); bound 1e-7, while one wrong
 // sample (the control) is 3e-3 away.
 constexpr double kTol = 1e-7;
 
 template <int Dim, class S>
-void equivalence(const std::string& name, const Shape<Dim + 2>& one) {
-  BOOST_TEST_CONTEXT(name << " " << Dim << "-D") {
+void equivalence(const std::string& name, const Shape<Dim + 2>& one, bool sequential_em = false) {
+  BOOST_TEST_CONTEXT(name << " " << Dim << "-D" << (sequential_em ? " (sequential EM)" : "")) {
     const int K = comm().size();
     BOOST_REQUIRE_EQUAL(K, 2);
-    auto dp = model::make_model<Dim, S, Dev>(cpu(), small(name));
+    auto opts = [&] {
+      auto o = small(name);
+      if (sequential_em) o.em(model::EmMode::Sequential);
+      return o;
+    };
+    auto dp = model::make_model<Dim, S, Dev>(cpu(), opts());
     dp->set_communicator(comm());
     model::StepLosses Ldp;
     std::vector<double> totals;
@@ -147,8 +152,8 @@ void equivalence(const std::string& name, const Shape<Dim + 2>& one) {
       BOOST_CHECK(std::memcmp(r0.data(), g->values(), r0.size() * sizeof(S)) == 0);
     }
     if (comm().rank() == 0) {
-      auto ref = model::make_model<Dim, S, Dev>(cpu(), small(name));
-      auto ctl = model::make_model<Dim, S, Dev>(cpu(), small(name));
+      auto ref = model::make_model<Dim, S, Dev>(cpu(), opts());
+      auto ctl = model::make_model<Dim, S, Dev>(cpu(), opts());
       const auto w0 = weights<Dim, S>(*ref);
       for (int it = 0; it < 10; ++it) {
         const auto L = step_on<Dim, S>(*ref, one, it, {0, 1});
@@ -223,6 +228,9 @@ BOOST_AUTO_TEST_CASE(communicator_primitives) {
 
 BOOST_AUTO_TEST_CASE(equivalence_cyclegan_2d) { equivalence<2, double>("cyclegan", Shape<4>(1, 16, 16, 1)); }
 BOOST_AUTO_TEST_CASE(equivalence_nmi_dicyc_2d) { equivalence<2, double>("nmi-dicyc", Shape<4>(1, 16, 16, 1)); }
+BOOST_AUTO_TEST_CASE(equivalence_nmi_dicyc_2d_sequential_em) {  // the E step's own pass and STN steps
+  equivalence<2, double>("nmi-dicyc", Shape<4>(1, 16, 16, 1), true);
+}
 BOOST_AUTO_TEST_CASE(equivalence_cyclegan_3d) { equivalence<3, double>("cyclegan", Shape<5>(1, 8, 8, 8, 1)); }
 BOOST_AUTO_TEST_CASE(equivalence_nmi_dicyc_3d) { equivalence<3, double>("nmi-dicyc", Shape<5>(1, 12, 8, 8, 1)); }
 

@@ -69,6 +69,9 @@ done
 R2="$WORK/mpi_dicyc_2d"
 check "1 process refuses a 2-rank checkpoint" 1 "written by a run of 2 ranks, and this run has 1" -- \
   "$T" -a "$A" -b "$B" --out "$R2.clean" --resume --threads 1 --max-iters 12
+"$T" -a "$A" -b "$B" "${TINY[@]}" --model dicyc --max-iters 2 --checkpoint-every 0 --sample-every 0 --out "$WORK/single" >/dev/null 2>&1
+check "2 ranks refuse a 1-process checkpoint" 1 "written by a run of 1 rank, and this run has 2" -- \
+  "${MPI[@]}" "$T" -a "$A" -b "$B" --out "$WORK/single" --resume --threads 1 --max-iters 4
 check "2-rank checkpoint weights synthesise in one process" 0 "subj2.nii.gz" -- \
   "$S" --checkpoint "$R2.full/checkpoint.safetensors" --in "$A" --out "$WORK/syn1" --threads 1
 
