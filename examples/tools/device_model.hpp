@@ -21,10 +21,12 @@ class DeviceModel final : public HostModel<Dim, S> {
       : arg_(arg), mo_(mo), ctx_(std::make_unique<dicyc::core::Context<Device>>(arg)),
         m_(dicyc::model::make_model<Dim, S, Device>(*ctx_, mo)) {}
 
-  std::size_t probe_memory(bool train, const Shape& s) const override {
-    dicyc::core::Context<Device> ctx(arg_);
+  std::size_t probe_memory(bool train, const Shape& s) const override { return probe_fresh(mo_, arg_, train, s); }
+  /// probe_memory() without a model of one's own (the tools probe before they build theirs).
+  static std::size_t probe_fresh(const dicyc::model::ModelOptions& mo, int arg, bool train, const Shape& s) {
+    dicyc::core::Context<Device> ctx(arg);
     {
-      auto m = dicyc::model::make_model<Dim, S, Device>(ctx, mo_);
+      auto m = dicyc::model::make_model<Dim, S, Device>(ctx, mo);
       const auto sh = shape(s);
       const auto n = static_cast<std::size_t>(dicyc::num_elements(sh));
       dicyc::core::Rng rng(12345);

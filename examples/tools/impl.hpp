@@ -241,7 +241,9 @@ struct Runner {
   /// workspaces fixed; activations, caches and pools proportional), so two probe steps of small
   /// crops, in fresh models, give it for any size; a shape no larger than the second probe is
   /// probed as it is.
-  static double estimate_bytes(const Model& m, bool train, const std::array<Index, 3>& full, Index n, int d_layers) {
+  using Probe = std::function<std::size_t(bool, const typename Model::Shape&)>;  // HostModel::probe_memory
+  static double estimate_bytes(const Probe& probe_memory, bool train, const std::array<Index, 3>& full, Index n,
+                               int d_layers) {
     Index s1 = std::max<Index>(Dim == 2 ? 32 : 24, Index(3) << std::min(d_layers, 10));
     s1 = (s1 + 3) / 4 * 4;
     const Index s2 = (s1 * 3 / 2 + 3) / 4 * 4;
@@ -249,7 +251,7 @@ struct Runner {
     for (int d = 0; d < Dim; ++d) v *= static_cast<double>(full[d]);
     const double v1 = std::pow(static_cast<double>(s1), Dim), v2 = std::pow(static_cast<double>(s2), Dim);
     auto probe = [&](const std::array<Index, 3>& c, Index nn) {
-      return static_cast<double>(m.probe_memory(train, hs(shape_of(c, nn))));
+      return static_cast<double>(probe_memory(train, hs(shape_of(c, nn))));
     };
     if (v <= v2) return probe(full, n);
     const double f1 = probe({s1, s1, s1}, 1), f2 = probe({s2, s2, s2}, 1);
@@ -335,7 +337,8 @@ struct Runner {
     if (cfg.device == "cpu" && cfg.max_memory >= 0) {
       const double per = static_cast<double>(meta.crop[0] * meta.crop[1] * (Dim == 3 ? meta.crop[2] : 1));
       // The model made above already holds its weights (in the resident memory measured below).
-      const double step = estimate_bytes(*m, true, meta.crop, cfg.batch, mo.n_layers()) -
+      const Probe probe = [&](bool t, const typename Model::Shape& s) { return m->probe_memory(t, s); };
+      const double step = estimate_bytes(probe, true, meta.crop, cfg.batch, mo.n_layers()) -
                           static_cast<double>(m->footprint_bytes());
       const double loader = 4 * 2 * per * static_cast<double>(cfg.batch) * (sizeof(float) + sizeof(S));
       // The save's host copy; the probe step's pools held one image each, the run's fill up.
@@ -594,8 +597,10 @@ struct Runner {
   // --------------------------------------------------------------------------------- synthesis
   /// Refuses a volume whose synthesis will not fit: the source and its prepared copy, the output
   /// and its resampled copy (float), the 3-D blending sums (double), and the network's peak for
-  /// one batch of slices or one tile (probed). Reads only the header before deciding.
-  static void check_synth_memory(const SynthConfig& cfg, const Model& m, const dicyc::model::ModelOptions& mo,
+  /// one batch of slices or one tile, with the model's weights and buffers (probed in a fresh
+  /// model, before the tool builds its own: the probe's model stands in for it, and the peak of
+  /// the check itself is not one model more than the run's). Reads only the header.
+  static void check_synth_memory(const SynthConfig& cfg, const Probe& probe, const dicyc::model::ModelOptions& mo,
                                  const std::string& path, const dicyc::data::PrepareOptions& prep,
                                  const std::array<Index, 3>& tile) {
     using namespace dicyc;
@@ -615,13 +620,12 @@ struct Runner {
     auto up4 = [](Index v) { return std::max<Index>(8, (v + 3) / 4 * 4); };
     double net;
     if (Dim == 2) {
-      net = estimate_bytes(m, false, {up4(n[0]), up4(n[1]), 1}, std::min<Index>(cfg.batch, n[2]), mo.n_layers());
+      net = estimate_bytes(probe, false, {up4(n[0]), up4(n[1]), 1}, std::min<Index>(cfg.batch, n[2]), mo.n_layers());
     } else {
       std::array<Index, 3> t;
       for (int d = 0; d < 3; ++d) t[d] = std::min(tile[d], up4(n[d]));
-      net = estimate_bytes(m, false, t, 1, mo.n_layers());
+      net = estimate_bytes(probe, false, t, 1, mo.n_layers());
     }
-    net -= static_cast<double>(m.footprint_bytes());
     const double vols = 4.0 * (2 * src + 3 * out) + (Dim == 3 ? 16.0 * out : 0.0);
     check_memory("synthesis of '" + path + "'", std::max(0.0, net) + vols, cfg.max_memory);
   }
@@ -640,8 +644,6 @@ struct Runner {
     const int K = par.size(), rank = par.rank();
     if (K > 1 && cfg.device == "gpu") cfg.gpu += par.local_rank();
     const auto mo = model::ModelOptions::from_json(nlohmann::json::parse(config));
-    auto m = make_host_model<Dim, S>(cfg.device, cfg.threads, cfg.gpu, mo);
-    m->load_weights(cfg.checkpoint);
     const bool ab = cfg.direction == "ab";
     const data::IntensityMap target = ab ? meta.map_b : meta.map_a;
     std::array<Index, 3> tile = meta.crop;
@@ -658,11 +660,20 @@ struct Runner {
       std::printf("%s: volume i on rank i mod %d%s\n", par.name().c_str(), K,
                   static_cast<int>(inputs.size()) < K ? " (more ranks than volumes: some have nothing to do)" : "");
     std::fflush(stdout);
+    // Memory first, every volume of this rank, before the model is built (see check_synth_memory).
+    if (cfg.device == "cpu" && cfg.max_memory >= 0) {
+      const Probe probe = [&](bool t, const typename Model::Shape& s) {
+        return DeviceModel<Dim, S, Eigen::ThreadPoolDevice>::probe_fresh(mo, cfg.threads, t, s);
+      };
+      for (std::size_t vi = static_cast<std::size_t>(rank); vi < inputs.size(); vi += static_cast<std::size_t>(K))
+        check_synth_memory(cfg, probe, mo, inputs[vi], prep, tile);
+    }
+    auto m = make_host_model<Dim, S>(cfg.device, cfg.threads, cfg.gpu, mo);
+    m->load_weights(cfg.checkpoint);
     for (std::size_t vi = 0; vi < inputs.size(); ++vi) {
       if (static_cast<int>(vi % static_cast<std::size_t>(K)) != rank) continue;
       const std::string& path = inputs[vi];
       const auto t0 = std::chrono::steady_clock::now();
-      if (cfg.device == "cpu" && cfg.max_memory >= 0) check_synth_memory(cfg, *m, mo, path, prep, tile);
       io::NiftiReadOptions ro;
       ro.volume = cfg.volume >= 0 && io::nifti_volumes(path) > 1 ? cfg.volume : -1;
       const io::Volume source = io::read_nifti(path, ro);
