@@ -18,27 +18,11 @@ T="$BIN/dicyc-train"; S="$BIN/dicyc-synth"; CD="$(dirname "$MAKE")/checkpoint_di
 A="$WORK/ph/a"; B="$WORK/ph/b"
 TINY=(--ngf 4 --blocks 1 --ndf 8 --d-layers 2 --crop 16 --threads 1 --log-every 1 --control-points 3)
 fails=0
-check() {  # check NAME EXPECTED_RC NEEDLE -- command...
-  local name=$1 want=$2 needle=$3; shift 4
-  local out; out=$("$@" 2>&1); local rc=$?
-  if [[ $rc -ne $want ]]; then echo "FAIL $name: exit $rc, expected $want"; echo "$out" | tail -8; fails=$((fails+1)); return; fi
-  if [[ -n $needle && $out != *"$needle"* ]]; then echo "FAIL $name: output lacks '$needle'"; echo "$out" | tail -8; fails=$((fails+1)); return; fi
-  echo "ok   $name"
-}
-same_run() {  # same_run NAME REFERENCE_DIR DIR
-  local name=$1 x=$2 y=$3
-  if cmp -s <(cut -d, -f1-17 "$x/losses.csv") <(cut -d, -f1-17 "$y/losses.csv") &&
-     "$CD" "$x/checkpoint.safetensors" "$y/checkpoint.safetensors" >/dev/null; then
-    echo "ok   $name"
-  else
-    echo "FAIL $name"; diff <(cut -d, -f1-17 "$x/losses.csv") <(cut -d, -f1-17 "$y/losses.csv") | head -4
-    "$CD" "$x/checkpoint.safetensors" "$y/checkpoint.safetensors" | tail -4; fails=$((fails+1))
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 rank_pid() {  # rank_pid OUT_DIR RANK: the process of that rank of the run writing OUT_DIR
   local p
   for p in $(pgrep -f -- "--out $1"); do
-    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -x "OMPI_COMM_WORLD_RANK=$2" >/dev/null && { echo "$p"; return; }
   done
 }
 wait_for_checkpoint() {  # wait_for_checkpoint OUT_DIR PID: up to 120 s

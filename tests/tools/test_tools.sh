@@ -8,13 +8,7 @@ BIN=$1; MAKE=$2; WORK=$3
 rm -rf "$WORK"; mkdir -p "$WORK"
 "$MAKE" "$WORK/ph" >/dev/null || { echo "FAIL: make_phantoms"; exit 1; }
 fails=0
-check() {  # check NAME EXPECTED_RC NEEDLE -- command...
-  local name=$1 want=$2 needle=$3; shift 4
-  local out; out=$("$@" 2>&1); local rc=$?
-  if [[ $rc -ne $want ]]; then echo "FAIL $name: exit $rc, expected $want"; echo "$out" | tail -5; fails=$((fails+1)); return; fi
-  if [[ -n $needle && $out != *"$needle"* ]]; then echo "FAIL $name: output lacks '$needle'"; echo "$out" | tail -5; fails=$((fails+1)); return; fi
-  echo "ok   $name"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 T="$BIN/dicyc-train"; S="$BIN/dicyc-synth"; E="$BIN/dicyc-eval"; D="$BIN/dicyc-deform"
 A="$WORK/ph/a"; B="$WORK/ph/b"
 TINY=(--ngf 4 --blocks 1 --ndf 8 --d-layers 2 --crop 16 --threads 1 --log-every 1)
@@ -59,8 +53,8 @@ check "resume 2-D" 0 "done at iteration 9" -- "$T" -a "$A" -b "$B" --out "$R" --
 # Tools built without CUDA refuse it as a usage error; built with CUDA (libdicyc-tools-gpu) but
 # without a GPU, they fail with a clear message; with a GPU, a few iterations and a synthesis run
 # there.
-if ldd "$T" | grep -q "dicyc-tools-gpu"; then
-  if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q "GPU"; then
+if ldd "$T" | grep "dicyc-tools-gpu" >/dev/null; then
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep "GPU" >/dev/null; then
     check "train on the GPU" 0 "on cuda" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --model dicyc --control-points 3 --device gpu --max-iters 3 --checkpoint-every 0 --sample-every 3 --out "$WORK/gpu"
     check "synth on the GPU" 0 "subj2.nii.gz" -- "$S" --checkpoint "$WORK/gpu/checkpoint.safetensors" --in "$A" --out "$WORK/syngpu" --device gpu
   else
@@ -90,7 +84,7 @@ for round in 1 2 3 4; do
   pid=$!; sleep "0.$((RANDOM % 9 + 1))$((round % 2))"; sleep 1; kill -KILL $pid; wait $pid 2>/dev/null
 done
 check "resume after SIGKILLs" 0 "done at iteration" -- bash -c "it=\$(tail -1 '$K/losses.csv' | cut -d, -f1); '$T' -a '$A' -b '$B' --out '$K' --resume --threads 1 --max-iters \$((it + 3)) --sample-every 0"
-ls "$K" "$K/samples" | grep -q "\.tmp\." && { echo "FAIL a stale temporary file remains"; fails=$((fails+1)); }
+ls "$K" "$K/samples" | grep "\.tmp\." >/dev/null && { echo "FAIL a stale temporary file remains"; fails=$((fails+1)); }
 
 # ---------------------------------------------------------------- non-finite loss: exit 3, checkpoint kept
 N="$WORK/nan"
@@ -157,16 +151,6 @@ check "synth: refused for memory" 2 "more memory" -- "$S" --checkpoint "$R/check
 # checkpoint and SIGKILL at a random moment after it, each resumed with no run flags (the thread
 # count aside). losses.csv (all but the timing column) and every checkpoint tensor must match.
 CD="$(dirname "$MAKE")/checkpoint_diff"
-same_run() {  # same_run NAME REFERENCE_DIR DIR
-  local name=$1 x=$2 y=$3
-  if cmp -s <(cut -d, -f1-17 "$x/losses.csv") <(cut -d, -f1-17 "$y/losses.csv") &&
-     "$CD" "$x/checkpoint.safetensors" "$y/checkpoint.safetensors" >/dev/null; then
-    echo "ok   $name"
-  else
-    echo "FAIL $name"; diff <(cut -d, -f1-17 "$x/losses.csv") <(cut -d, -f1-17 "$y/losses.csv") | head -4
-    "$CD" "$x/checkpoint.safetensors" "$y/checkpoint.safetensors" | tail -4; fails=$((fails+1))
-  fi
-}
 interrupt_run() {  # interrupt_run SIGNAL OUT N RUN_ARGS...: start, signal after the first checkpoint, resume
   local sig=$1 out=$2 n=$3; shift 3
   "$T" "$@" --max-iters "$n" --out "$out" >/dev/null 2>&1 &

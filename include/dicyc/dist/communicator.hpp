@@ -8,8 +8,8 @@
 // operations to an MPI communicator.
 //
 // Every operation is collective: all ranks call it, in the same order. A rank that cannot go on
-// must not simply return from a collective while the others wait in it; the helpers below
-// (all_ok(), agree_or_throw()) make a failure on one rank an exception on every rank.
+// must not simply return from a collective while the others wait in it; all_ok() below lets every
+// rank learn of a failure on one, so that all of them throw.
 // This header holds standard C++ only (the tools pass a Communicator across their GPU library's
 // boundary); dicyc/dist/device.hpp averages and broadcasts device memory.
 #pragma once
@@ -137,13 +137,14 @@ inline bool all_ok(Communicator& c, bool ok) {
   return v == 0;
 }
 
-/// Collective error agreement: when `ok` is false on some rank, every rank throws CommError
-/// (the failing rank's own message is `why`; the others say that another rank failed).
-inline void agree_or_throw(Communicator& c, bool ok, const std::string& what, const std::string& why = "") {
-  if (all_ok(c, ok)) return;
-  if (!ok) throw CommError(what + ": " + (why.empty() ? std::string("failed on this rank") : why));
-  throw CommError(what + ": failed on another rank (its own message says why); rank " + std::to_string(c.rank()) +
-                  " stops with it");
+/// True on every rank when every rank passes the same h (a hash of its state).
+inline bool same_on_all_ranks(Communicator& c, std::uint64_t h) {
+  if (c.size() == 1) return true;
+  // max(h') and max(-h') over the ranks: equal magnitudes iff every h' is the same (h' = h >> 1
+  // keeps the negation in range).
+  std::int64_t v[2] = {static_cast<std::int64_t>(h >> 1), -static_cast<std::int64_t>(h >> 1)};
+  c.all_reduce(v, 2, DType::I64, Op::Max);
+  return v[0] == -v[1];
 }
 
 /// The mean of v over the ranks (NaN on any rank gives NaN everywhere).

@@ -33,6 +33,11 @@ void average(core::Context<Device>& ctx, Communicator& c, S* data, Index n) {
       return;
     }
   }
+  if constexpr (std::is_same_v<S, double> && !core::is_gpu_v<Device>) {
+    c.all_reduce(data, static_cast<std::size_t>(n), DType::F64, Op::Sum);
+    m.device(ctx.device()) = m / static_cast<double>(K);
+    return;
+  }
   if constexpr (std::is_same_v<S, double>) {
     std::vector<double> h = core::to_host(ctx, static_cast<const double*>(data), n);
     c.all_reduce(h.data(), h.size(), DType::F64, Op::Sum);

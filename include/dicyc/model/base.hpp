@@ -82,13 +82,9 @@ class ModelBase {
       const auto n = static_cast<std::uint64_t>(g->size());
       h = dist::fnv1a(&n, sizeof n, h);
     }
-    if (c.size() > 1) {
-      std::int64_t hv[2] = {static_cast<std::int64_t>(h >> 1), -static_cast<std::int64_t>(h >> 1)};
-      c.all_reduce(hv, 2, dist::DType::I64, dist::Op::Max);
-      DICYC_CHECK(hv[0] == -hv[1], ConfigError,
-                  o_.model_name() << ": the ranks' models differ in configuration (seen on rank " << c.rank()
-                                  << "); every rank must build the same model");
-    }
+    DICYC_CHECK(dist::same_on_all_ranks(c, h), ConfigError,
+                o_.model_name() << ": the ranks' models differ in configuration (seen on rank " << c.rank()
+                                << "); every rank must build the same model");
     comm_ = &c;
     const auto r = static_cast<std::uint64_t>(c.rank());
     pool_a_.restore({}, core::Rng(pool_seed(0xa11ceULL, r)).snapshot());
@@ -114,11 +110,7 @@ class ModelBase {
   }
   /// Collective: whether every rank holds the same weights and optimiser state (state_hash()).
   bool ranks_consistent() {
-    if (comm_->size() == 1) return true;
-    const std::uint64_t h = state_hash();
-    std::int64_t hv[2] = {static_cast<std::int64_t>(h >> 1), -static_cast<std::int64_t>(h >> 1)};
-    comm_->all_reduce(hv, 2, dist::DType::I64, dist::Op::Max);
-    return hv[0] == -hv[1];
+    return comm_->size() == 1 || dist::same_on_all_ranks(*comm_, state_hash());
   }
 
   Gen& g_ab() { return g_ab_; }
