@@ -17,6 +17,15 @@ static std::vector<ConvCase<2>> cases() {
       {O(5, 3, 1), Shape<4>(5, 3, 4, 2), false, "k1 s1 p0 (no im2col)"},
       {O(4, 3, 3).stride(2).padding(1).output_padding(1), Shape<4>(4, 3, 5, 2), true, "gen up convT k3 s2 p1 op1"},
       {O(3, 2, 4).stride(2).padding(1), Shape<4>(3, 4, 3, 2), true, "convT k4 s2 p1"},
+      // The CPU gather's runs: one channel, pads beyond the kernel (the flipped stride-1 input
+      // gradient gets a negative pad), per-axis kernels, strides and pads, one output channel, a
+      // stride-1 transposed conv; and the one-output-row products without a gather (plane_gemv:
+      // to one channel at stride 1, padded or not, and the input gradient of a 1-channel conv).
+      {O(1, 4, 7), Shape<4>(1, 10, 8, 1), false, "1-channel stem k7 s1 p0"},
+      {O(3, 2, 2).padding(2), Shape<4>(3, 4, 5, 2), false, "k2 s1 p2 (pad beyond the kernel)"},
+      {O(3, 1, {3, 5}).stride({2, 1}).padding({0, 2}), Shape<4>(3, 8, 6, 1), false, "k3x5 s2x1 p0x2 to 1 channel"},
+      {O(2, 3, 3).padding(1), Shape<4>(2, 4, 5, 2), true, "convT k3 s1 p1"},
+      {O(3, 1, {3, 2}).padding({1, 2}), Shape<4>(3, 6, 5, 2), false, "k3x2 s1 p1x2 to 1 channel"},
   };
 }
 

@@ -14,6 +14,9 @@ static std::vector<ConvCase<3>> cases() {
       {O(2, 3, 4).stride(2).padding(1), Shape<5>(2, 5, 4, 6, 2), false, "disc k4 s2 p1"},
       {O(3, 2, 4).padding(1), Shape<5>(3, 5, 3, 4, 2), false, "disc k4 s1 p1"},
       {O(3, 2, 3).stride(2).padding(1).output_padding(1), Shape<5>(3, 3, 2, 3, 2), true, "gen up convT k3 s2 p1 op1"},
+      {O(1, 3, 7), Shape<5>(1, 8, 7, 9, 1), false, "1-channel stem k7 s1 p0"},
+      {O(3, 1, 7), Shape<5>(3, 7, 8, 7, 1), false, "head k7 to 1 channel"},
+      {O(2, 2, {3, 1, 2}).stride({1, 2, 1}).padding({2, 0, 1}), Shape<5>(2, 4, 5, 3, 2), false, "k3x1x2 s1x2x1 p2x0x1"},
   };
 }
 

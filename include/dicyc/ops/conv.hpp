@@ -22,7 +22,9 @@
 //   convT weight grad   dW += x             x cols(dy)^T
 // On the CPU the columns are split into one contiguous range per pool thread, and each thread
 // walks its range in cache-sized blocks (about 1 MiB of columns): gather, then a single-threaded
-// GEMM (oneDNN or Eigen). Weight gradients reduce per-thread partial sums at the end. On the GPU
+// GEMM (oneDNN or Eigen). The CPU gathers only in normal mode, whose x taps are contiguous runs:
+// a transposed gather becomes normal ones, at stride 1 by flipping the kernel, at larger strides
+// by phases. Weight gradients reduce per-thread partial sums at the end. On the GPU
 // the gather is a generate() expression and the GEMM cuBLAS, tiled to the workspace limit.
 // Backward recomputes the columns rather than keeping them from the forward: measured-facts.md
 // found materialized patches 4-5x faster than fused patch contractions, and recomputing keeps
@@ -220,9 +222,157 @@ void for_each_gathered_block(Context<Device>& ctx, const PatchGeometry<Dim>& g, 
   }
 }
 
+// ------------------------------------------------------------------ one output row, no gather
+// Products with one output row (m == 1) at stride 1 -- a conv to one channel (the generator's
+// 7^3 head), its weight gradient, and the input gradient of a conv from one channel (the stem, in
+// the cycle) -- skip the gather: im2col + GEMM wrote and read C * kvol values per output for one
+// multiply-add each (the 3-D head on 16 channels: 5.6 GB of columns per pass at 64^3).
+// Outputs go a plane at a time (2-D: the image; 3-D: one z), on the source's full x extent X:
+// without padding, output (ox, oy) reads source (ox + kx, oy + ky), so at plane index
+// p = ox + X oy the x taps of one (ky, kz) are the C * kx contiguous values at
+// C (p + X ky + X Y kz): the columns of a matrix with leading dimension C, which Eigen's GEMV
+// reads in place (the columns overlap; nothing is copied). Positions with ox >= out_x are
+// computed and dropped (X / out_x more work: 1.1x at 70 -> 64). Padding goes to a copy first.
+
+/// Whether plane_gemv / plane_gemv_wgrad apply to g (normal mode, stride 1, no cropping).
+template <int Dim>
+bool plane_gemv_applies(const PatchGeometry<Dim>& g) {
+  if (g.transposed) return false;
+  for (int d = 0; d < Dim; ++d)
+    if (g.stride[d] != 1 || g.pad[d] < 0 || g.out[d] + g.kernel[d] - 1 > g.image[d] + 2 * g.pad[d]) return false;
+  return true;
+}
+
+/// The source of g with its padding applied (a zero-padded copy when g pads; `hold` keeps it).
+template <int Dim, class S, class Device>
+const S* plane_source(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, core::Buffer<S, Device>& hold,
+                      std::array<Index, Dim>& padded) {
+  bool pads = false;
+  Index npi = 1, npp = 1;
+  for (int d = 0; d < Dim; ++d) {
+    padded[d] = g.image[d] + 2 * g.pad[d];
+    pads |= g.pad[d] != 0;
+    npi *= g.image[d];
+    npp *= padded[d];
+  }
+  if (!pads) return src;
+  const Index C = g.channels, X = g.image[0];
+  hold = core::Buffer<S, Device>(ctx, C * npp * g.batch);
+  hold.set_zero();
+  S* out = hold.data();
+  // One item: one source row along x (y fastest, then z, then the batch).
+  ctx.parallel_for(npi / X * g.batch, double(C * X), [&](Index r0, Index r1) {
+    for (Index r = r0; r < r1; ++r) {
+      Index q = r, off = g.pad[0], mul = padded[0];
+      for (int d = 1; d < Dim; ++d) {
+        off += (q % g.image[d] + g.pad[d]) * mul;
+        q /= g.image[d];
+        mul *= padded[d];
+      }
+      std::memcpy(out + C * (off + npp * q), src + C * X * r, sizeof(S) * C * X);
+    }
+  });
+  return out;
+}
+
+/// Work items of the plane products: (plane, chunk of output rows).
+template <int Dim>
+struct PlaneItems {
+  Index rows_per = 1, per_plane = 1, planes = 1;
+  explicit PlaneItems(const PatchGeometry<Dim>& g, Index X) {
+    rows_per = std::max<Index>(1, Index(16384) / std::max<Index>(X, 1));
+    per_plane = (g.out[1] + rows_per - 1) / rows_per;
+    planes = (Dim == 3 ? g.out[Dim - 1] : 1) * g.batch;
+  }
+  Index count() const { return planes * per_plane; }
+};
+
+/// y(1 x cols) (+)= M(1 x rows) * gather(src), for plane_gemv_applies(g).
+template <int Dim, class S, class Device>
+void plane_gemv(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, const S* M, S* y, bool accumulate) {
+  static_assert(Dim == 2 || Dim == 3, "plane_gemv: 2-D or 3-D");
+  using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+  using Row = Eigen::Matrix<S, 1, Eigen::Dynamic>;
+  core::Buffer<S, Device> hold;
+  std::array<Index, Dim> P;
+  const S* s = plane_source<Dim>(ctx, g, src, hold, P);
+  const Index C = g.channels, KX = g.kernel[0], KY = g.kernel[1], run = C * KX, taps = g.kvol() / KX;
+  const Index X = P[0], XY = P[0] * P[1], npp = PatchGeometry<Dim>::prod(P), OX = g.out[0], OY = g.out[1];
+  const Index npo = g.out_pixels(), OZ = Dim == 3 ? g.out[Dim - 1] : 1;
+  const PlaneItems<Dim> it(g, X);
+  ctx.parallel_for(it.count(), 2.0 * double(run * taps * it.rows_per * X), [&](Index i0, Index i1) {
+    std::vector<S> acc;
+    for (Index i = i0; i < i1; ++i) {
+      const Index pl = i / it.per_plane, r0 = (i % it.per_plane) * it.rows_per, r1 = std::min(OY, r0 + it.rows_per);
+      const Index n = pl / OZ, oz = pl % OZ, np = X * (r1 - 1 - r0) + OX;
+      acc.assign(static_cast<std::size_t>(np), S(0));
+      Eigen::Map<Row> a(acc.data(), np);
+      for (Index t = 0; t < taps; ++t) {
+        const Index ky = t % KY, kz = t / KY;
+        const S* b = s + C * (npp * n + X * (r0 + ky) + XY * (oz + kz));
+        a.noalias() += Eigen::Map<const Row>(M + run * t, run) *
+                       Eigen::Map<const Mat, 0, Eigen::OuterStride<>>(b, run, np, Eigen::OuterStride<>(C));
+      }
+      for (Index oy = r0; oy < r1; ++oy) {
+        S* yo = y + OX * (oy + OY * oz) + npo * n;
+        const S* ao = acc.data() + X * (oy - r0);
+        if (accumulate)
+          for (Index ox = 0; ox < OX; ++ox) yo[ox] += ao[ox];
+        else
+          std::memcpy(yo, ao, sizeof(S) * OX);
+      }
+    }
+  });
+}
+
+/// D(1 x rows) += A(1 x cols) * gather(src)^T, for plane_gemv_applies(g): per x-tap row,
+/// D_t += B_t a with B_t the overlapping-column matrix of plane_gemv and a the output gradient
+/// laid out on the plane (zero at the dropped positions). One partial D per part, summed in order.
+template <int Dim, class S, class Device>
+void plane_gemv_wgrad(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, const S* A, S* D) {
+  static_assert(Dim == 2 || Dim == 3, "plane_gemv_wgrad: 2-D or 3-D");
+  using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vec = Eigen::Matrix<S, Eigen::Dynamic, 1>;
+  core::Buffer<S, Device> hold;
+  std::array<Index, Dim> P;
+  const S* s = plane_source<Dim>(ctx, g, src, hold, P);
+  const Index C = g.channels, KX = g.kernel[0], KY = g.kernel[1], run = C * KX, taps = g.kvol() / KX;
+  const Index rows = g.rows(), X = P[0], XY = P[0] * P[1], npp = PatchGeometry<Dim>::prod(P), OX = g.out[0], OY = g.out[1];
+  const Index npo = g.out_pixels(), OZ = Dim == 3 ? g.out[Dim - 1] : 1;
+  const PlaneItems<Dim> it(g, X);
+  const Index parts = std::max<Index>(1, std::min<Index>(ctx.num_threads(), it.count()));
+  std::vector<std::vector<S>> partial(static_cast<std::size_t>(parts), std::vector<S>(static_cast<std::size_t>(rows), S(0)));
+  ctx.parallel_for(parts, 1e9, [&](Index p0, Index p1) {
+    std::vector<S> a;
+    for (Index p = p0; p < p1; ++p) {
+      Eigen::Map<Vec> d(partial[static_cast<std::size_t>(p)].data(), rows);
+      for (Index i = it.count() * p / parts; i < it.count() * (p + 1) / parts; ++i) {
+        const Index pl = i / it.per_plane, r0 = (i % it.per_plane) * it.rows_per, r1 = std::min(OY, r0 + it.rows_per);
+        const Index n = pl / OZ, oz = pl % OZ, np = X * (r1 - 1 - r0) + OX;
+        a.assign(static_cast<std::size_t>(np), S(0));
+        for (Index oy = r0; oy < r1; ++oy)
+          std::memcpy(a.data() + X * (oy - r0), A + OX * (oy + OY * oz) + npo * n, sizeof(S) * OX);
+        const Eigen::Map<const Vec> av(a.data(), np);
+        for (Index t = 0; t < taps; ++t) {
+          const Index ky = t % KY, kz = t / KY;
+          const S* b = s + C * (npp * n + X * (r0 + ky) + XY * (oz + kz));
+          d.segment(run * t, run).noalias() +=
+              Eigen::Map<const Mat, 0, Eigen::OuterStride<>>(b, run, np, Eigen::OuterStride<>(C)) * av;
+        }
+      }
+    }
+  });
+  for (const auto& pd : partial)
+    for (Index r = 0; r < rows; ++r) D[r] += pd[static_cast<std::size_t>(r)];
+}
+
 template <int Dim, class S, class Device>
 void patch_gemm_phased(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, const S* M, Index m, S* y,
                        bool accumulate);
+
+template <int Dim, class S, class Device>
+void patch_gemm_flipped(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, const S* M, Index m, S* y,
+                        bool accumulate);
 
 /// Y(m x cols) (+)= M(m x rows) * gather(src), M column-major contiguous.
 template <int Dim, class S, class Device>
@@ -239,8 +389,15 @@ void patch_gemm(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src,
       gemm<S>(ctx, false, false, m, j1 - j0, rows, M, blk, y + m * j0, 1.0f, beta);
     });
   } else {
-    if (g.transposed && std::any_of(g.stride.begin(), g.stride.end(), [](Index v) { return v > 1; })) {
-      patch_gemm_phased<Dim>(ctx, g, src, M, m, y, accumulate);
+    if (g.transposed) {
+      if (std::any_of(g.stride.begin(), g.stride.end(), [](Index v) { return v > 1; }))
+        patch_gemm_phased<Dim>(ctx, g, src, M, m, y, accumulate);
+      else
+        patch_gemm_flipped<Dim>(ctx, g, src, M, m, y, accumulate);
+      return;
+    }
+    if (m == 1 && plane_gemv_applies(g)) {
+      plane_gemv<Dim>(ctx, g, src, M, y, accumulate);
       return;
     }
     const Index parts = std::max<Index>(1, std::min<Index>(ctx.num_threads(), cols));
@@ -257,6 +414,23 @@ void patch_gemm(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src,
       }
     });
   }
+}
+
+/// Stride-1 transposed gather on the CPU (the input gradient of every stride-1 conv): a normal
+/// gather of the flipped kernel, whose runs the CPU gather copies whole. Source o + p - k is
+/// o - p' + k' with k' = K - 1 - k and p' = K - 1 - p (negative when p >= K, which the normal
+/// gather handles too); flipping every axis reverses the flattened tap order, so M's column
+/// blocks (m x C each) are taken in reverse.
+template <int Dim, class S, class Device>
+void patch_gemm_flipped(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src, const S* M, Index m, S* y,
+                        bool accumulate) {
+  PatchGeometry<Dim> h = g;
+  h.transposed = false;
+  for (int d = 0; d < Dim; ++d) h.pad[d] = g.kernel[d] - 1 - g.pad[d];
+  const Index kv = g.kvol(), blk = m * g.channels;
+  core::Buffer<S, Device> mf(ctx, blk * kv);
+  for (Index t = 0; t < kv; ++t) std::memcpy(mf.data() + blk * t, M + blk * (kv - 1 - t), sizeof(S) * blk);
+  patch_gemm<Dim>(ctx, h, src, mf.data(), m, y, accumulate);
 }
 
 /// Strided transposed gather on the CPU, by phases. Grid positions o = r + s q of phase r (per
@@ -352,6 +526,10 @@ void patch_gemm_wgrad(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S
       gemm<S>(ctx, false, true, m, rows, j1 - j0, A + m * j0, blk, D, 1.0f, 1.0f);
     });
   } else {
+    if (m == 1 && plane_gemv_applies(g)) {
+      plane_gemv_wgrad<Dim>(ctx, g, src, A, D);
+      return;
+    }
     // Larger blocks than the forward's: the product's depth is the block width.
     const Index parts = std::max<Index>(1, std::min<Index>(ctx.num_threads(), cols));
     const Index bw = block_width<S>(std::min<std::size_t>(ctx.workspace_limit(), std::size_t(4) << 20), rows, cols);

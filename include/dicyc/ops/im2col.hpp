@@ -119,7 +119,14 @@ void im2col_generic(const Device& dev, const PatchGeometry<Dim>& g, const S* img
   out.device(dev) = out.generate(gen);
 }
 
-/// im2col of columns [j0, j1) on the calling thread: copies runs of C contiguous values.
+/// im2col of columns [j0, j1) on the calling thread: copies runs of contiguous values.
+///
+/// Normal mode: the x taps of one (y, z) tap read consecutive source pixels whatever the stride,
+/// so each column is Dim == 2 ? ky : ky * kz runs of up to C * kx values, one memcpy each (the
+/// part inside the image; the rest zero). The per-tap index arithmetic of the generic loop cost
+/// more than the copy itself at small C (the 7^3 stem and head of a 3-D generator: half of a 3-D
+/// iteration). Transposed mode copies runs of C, tap by tap; the CPU convolutions no longer use it
+/// (patch_gemm turns every transposed gather into normal ones: by phases, or by flipping).
 template <int Dim, class S>
 void im2col_block(const PatchGeometry<Dim>& g, const S* img, S* cols, Index j0, Index j1) {
   const Index C = g.channels, rows = g.rows(), npi = g.image_pixels(), npo = g.out_pixels(), kv = g.kvol();
@@ -132,6 +139,49 @@ void im2col_block(const PatchGeometry<Dim>& g, const S* img, S* cols, Index j0, 
         src[d][o * g.kernel[d] + k] = detail::gather_source(g.transposed, o, k, g.stride[d], g.pad[d], g.image[d]);
   }
   std::array<Index, Dim> oc{}, kc{};
+  if (!g.transposed) {
+    const Index KX = g.kernel[0], X = g.image[0], run = C * KX, outer = kv / KX;
+    for (Index j = j0; j < j1; ++j) {
+      const Index n = j / npo;
+      Index o = j - n * npo;
+      for (int d = 0; d < Dim; ++d) {
+        oc[d] = o % g.out[d];
+        o /= g.out[d];
+      }
+      S* dst = cols + rows * (j - j0);
+      const S* base = img + C * npi * n;
+      // The x taps [a, b) fall inside the image, at source x0 + a ...
+      const Index x0 = oc[0] * g.stride[0] - g.pad[0];
+      const Index a = std::max<Index>(0, -x0), b = std::min<Index>(KX, X - x0);
+      kc.fill(0);
+      for (Index t = 0; t < outer; ++t) {  // the (y, z) taps, y fastest
+        Index flat = 0, mul = X;
+        bool inside = true;
+        for (int d = 1; d < Dim; ++d) {
+          const Index id = src[d][oc[d] * g.kernel[d] + kc[d]];
+          if (id < 0) {
+            inside = false;
+            break;
+          }
+          flat += id * mul;
+          mul *= g.image[d];
+        }
+        S* dd = dst + run * t;
+        if (!inside || b <= a) {
+          std::fill(dd, dd + run, S(0));
+        } else {
+          if (a > 0) std::fill(dd, dd + C * a, S(0));
+          std::memcpy(dd + C * a, base + C * (flat + x0 + a), sizeof(S) * C * (b - a));
+          if (b < KX) std::fill(dd + C * b, dd + run, S(0));
+        }
+        for (int d = 1; d < Dim; ++d) {
+          if (++kc[d] < g.kernel[d]) break;
+          kc[d] = 0;
+        }
+      }
+    }
+    return;
+  }
   for (Index j = j0; j < j1; ++j) {
     const Index n = j / npo;
     Index o = j - n * npo;
