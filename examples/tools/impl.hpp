@@ -338,6 +338,7 @@ struct Runner {
       const double per = static_cast<double>(meta.crop[0] * meta.crop[1] * (Dim == 3 ? meta.crop[2] : 1));
       // The model made above already holds its weights (in the resident memory measured below).
       const Probe probe = [&](bool t, const typename Model::Shape& s) { return m->probe_memory(t, s); };
+      const double rss0 = resident_bytes();
       const double step = estimate_bytes(probe, true, meta.crop, cfg.batch, mo.n_layers()) -
                           static_cast<double>(m->footprint_bytes());
       const double loader = 4 * 2 * per * static_cast<double>(cfg.batch) * (sizeof(float) + sizeof(S));
@@ -349,7 +350,7 @@ struct Runner {
       check_memory("training (" + std::string(mo.model_name()) + ", crop " + std::to_string(meta.crop[0]) +
                        (Dim == 3 ? "^3" : "^2") + ", batch " + std::to_string(cfg.batch) + ")" +
                        (local > 1 ? " x " + std::to_string(local) + " ranks on this machine" : ""),
-                   (step + loader + pools) * local + save * (K > 1 ? 2 : 1), cfg.max_memory);
+                   (step + loader + pools) * local + save * (K > 1 ? 2 : 1), cfg.max_memory, rss0);
     }
     for (const auto* d : {dom_a.get(), dom_b.get()})
       for (int k = 0; k < Dim; ++k) {
