@@ -148,6 +148,9 @@ BOOST_AUTO_TEST_CASE(instance_norm_2d_3d) {
   check_in<2>(Shape<4>(3, 7, 9, 2));
   check_in<2>(Shape<4>(1, 3, 4, 1));
   check_in<3>(Shape<5>(2, 5, 3, 4, 2));
+  // More positions than one of the CPU path's 2048-position chunks, the last one partial.
+  check_in<2>(Shape<4>(16, 50, 45, 1));
+  check_in<3>(Shape<5>(3, 13, 13, 13, 2));
   core::Context<Cpu>& c = cpu();
   core::Tensor<float, 4, Cpu> x(c, Shape<4>(3, 4, 4, 1)), y(c, Shape<4>(3, 4, 5, 1));
   core::Tensor<float, 2, Cpu> m(c, Shape<2>(3, 1)), i(c, Shape<2>(3, 1));
