@@ -4,6 +4,9 @@
 # by a plain --resume. The two runs must agree: losses.csv (all but the timing column) and the
 # final checkpoint, byte for byte.
 #   scripts/soak_resume.sh [ITERS=20000] [KILLS=5]       outputs in soak_out/ (SOAK_OUT), SOAK_THREADS, SOAK_BIN
+# SOAK_PARALLEL=1 runs the two side by side (with SOAK_THREADS=1 on 2 cores: about half the wall
+# time). Both use SOAK_THREADS: the weight gradients' partial sums are split by the thread count,
+# so runs with different counts differ in the last bits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITERS=${1:-20000}; KILLS=${2:-5}
@@ -23,9 +26,13 @@ RUN=(-a "$OUT/mr" -b "$OUT/ct" --spacing 1.8 --crop 96 --ngf 16 --blocks 4 --ndf
      --checkpoint-every 100 --sample-every 1000 --log-every 1000 --seed 1)
 rm -rf "$OUT/full" "$OUT/killed"
 start=$SECONDS
-"$BIN/dicyc-train" "${RUN[@]}" --out "$OUT/full" > "$OUT/full.log"
-full_s=$((SECONDS - start))
-echo "soak: uninterrupted run: $ITERS iterations in $full_s s"
+if [[ ${SOAK_PARALLEL:-0} == 1 ]]; then
+  ( "$BIN/dicyc-train" "${RUN[@]}" --out "$OUT/full" > "$OUT/full.log"; echo "$? $((SECONDS - start))" > "$OUT/full.rc" ) &
+  full_job=$!
+else
+  "$BIN/dicyc-train" "${RUN[@]}" --out "$OUT/full" > "$OUT/full.log"
+  echo "soak: uninterrupted run: $ITERS iterations in $((SECONDS - start)) s"
+fi
 
 last_iter() { tail -1 "$OUT/killed/losses.csv" 2>/dev/null | cut -d, -f1 | grep -E '^[0-9]+$' || echo 0; }
 # KILLS distinct random iterations in (100, ITERS), sorted.
@@ -48,6 +55,11 @@ done
 wait $pid
 killed_s=$((SECONDS - start))
 echo "soak: killed run: $KILLS SIGKILLs, $killed_s s in all"
+if [[ ${SOAK_PARALLEL:-0} == 1 ]]; then
+  wait $full_job
+  read -r full_rc full_s < "$OUT/full.rc"
+  echo "soak: uninterrupted run (side by side): $ITERS iterations in $full_s s, exit $full_rc"
+fi
 ok=1
 if cmp -s <(cut -d, -f1-17 "$OUT/full/losses.csv") <(cut -d, -f1-17 "$OUT/killed/losses.csv"); then
   echo "soak: losses.csv: identical ($(($(wc -l < "$OUT/full/losses.csv") - 1)) rows)"
