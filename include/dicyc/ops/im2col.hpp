@@ -139,79 +139,68 @@ void im2col_block(const PatchGeometry<Dim>& g, const S* img, S* cols, Index j0, 
         src[d][o * g.kernel[d] + k] = detail::gather_source(g.transposed, o, k, g.stride[d], g.pad[d], g.image[d]);
   }
   std::array<Index, Dim> oc{}, kc{};
-  if (!g.transposed) {
-    const Index KX = g.kernel[0], X = g.image[0], run = C * KX, outer = kv / KX;
-    for (Index j = j0; j < j1; ++j) {
-      const Index n = j / npo;
-      Index o = j - n * npo;
-      for (int d = 0; d < Dim; ++d) {
-        oc[d] = o % g.out[d];
-        o /= g.out[d];
-      }
-      S* dst = cols + rows * (j - j0);
-      const S* base = img + C * npi * n;
-      // The x taps [a, b) fall inside the image, at source x0 + a ...
-      const Index x0 = oc[0] * g.stride[0] - g.pad[0];
-      const Index a = std::max<Index>(0, -x0), b = std::min<Index>(KX, X - x0);
-      kc.fill(0);
-      for (Index t = 0; t < outer; ++t) {  // the (y, z) taps, y fastest
-        Index flat = 0, mul = X;
-        bool inside = true;
-        for (int d = 1; d < Dim; ++d) {
-          const Index id = src[d][oc[d] * g.kernel[d] + kc[d]];
-          if (id < 0) {
-            inside = false;
-            break;
-          }
-          flat += id * mul;
-          mul *= g.image[d];
-        }
-        S* dd = dst + run * t;
-        if (!inside || b <= a) {
-          std::fill(dd, dd + run, S(0));
-        } else {
-          if (a > 0) std::fill(dd, dd + C * a, S(0));
-          std::memcpy(dd + C * a, base + C * (flat + x0 + a), sizeof(S) * C * (b - a));
-          if (b < KX) std::fill(dd + C * b, dd + run, S(0));
-        }
-        for (int d = 1; d < Dim; ++d) {
-          if (++kc[d] < g.kernel[d]) break;
-          kc[d] = 0;
-        }
-      }
-    }
-    return;
-  }
-  for (Index j = j0; j < j1; ++j) {
+  // Column j's sample (returned) and grid position (oc).
+  auto column = [&](Index j) {
     const Index n = j / npo;
     Index o = j - n * npo;
     for (int d = 0; d < Dim; ++d) {
       oc[d] = o % g.out[d];
       o /= g.out[d];
     }
-    S* dst = cols + rows * (j - j0);
-    const S* base = img + C * npi * n;
-    kc.fill(0);
-    for (Index kidx = 0; kidx < kv; ++kidx) {
-      Index flat = 0, mul = 1;
-      bool inside = true;
-      for (int d = 0; d < Dim; ++d) {
-        const Index id = src[d][oc[d] * g.kernel[d] + kc[d]];
-        if (id < 0) {
-          inside = false;
-          break;
+    return n;
+  };
+  // The flattened source of tap kc over axes d0.. (axes below d0 at 0), false when one is outside.
+  auto locate = [&](int d0, Index& flat) {
+    Index mul = 1;
+    for (int d = 0; d < d0; ++d) mul *= g.image[d];
+    flat = 0;
+    for (int d = d0; d < Dim; ++d) {
+      const Index id = src[d][oc[d] * g.kernel[d] + kc[d]];
+      if (id < 0) return false;
+      flat += id * mul;
+      mul *= g.image[d];
+    }
+    return true;
+  };
+  auto next_tap = [&](int d0) {  // the next kernel offset over axes d0.., the lowest fastest
+    for (int d = d0; d < Dim; ++d) {
+      if (++kc[d] < g.kernel[d]) break;
+      kc[d] = 0;
+    }
+  };
+  if (!g.transposed) {
+    const Index KX = g.kernel[0], X = g.image[0], run = C * KX, outer = kv / KX;
+    for (Index j = j0; j < j1; ++j) {
+      const S* base = img + C * npi * column(j);
+      S* dst = cols + rows * (j - j0);
+      // The x taps [a, b) fall inside the image, at source x0 + a ...
+      const Index x0 = oc[0] * g.stride[0] - g.pad[0];
+      const Index a = std::max<Index>(0, -x0), b = std::min<Index>(KX, X - x0);
+      kc.fill(0);
+      for (Index t = 0; t < outer; ++t, next_tap(1)) {  // the (y, z) taps, y fastest
+        Index flat = 0;
+        S* dd = dst + run * t;
+        if (!locate(1, flat) || b <= a) {
+          std::fill(dd, dd + run, S(0));
+        } else {
+          if (a > 0) std::fill(dd, dd + C * a, S(0));
+          std::memcpy(dd + C * a, base + C * (flat + x0 + a), sizeof(S) * C * (b - a));
+          if (b < KX) std::fill(dd + C * b, dd + run, S(0));
         }
-        flat += id * mul;
-        mul *= g.image[d];
       }
+    }
+    return;
+  }
+  for (Index j = j0; j < j1; ++j) {
+    const S* base = img + C * npi * column(j);
+    S* dst = cols + rows * (j - j0);
+    kc.fill(0);
+    for (Index kidx = 0; kidx < kv; ++kidx, next_tap(0)) {  // kx fastest
+      Index flat = 0;
       S* dd = dst + C * kidx;
-      if (!inside) std::fill(dd, dd + C, S(0));
+      if (!locate(0, flat)) std::fill(dd, dd + C, S(0));
       else if (C == 1) *dd = base[flat];
       else std::memcpy(dd, base + C * flat, sizeof(S) * C);
-      for (int d = 0; d < Dim; ++d) {  // next kernel offset, kx fastest
-        if (++kc[d] < g.kernel[d]) break;
-        kc[d] = 0;
-      }
     }
   }
 }
