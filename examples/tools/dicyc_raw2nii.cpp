@@ -1,6 +1,6 @@
 // dicyc-raw2nii: wraps a raw voxel file (no header) as NIfTI-1 with the given grid, spacing and
 // orientation, e.g. the InVesalius CT of the demo (matrix.dat: int16 little-endian, x fastest):
-//   dicyc-raw2nii --in matrix.dat --dims 256,256,108 --spacing 0.957,0.957,1.5 --type int16 \
+//   dicyc-raw2nii --in matrix.dat --dims 256,256,108 --spacing 0.957,0.957,1.5 --type int16
 //                 --orientation LAS --out ct.nii.gz
 // --orientation names where each voxel axis points (R/L, A/P, S/I), as in "RAS" or "LPS"; the
 // affine places the volume's centre at the scanner origin.
