@@ -278,13 +278,22 @@ const S* plane_source(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S
 /// Work items of the plane products: (plane, chunk of output rows).
 template <int Dim>
 struct PlaneItems {
-  Index rows_per = 1, per_plane = 1, planes = 1;
-  explicit PlaneItems(const PatchGeometry<Dim>& g, Index X) {
+  Index rows_per = 1, per_plane = 1, planes = 1, X = 1, OX = 1, OY = 1, OZ = 1;
+  PlaneItems(const PatchGeometry<Dim>& g, Index padded_x)
+      : X(padded_x), OX(g.out[0]), OY(g.out[1]), OZ(Dim == 3 ? g.out[Dim - 1] : 1) {
     rows_per = std::max<Index>(1, Index(16384) / std::max<Index>(X, 1));
-    per_plane = (g.out[1] + rows_per - 1) / rows_per;
-    planes = (Dim == 3 ? g.out[Dim - 1] : 1) * g.batch;
+    per_plane = (OY + rows_per - 1) / rows_per;
+    planes = OZ * g.batch;
   }
   Index count() const { return planes * per_plane; }
+  /// Item i: sample n, plane oz, output rows [r0, r1), np plane positions.
+  struct Item {
+    Index n, oz, r0, r1, np;
+  };
+  Item operator[](Index i) const {
+    const Index pl = i / per_plane, r0 = (i % per_plane) * rows_per, r1 = std::min(OY, r0 + rows_per);
+    return {pl / OZ, pl % OZ, r0, r1, X * (r1 - 1 - r0) + OX};
+  }
 };
 
 /// y(1 x cols) (+)= M(1 x rows) * gather(src), for plane_gemv_applies(g).
@@ -298,13 +307,12 @@ void plane_gemv(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* src,
   const S* s = plane_source<Dim>(ctx, g, src, hold, P);
   const Index C = g.channels, KX = g.kernel[0], KY = g.kernel[1], run = C * KX, taps = g.kvol() / KX;
   const Index X = P[0], XY = P[0] * P[1], npp = PatchGeometry<Dim>::prod(P), OX = g.out[0], OY = g.out[1];
-  const Index npo = g.out_pixels(), OZ = Dim == 3 ? g.out[Dim - 1] : 1;
+  const Index npo = g.out_pixels();
   const PlaneItems<Dim> it(g, X);
   ctx.parallel_for(it.count(), 2.0 * double(run * taps * it.rows_per * X), [&](Index i0, Index i1) {
     std::vector<S> acc;
     for (Index i = i0; i < i1; ++i) {
-      const Index pl = i / it.per_plane, r0 = (i % it.per_plane) * it.rows_per, r1 = std::min(OY, r0 + it.rows_per);
-      const Index n = pl / OZ, oz = pl % OZ, np = X * (r1 - 1 - r0) + OX;
+      const auto [n, oz, r0, r1, np] = it[i];
       acc.assign(static_cast<std::size_t>(np), S(0));
       Eigen::Map<Row> a(acc.data(), np);
       for (Index t = 0; t < taps; ++t) {
@@ -338,7 +346,7 @@ void plane_gemv_wgrad(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S
   const S* s = plane_source<Dim>(ctx, g, src, hold, P);
   const Index C = g.channels, KX = g.kernel[0], KY = g.kernel[1], run = C * KX, taps = g.kvol() / KX;
   const Index rows = g.rows(), X = P[0], XY = P[0] * P[1], npp = PatchGeometry<Dim>::prod(P), OX = g.out[0], OY = g.out[1];
-  const Index npo = g.out_pixels(), OZ = Dim == 3 ? g.out[Dim - 1] : 1;
+  const Index npo = g.out_pixels();
   const PlaneItems<Dim> it(g, X);
   const Index parts = std::max<Index>(1, std::min<Index>(ctx.num_threads(), it.count()));
   std::vector<std::vector<S>> partial(static_cast<std::size_t>(parts), std::vector<S>(static_cast<std::size_t>(rows), S(0)));
@@ -347,8 +355,7 @@ void plane_gemv_wgrad(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S
     for (Index p = p0; p < p1; ++p) {
       Eigen::Map<Vec> d(partial[static_cast<std::size_t>(p)].data(), rows);
       for (Index i = it.count() * p / parts; i < it.count() * (p + 1) / parts; ++i) {
-        const Index pl = i / it.per_plane, r0 = (i % it.per_plane) * it.rows_per, r1 = std::min(OY, r0 + it.rows_per);
-        const Index n = pl / OZ, oz = pl % OZ, np = X * (r1 - 1 - r0) + OX;
+        const auto [n, oz, r0, r1, np] = it[i];
         a.assign(static_cast<std::size_t>(np), S(0));
         for (Index oy = r0; oy < r1; ++oy)
           std::memcpy(a.data() + X * (oy - r0), A + OX * (oy + OY * oz) + npo * n, sizeof(S) * OX);
