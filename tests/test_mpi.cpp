@@ -11,6 +11,8 @@
 //   checkpoint refused by one process and a 1-process checkpoint refused by 2 ranks.
 // - Failures on one rank reach every rank: a NaN in rank 1's batch, a checkpoint only rank 0 can
 //   read.
+// The models are double throughout (one instantiation fewer to compile); float training on MPI
+// is run end to end through the tools by tests/tools/test_mpi_tools.sh.
 #define BOOST_TEST_MODULE dicyc_mpi
 #include <boost/test/unit_test.hpp>
 
@@ -70,10 +72,10 @@ std::vector<float> sample(Index n, int it, int rank, bool domain_b) {
   return v;
 }
 
-template <int Dim, class S = float>
+template <int Dim, class S = double>
 using Model = model::ModelBase<Dim, S, Dev>;
 
-template <int Dim, class S = float>
+template <int Dim, class S = double>
 model::StepLosses step_on(Model<Dim, S>& m, const Shape<Dim + 2>& one, int it, const std::vector<int>& ranks,
                           bool nan = false) {
   Shape<Dim + 2> s = one;
@@ -88,7 +90,7 @@ model::StepLosses step_on(Model<Dim, S>& m, const Shape<Dim + 2>& one, int it, c
   return m.train_step(ConstTensorMap<S, Dim + 2>(x.data(), s), ConstTensorMap<S, Dim + 2>(y.data(), s));
 }
 
-template <int Dim, class S = float>
+template <int Dim, class S = double>
 std::vector<std::vector<double>> weights(Model<Dim, S>& m) {
   std::vector<std::vector<double>> w;
   for (auto* g : m.groups()) w.emplace_back(g->values(), g->values() + g->size());
@@ -239,14 +241,14 @@ BOOST_AUTO_TEST_CASE(resume_is_exact_and_rank_count_checked) {
   const std::string dir = shared_dir(tmp);
   const Shape<4> one(1, 16, 16, 1);
   const auto o = small("nmi-dicyc", 2);  // pools of 2: full after two steps, their RNGs in use
-  auto run = model::make_model<2, float, Dev>(cpu(), o);
+  auto run = model::make_model<2, double, Dev>(cpu(), o);
   run->set_communicator(comm());
   for (int it = 0; it < 4; ++it) (void)step_on<2>(*run, one, it, {comm().rank()});
   run->save(dir + "/at4.safetensors");
   for (int it = 4; it < 7; ++it) (void)step_on<2>(*run, one, it, {comm().rank()});
   run->save(dir + "/straight.safetensors");
 
-  auto resumed = model::make_model<2, float, Dev>(cpu(), o);
+  auto resumed = model::make_model<2, double, Dev>(cpu(), o);
   resumed->set_communicator(comm());
   resumed->load(dir + "/at4.safetensors");
   BOOST_CHECK_EQUAL(resumed->iteration(), 4);
@@ -262,7 +264,7 @@ BOOST_AUTO_TEST_CASE(resume_is_exact_and_rank_count_checked) {
     // The pools are the ranks' own (different samples, different images).
     BOOST_CHECK(f.raw_bytes("pool.a.0") != f.raw_bytes("rank.1.pool.a.0"));
     // One process refuses the 2-rank checkpoint and leaves its model as it was.
-    auto single = model::make_model<2, float, Dev>(cpu(), o);
+    auto single = model::make_model<2, double, Dev>(cpu(), o);
     const auto before = weights<2>(*single);
     dt::expect_error<SerializationError>([&] { single->load(dir + "/straight.safetensors"); },
                                          "written by a run of 2 ranks, and this run has 1");
@@ -274,7 +276,7 @@ BOOST_AUTO_TEST_CASE(resume_is_exact_and_rank_count_checked) {
   }
   comm().barrier();
   // Two ranks refuse a 1-process checkpoint, on both ranks.
-  auto two = model::make_model<2, float, Dev>(cpu(), o);
+  auto two = model::make_model<2, double, Dev>(cpu(), o);
   two->set_communicator(comm());
   dt::expect_error<SerializationError>([&] { two->load(dir + "/single.safetensors"); },
                                        "written by a run of 1 rank, and this run has 2");
@@ -287,7 +289,7 @@ BOOST_AUTO_TEST_CASE(failures_reach_every_rank) {
   const std::string dir = shared_dir(tmp);
   const Shape<4> one(1, 16, 16, 1);
   for (const char* name : {"cyclegan", "nmi-dicyc"}) {
-    auto m = model::make_model<2, float, Dev>(cpu(), small(name));
+    auto m = model::make_model<2, double, Dev>(cpu(), small(name));
     m->set_communicator(comm());
     (void)step_on<2>(*m, one, 0, {comm().rank()});
     // A NaN in rank 1's batch: a NumericError on both ranks (no rank waits for the other).
@@ -301,7 +303,7 @@ BOOST_AUTO_TEST_CASE(failures_reach_every_rank) {
     m->save(dir + "/ok.safetensors");
   }
   // A checkpoint only rank 0 finds: rank 1 fails to open it, rank 0 is told so, neither changes.
-  auto m = model::make_model<2, float, Dev>(cpu(), small("nmi-dicyc"));
+  auto m = model::make_model<2, double, Dev>(cpu(), small("nmi-dicyc"));
   m->set_communicator(comm());
   const auto before = weights<2>(*m);
   const std::string path = comm().rank() == 0 ? dir + "/ok.safetensors" : dir + "/missing.safetensors";
@@ -314,7 +316,7 @@ BOOST_AUTO_TEST_CASE(failures_reach_every_rank) {
   // Models of different configurations on the ranks are refused on every rank.
   auto o = small("cyclegan");
   if (comm().rank() == 1) o.ndf(8);
-  auto odd = model::make_model<2, float, Dev>(cpu(), o);
+  auto odd = model::make_model<2, double, Dev>(cpu(), o);
   dt::expect_error<ConfigError>([&] { odd->set_communicator(comm()); }, "differ in configuration");
   comm().barrier();
 }
