@@ -71,6 +71,61 @@ BENCHMARK(BM_conv2d_fwd_bwd)->Name("conv_fwd_bwd/2d/c256/32x32/k3")->Arg(1)->Arg
 BENCHMARK(BM_conv3d_fwd)->Name("conv_fwd/3d/c32/32^3/k3")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_conv3d_fwd_bwd)->Name("conv_fwd_bwd/3d/c32/32^3/k3")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Winograd F(4x4, 3x3) against im2col + oneDNN GEMM on one pass of a 2-D stride-1 3x3 conv, C
+// channels in and out, at size^2: the measurements behind ops::detail::kWinogradMinChannels.
+// Args: C, size, path (1 Winograd, 0 im2col), pass (0 forward, 1 input gradient, 2 weight
+// gradient). The Winograd side calls the kernels directly, so it runs below the threshold too.
+static void BM_conv_winograd(benchmark::State& st) {
+  const Index C = st.range(0), size = st.range(1);
+  const bool wino = st.range(2) != 0;
+  const int pass = int(st.range(3));
+  ops::set_gemm_backend(ops::gemm_backend_available(ops::GemmBackend::Dnnl) ? ops::GemmBackend::Dnnl
+                                                                            : ops::GemmBackend::Eigen);
+  const auto o = ops::ConvOptions<2>(C, C, 3).padding(1).bias(false);
+  const Shape<4> xs(C, size, size, 1);
+  auto x = rnd<4>(xs, 7);
+  auto w = rnd<4>(ops::conv_weight_shape(o), 8);
+  auto dy = rnd<4>(xs, 9);
+  core::Tensor<float, 4, Dev> y(ctx(), xs), dx(ctx(), xs), dw(ctx(), w.shape());
+  dx.set_zero();
+  dw.set_zero();
+  auto ym = y.map();
+  auto dxm = dx.map();
+  auto dwm = dw.map();
+  const Index cc = C * C;
+  const auto wt = ops::detail::swap_kernel_axes<2>(ctx(), w.cmap());
+  ops::set_winograd(false);
+  for (auto _ : st) {
+    if (!wino) {
+      if (pass == 0) ops::conv_forward<2>(ctx(), o, x.cmap(), w.cmap(), nullptr, ym);
+      if (pass == 1) ops::conv_backward<2>(ctx(), o, x.cmap(), w.cmap(), dy.cmap(), &dxm, nullptr, nullptr);
+      if (pass == 2) ops::conv_backward<2>(ctx(), o, x.cmap(), w.cmap(), dy.cmap(), nullptr, &dwm, nullptr);
+    } else if (pass == 0) {
+      const float* w0 = w.data();
+      ops::detail::winograd_conv2d<float>(ctx(), x.data(), xs, C, [&](int a, int b) { return w0 + cc * (a + 3 * b); },
+                                          y.data(), xs, 1, 1, false);
+    } else if (pass == 1) {
+      const float* w0 = wt.data();
+      ops::detail::winograd_conv2d<float>(
+          ctx(), dy.data(), xs, C, [&](int a, int b) { return w0 + cc * ((2 - a) + 3 * (2 - b)); }, dx.data(), xs, 1,
+          1, true);
+    } else {
+      ops::detail::winograd_wgrad2d<float>(ctx(), x.data(), xs, dy.data(), xs, dw.data(), 1, 1);
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  ops::set_winograd(true);
+  const double macs = double(C) * C * 9 * size * size;
+  st.counters["GFLOP/s"] = benchmark::Counter(2 * macs * st.iterations(), benchmark::Counter::kIsRate,
+                                              benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_conv_winograd)
+    ->Name("conv_winograd/2d")
+    ->ArgNames({"C", "size", "winograd", "pass"})
+    ->ArgsProduct({{64, 128, 256}, {32, 64, 128}, {0, 1}, {0, 1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 static void BM_convT(benchmark::State& st) {
   set_backend(st, int(st.range(0)));
   const auto o = ops::ConvOptions<2>(256, 128, 3).stride(2).padding(1).output_padding(1);

@@ -26,6 +26,11 @@ static std::vector<ConvCase<2>> cases() {
       {O(3, 1, {3, 5}).stride({2, 1}).padding({0, 2}), Shape<4>(3, 8, 6, 1), false, "k3x5 s2x1 p0x2 to 1 channel"},
       {O(2, 3, 3).padding(1), Shape<4>(2, 4, 5, 2), true, "convT k3 s1 p1"},
       {O(3, 1, {3, 2}).padding({1, 2}), Shape<4>(3, 6, 5, 2), false, "k3x2 s1 p1x2 to 1 channel"},
+      // Stride-1 3x3 convs with >= kWinogradMinChannels channels both ways take Winograd F(4x4,
+      // 3x3) (ops/winograd.hpp): edge tiles on both axes, every padding it takes, batch 2.
+      {O(128, 128, 3).padding(1), Shape<4>(128, 6, 5, 2), false, "winograd 128->128 p1"},
+      {O(130, 128, 3), Shape<4>(130, 9, 7, 1), false, "winograd 130->128 p0"},
+      {O(128, 131, 3).padding(2), Shape<4>(128, 3, 4, 2), false, "winograd 128->131 p2"},
   };
 }
 
@@ -79,3 +84,131 @@ BOOST_AUTO_TEST_CASE(shape_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(swap_kernel_axes_tiles) { check_swap_kernel_axes<2>(); }
+
+// ------------------------------------------------------------------ Winograd F(4x4, 3x3)
+// The kernels called directly, on shapes below the dispatch threshold too: 1 channel, odd sizes
+// smaller than a tile, every padding, batches; double against the naive conv (forward) and the
+// im2col path's gradients (gradient-checked above), float within Winograd's error, and the result
+// independent of the pool and of the block size (workspace limit).
+namespace {
+struct WinoCase {
+  Index cin, cout, w, h, n, p;
+};
+
+template <class S, class Dev>
+void winograd_run(Ctx<Dev>& ctx, const WinoCase& k, const std::vector<double>& x, const std::vector<double>& w,
+                  const std::vector<double>& dy, std::vector<double>& y, std::vector<double>& dx,
+                  std::vector<double>& dw) {
+  using namespace dicyc;
+  const auto o = O(k.cin, k.cout, 3).padding(k.p);
+  const Shape<4> xs(k.cin, k.w, k.h, k.n), ys = ops::conv_output_shape(o, xs);
+  const auto X = convert<S>(x), W = convert<S>(w), DY = convert<S>(dy);
+  std::vector<S> swapped(W.size()), Y(static_cast<std::size_t>(num_elements(ys))), DX(X.size(), S(0.5)),
+      DW(W.size(), S(0.5));
+  const Index cc = k.cin * k.cout;
+  for (Index t = 0; t < 9; ++t)
+    for (Index b = 0; b < k.cin; ++b)
+      for (Index a = 0; a < k.cout; ++a) swapped[std::size_t(b + k.cin * a + cc * t)] = W[std::size_t(a + k.cout * b + cc * t)];
+  ops::detail::winograd_conv2d<S>(ctx, X.data(), xs, k.cout, [&](int a, int b) { return W.data() + cc * (a + 3 * b); },
+                                  Y.data(), ys, k.p, k.p, false);
+  ops::detail::winograd_conv2d<S>(
+      ctx, DY.data(), ys, k.cin, [&](int a, int b) { return swapped.data() + cc * ((2 - a) + 3 * (2 - b)); }, DX.data(),
+      xs, 2 - k.p, 2 - k.p, true);
+  ops::detail::winograd_wgrad2d<S>(ctx, X.data(), xs, DY.data(), ys, DW.data(), k.p, k.p);
+  y = convert<double>(Y);
+  dx = convert<double>(DX);
+  dw = convert<double>(DW);
+  for (auto* v : {&dx, &dw})
+    for (auto& e : *v) e -= 0.5;  // they accumulate onto the pre-filled 0.5
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(winograd_kernels) {
+  using namespace dicyc;
+  auto& cx = contexts();
+  Ctx<Eigen::ThreadPoolDevice> pool3{3};
+  Ctx<Eigen::DefaultDevice> small;
+  small.set_workspace_limit(4096);  // one tile per block
+  for (const auto& k : std::vector<WinoCase>{{1, 1, 3, 3, 1, 0},
+                                             {1, 2, 1, 1, 1, 1},
+                                             {3, 1, 5, 7, 2, 1},
+                                             {2, 5, 9, 4, 3, 0},
+                                             {5, 3, 11, 13, 1, 2},
+                                             {4, 4, 8, 8, 2, 1},
+                                             {6, 7, 2, 10, 1, 2}}) {
+    BOOST_TEST_CONTEXT("cin " << k.cin << " cout " << k.cout << " " << k.w << "x" << k.h << " n " << k.n << " pad "
+                              << k.p) {
+      const ConvCase<2> c{O(k.cin, k.cout, 3).padding(k.p).bias(false), Shape<4>(k.cin, k.w, k.h, k.n), false, ""};
+      const auto d = make_data(c, 41);
+      const auto g = random_vec<double>(num_elements(d.ys), 43);
+      Shape<4> ys;
+      const auto yref = naive_conv<2>(c.opts, c.in, d.x, d.w, nullptr, ys);
+      std::vector<double> rx, rw, rb;
+      run_backward<2, double>(cx.cpu, c, d.x, d.w, g, rx, rw, rb);  // im2col (channels < threshold)
+      std::vector<double> y, dx, dw;
+      winograd_run<double>(cx.cpu, k, d.x, d.w, g, y, dx, dw);
+      const double sy = std::max(1.0, max_abs(yref)), sx = std::max(1.0, max_abs(rx)), sw = std::max(1.0, max_abs(rw));
+      BOOST_CHECK_LT(max_abs_diff(y, yref), 1e-12 * sy);
+      BOOST_CHECK_LT(max_abs_diff(dx, rx), 1e-12 * sx);
+      BOOST_CHECK_LT(max_abs_diff(dw, rw), 1e-12 * sw);
+      std::vector<double> fy, fx, fw, py, px, pw, ty, tx, tw;
+      winograd_run<float>(cx.cpu, k, d.x, d.w, g, fy, fx, fw);
+      winograd_run<float>(pool3, k, d.x, d.w, g, py, px, pw);
+      winograd_run<float>(small, k, d.x, d.w, g, ty, tx, tw);
+      BOOST_CHECK_LT(max_abs_diff(fy, yref), 2e-5 * sy);
+      BOOST_CHECK_LT(max_abs_diff(fx, rx), 2e-5 * sx);
+      BOOST_CHECK_LT(max_abs_diff(fw, rw), 2e-5 * sw);
+      BOOST_CHECK(py == fy);  // the same bits on 1 and 3 threads
+      BOOST_CHECK(px == fx);
+      BOOST_CHECK(pw == fw);
+      BOOST_CHECK_LT(max_abs_diff(ty, fy), 1e-5 * sy);  // blocks of one tile: the weight
+      BOOST_CHECK_LT(max_abs_diff(tx, fx), 1e-5 * sx);  // gradient sums in another order
+      BOOST_CHECK_LT(max_abs_diff(tw, fw), 1e-5 * sw);
+    }
+  }
+}
+
+// conv_forward / conv_backward send the eligible convs to Winograd and nothing else, and
+// set_winograd(false) sends them back to im2col: on an eligible conv the float results equal the
+// direct kernels' bit for bit with it on, and differ (at rounding level) with it off.
+BOOST_AUTO_TEST_CASE(winograd_dispatch) {
+  using namespace dicyc;
+  auto& cx = contexts();
+  const WinoCase k{128, 128, 7, 5, 1, 1};
+  const ConvCase<2> c{O(128, 128, 3).padding(1).bias(false), Shape<4>(128, 7, 5, 1), false, ""};
+  const auto d = make_data(c, 51);
+  const auto g = random_vec<double>(num_elements(d.ys), 53);
+  std::vector<double> y, dx, dw;
+  winograd_run<float>(cx.pool, k, d.x, d.w, g, y, dx, dw);
+  auto run = [&](std::vector<double>& ry, std::vector<double>& rx, std::vector<double>& rw) {
+    ry = run_forward<2, float>(cx.pool, c, d.x, d.w, std::vector<double>(128, 0.0));  // + 0: the same bits
+    std::vector<double> rb;
+    run_backward<2, float>(cx.pool, c, d.x, d.w, g, rx, rw, rb, 0.5);
+    for (auto* v : {&rx, &rw})
+      for (auto& e : *v) e -= 0.5;
+  };
+  BOOST_REQUIRE(ops::winograd_enabled());
+  std::vector<double> ay, ax, aw, by, bx, bw;
+  run(ay, ax, aw);
+  BOOST_CHECK(ay == y);
+  BOOST_CHECK(ax == dx);
+  BOOST_CHECK(aw == dw);
+  ops::set_winograd(false);
+  run(by, bx, bw);
+  ops::set_winograd(true);
+  BOOST_CHECK(by != y);
+  BOOST_CHECK(bw != dw);
+  BOOST_CHECK_LT(max_abs_diff(by, y), 2e-5 * std::max(1.0, max_abs(y)));
+  BOOST_CHECK_LT(max_abs_diff(bw, dw), 2e-5 * std::max(1.0, max_abs(dw)));
+  // Not eligible: stride 2, a 4x4 kernel, 127 channels -- the same bits with Winograd on or off.
+  for (const auto& o : {O(128, 128, 3).stride(2).padding(1).bias(false), O(128, 128, 4).padding(1).bias(false),
+                        O(127, 128, 3).padding(1).bias(false)}) {
+    const ConvCase<2> e{o, Shape<4>(o.in_channels(), 7, 6, 1), false, ""};
+    const auto de = make_data(e, 61);
+    const auto on = run_forward<2, float>(cx.pool, e, de.x, de.w, de.b);
+    ops::set_winograd(false);
+    const auto off = run_forward<2, float>(cx.pool, e, de.x, de.w, de.b);
+    ops::set_winograd(true);
+    BOOST_CHECK(on == off);
+  }
+}

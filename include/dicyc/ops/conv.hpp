@@ -11,7 +11,9 @@
 // Backward computes the gradient of <y, dy> and ACCUMULATES (+=) into dx, dw and db. A null
 // destination skips that gradient (a frozen module, or no input gradient for the first layer).
 //
-// Implementation: every product is a gather (ops/im2col.hpp, normal or transposed mode) followed
+// Stride-1 3x3 2-D convs with >= kWinogradMinChannels channels on both sides run on Winograd
+// F(4x4, 3x3) on the CPU instead (ops/winograd.hpp; forward, input and weight gradients).
+// Implementation of everything else: every product is a gather (ops/im2col.hpp, normal or transposed mode) followed
 // by a GEMM (ops/gemm.hpp); nothing scatters.
 //   conv forward        y  = W              x cols(x)             normal gather
 //   conv input grad     dx += W^(ci,co,k)   x cols_T(dy)          transposed gather, W's first two
@@ -32,9 +34,11 @@
 #pragma once
 
 #include <string>
+#include <type_traits>
 
 #include "dicyc/ops/gemm.hpp"
 #include "dicyc/ops/im2col.hpp"
+#include "dicyc/ops/winograd.hpp"
 
 namespace dicyc::ops {
 
@@ -659,6 +663,25 @@ void backward_via_float(Context<Device>& ctx, const ConstTensorMap<S, R>& x, con
   }
 }
 
+/// Stride-1 3x3 2-D convs with at least this many input and output channels go to Winograd
+/// F(4x4, 3x3) on the CPU (ops/winograd.hpp). Below it the transforms' memory traffic outweighs
+/// the saved multiplies: measured with bench_ops' BM_ConvWinograd (2 threads, AVX2), 64 channels
+/// at 128^2 ran slower than im2col + GEMM, 128 and 256 channels faster.
+constexpr Index kWinogradMinChannels = 128;
+
+template <int Dim, class S, class Device>
+constexpr bool winograd_capable_v =
+    Dim == 2 && !core::is_gpu_v<Device> && (std::is_same_v<S, float> || std::is_same_v<S, double>);
+
+/// Whether conv o runs on Winograd (see kWinogradMinChannels; the switch is set_winograd).
+template <int Dim>
+bool use_winograd(const ConvOptions<Dim>& o) {
+  if (!winograd_enabled() || std::min(o.in_channels(), o.out_channels()) < kWinogradMinChannels) return false;
+  for (int d = 0; d < Dim; ++d)
+    if (o.kernel_size()[d] != 3 || o.stride()[d] != 1 || o.padding()[d] > 2) return false;
+  return true;
+}
+
 }  // namespace detail
 
 /// y = conv(x, w) + bias.
@@ -678,6 +701,17 @@ void conv_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTe
     conv_forward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), nullptr, ym);
     detail::assign_from_float(ctx, yf, y);
   } else {
+    if constexpr (detail::winograd_capable_v<Dim, S, Device>) {
+      if (detail::use_winograd(o)) {
+        const Index cc = o.out_channels() * o.in_channels();
+        const S* w0 = w.data();
+        detail::winograd_conv2d<S>(
+            ctx, x.data(), x.dimensions(), o.out_channels(), [&](int a, int b) { return w0 + cc * (a + 3 * b); },
+            y.data(), out, o.padding()[0], o.padding()[1], false);
+        if (bias) detail::add_bias(ctx, *bias, y.data(), o.out_channels(), num_elements(out) / o.out_channels());
+        return;
+      }
+    }
     const auto g = detail::geometry(o, o.in_channels(), x.dimensions(), out, false);
     detail::patch_gemm<Dim>(ctx, g, x.data(), w.data(), o.out_channels(), y.data(), false);
   }
@@ -703,6 +737,23 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
       conv_backward<Dim, float>(ctx, o, xf, wf, dyf, gx, gw, nullptr);
     });
   } else {
+    if constexpr (detail::winograd_capable_v<Dim, S, Device>) {
+      if (detail::use_winograd(o)) {
+        const Index px = o.padding()[0], py = o.padding()[1];
+        if (dw) detail::winograd_wgrad2d<S>(ctx, x.data(), x.dimensions(), dy.data(), out, dw->data(), px, py);
+        if (dx) {
+          // The input gradient is the stride-1 conv of dy with the kernel flipped and its
+          // channel axes swapped, at padding 2 - p.
+          const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
+          const Index cc = o.out_channels() * o.in_channels();
+          const S* w0 = wt.data();
+          detail::winograd_conv2d<S>(
+              ctx, dy.data(), out, o.in_channels(), [&](int a, int b) { return w0 + cc * ((2 - a) + 3 * (2 - b)); },
+              dx->data(), x.dimensions(), 2 - px, 2 - py, true);
+        }
+        return;
+      }
+    }
     if (dw) {
       const auto g = detail::geometry(o, o.in_channels(), x.dimensions(), out, false);
       detail::patch_gemm_wgrad<Dim>(ctx, g, x.data(), dy.data(), o.out_channels(), dw->data());
