@@ -2,7 +2,7 @@
 # Builds dicyc and runs every test through ctest. The README's test command; .ci/run calls it.
 # The CUDA translation units are compiled with nvcc (sm_90) when a CUDA toolkit is found; the GPU
 # tests skip cleanly on a machine without a GPU. Then the sanitizer build (scripts/sanitize.sh)
-# and the fuzz targets (scripts/fuzz.sh, 60 s each).
+# and the fuzz targets (scripts/fuzz.sh, 30 s each; DICYC_FUZZ_SECONDS=N runs longer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --minimal
@@ -26,6 +26,6 @@ echo "test.sh: main build and tests took $(( $(date +%s) - start )) s"
 if [[ "${DICYC_QUICK:-0}" != 1 ]]; then
   ASAN_BUILD_DIR="${BUILD}-asan" scripts/sanitize.sh
   echo "test.sh: sanitizer stage done at $(( $(date +%s) - start )) s"
-  scripts/fuzz.sh "${DICYC_FUZZ_SECONDS:-60}"
+  scripts/fuzz.sh "${DICYC_FUZZ_SECONDS:-30}"
 fi
 echo "test.sh: total $(( $(date +%s) - start )) s"

@@ -665,9 +665,10 @@ void backward_via_float(Context<Device>& ctx, const ConstTensorMap<S, R>& x, con
 
 /// Stride-1 3x3 2-D convs with at least this many input and output channels go to Winograd
 /// F(4x4, 3x3) on the CPU (ops/winograd.hpp). Below it the transforms' memory traffic outweighs
-/// the saved multiplies: measured with bench_ops' BM_ConvWinograd (2 threads, AVX2), 64 channels
-/// at 128^2 ran slower than im2col + GEMM, 128 and 256 channels faster.
-constexpr Index kWinogradMinChannels = 128;
+/// the saved multiplies. bench_ops' conv_winograd (2 threads, AVX2 EPYC, C -> C channels at 32^2,
+/// 64^2, 128^2, per pass, Winograd / im2col time): C = 16: 1.6-2.3, C = 32: 1.05-1.8, C = 64:
+/// 0.46-0.79, C = 128: 0.30-0.52, C = 256: 0.29-0.53 (docs/results/bench-2026-12-03/).
+constexpr Index kWinogradMinChannels = 64;
 
 template <int Dim, class S, class Device>
 constexpr bool winograd_capable_v =
@@ -743,13 +744,12 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
         if (dw) detail::winograd_wgrad2d<S>(ctx, x.data(), x.dimensions(), dy.data(), out, dw->data(), px, py);
         if (dx) {
           // The input gradient is the stride-1 conv of dy with the kernel flipped and its
-          // channel axes swapped, at padding 2 - p.
-          const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
+          // channel axes swapped (the GEMMs take w's taps transposed), at padding 2 - p.
           const Index cc = o.out_channels() * o.in_channels();
-          const S* w0 = wt.data();
+          const S* w0 = w.data();
           detail::winograd_conv2d<S>(
               ctx, dy.data(), out, o.in_channels(), [&](int a, int b) { return w0 + cc * ((2 - a) + 3 * (2 - b)); },
-              dx->data(), x.dimensions(), 2 - px, 2 - py, true);
+              dx->data(), x.dimensions(), 2 - px, 2 - py, true, true);
         }
         return;
       }

@@ -8,7 +8,8 @@
 // Cin * T flops against 9 * 16 * 2 * Cout * Cin * T for the direct product, 4x fewer.
 //   forward       y  = A^T M A,  M_xi = U_xi V_xi                 (V from x, U from w)
 //   input grad    the forward on dy with the kernel flipped and its two channel axes swapped,
-//                 padding 2 - p (the transposed conv of a stride-1 conv is a conv)
+//                 padding 2 - p (the transposed conv of a stride-1 conv is a conv); the swap is a
+//                 transposed operand of the GEMMs, not a copy
 //   weight grad   the exact adjoint of the forward in w: dU_xi += dM_xi V_xi^T with dM = A dY A^T
 //                 per tile, then dw += G^T dU G
 // The tensors keep the library's layout (channels fastest), so every transform is a short
@@ -66,44 +67,57 @@ struct WinogradF43 {
 
 /// out(a, b) (+)= sum_{p, q} Ma[a][p] Mb[b][q] in(p, q) on vectors of length L: the separable 2-D
 /// transform every Winograd stage is. in(p, q) may return null (a zero vector: outside the
-/// image); out(a, b) may return null (a dropped output). tmp holds na * nq vectors.
+/// image); out(a, b) may return null (a dropped output). tmp holds na * nq * kTransformChunk
+/// values: the vectors go kTransformChunk entries at a time, so the intermediate stays within
+/// 36 KiB at any channel count (bench_ops' conv_winograd: chunks of 64 ran 25-40 % slower than
+/// 256; 256 and 2048 were equal within the noise).
+constexpr Index kTransformChunk = 256;
+
 template <class S, class In, class Out>
 void separable_transform(Index L, int na, int np, const double* Ma, int nb, int nq, const double* Mb, In&& in,
                          Out&& out, bool accumulate, S* tmp) {
   using Arr = Eigen::Array<S, Eigen::Dynamic, 1>;
-  for (int q = 0; q < nq; ++q) {
-    const S* src[8];
-    for (int p = 0; p < np; ++p) src[p] = in(p, q);
-    for (int a = 0; a < na; ++a) {
-      Eigen::Map<Arr> t(tmp + (a * nq + q) * L, L);
-      bool any = false;
-      for (int p = 0; p < np; ++p) {
-        const double c = Ma[a * np + p];
-        if (c == 0 || !src[p]) continue;
-        const Eigen::Map<const Arr> s(src[p], L);
-        if (any) t += S(c) * s;
-        else t = S(c) * s;
-        any = true;
+  const S* src[8 * 8];
+  for (int q = 0; q < nq; ++q)
+    for (int p = 0; p < np; ++p) src[p + np * q] = in(p, q);
+  S* dst[8 * 8];
+  for (int b = 0; b < nb; ++b)
+    for (int a = 0; a < na; ++a) dst[a + na * b] = out(a, b);
+  for (Index e0 = 0; e0 < L; e0 += kTransformChunk) {
+    const Index n = std::min(kTransformChunk, L - e0);
+    for (int q = 0; q < nq; ++q) {
+      for (int a = 0; a < na; ++a) {
+        Eigen::Map<Arr> t(tmp + (a * nq + q) * kTransformChunk, n);
+        bool any = false;
+        for (int p = 0; p < np; ++p) {
+          const double c = Ma[a * np + p];
+          const S* sp = src[p + np * q];
+          if (c == 0 || !sp) continue;
+          const Eigen::Map<const Arr> v(sp + e0, n);
+          if (any) t += S(c) * v;
+          else t = S(c) * v;
+          any = true;
+        }
+        if (!any) t.setZero();
       }
-      if (!any) t.setZero();
     }
+    for (int a = 0; a < na; ++a)
+      for (int b = 0; b < nb; ++b) {
+        S* o = dst[a + na * b];
+        if (!o) continue;
+        Eigen::Map<Arr> O(o + e0, n);
+        bool first = !accumulate;
+        for (int q = 0; q < nq; ++q) {
+          const double c = Mb[b * nq + q];
+          if (c == 0) continue;
+          const Eigen::Map<const Arr> v(tmp + (a * nq + q) * kTransformChunk, n);
+          if (first) O = S(c) * v;
+          else O += S(c) * v;
+          first = false;
+        }
+        if (first) O.setZero();
+      }
   }
-  for (int a = 0; a < na; ++a)
-    for (int b = 0; b < nb; ++b) {
-      S* o = out(a, b);
-      if (!o) continue;
-      Eigen::Map<Arr> O(o, L);
-      bool first = !accumulate;
-      for (int q = 0; q < nq; ++q) {
-        const double c = Mb[b * nq + q];
-        if (c == 0) continue;
-        const Eigen::Map<const Arr> s(tmp + (a * nq + q) * L, L);
-        if (first) O = S(c) * s;
-        else O += S(c) * s;
-        first = false;
-      }
-      if (first) O.setZero();
-    }
 }
 
 /// Tiling of a stride-1 3x3 conv from x (C_in, W, H, N) to y (C_out, OW, OH, N), output (i, j)
@@ -138,7 +152,7 @@ void winograd_input(Context<Device>& ctx, const WinogradTiling& g, const S* x, I
                     S* V) {
   using W = WinogradF43;
   ctx.parallel_for(nb, 40.0 * 36 * double(C), [&](Index b0, Index b1) {
-    core::Buffer<S, Device> tmp(ctx, 36 * C);
+    core::Buffer<S, Device> tmp(ctx, 36 * kTransformChunk);
     for (Index tb = b0; tb < b1; ++tb) {
       Index i0, j0, n;
       g.decode(t0 + tb, i0, j0, n);
@@ -163,7 +177,7 @@ void winograd_weights(Context<Device>& ctx, Index cc, Tap&& tap, S* U) {
   constexpr Index kChunk = 2048;
   const Index chunks = (cc + kChunk - 1) / kChunk;
   ctx.parallel_for(chunks, 40.0 * 36 * kChunk, [&](Index c0, Index c1) {
-    core::Buffer<S, Device> tmp(ctx, 18 * kChunk);
+    core::Buffer<S, Device> tmp(ctx, 18 * kTransformChunk);
     for (Index c = c0; c < c1; ++c) {
       const Index e0 = c * kChunk, L = std::min(kChunk, cc - e0);
       separable_transform<S>(
@@ -174,10 +188,12 @@ void winograd_weights(Context<Device>& ctx, Index cc, Tap&& tap, S* U) {
 }
 
 /// y (+)= conv(x, w) for a stride-1 3x3 kernel with zero padding (px, py). x (cin, W, H, N), y
-/// (cout, OW, OH, N); the kernel is given by tap(k1, k2), the cout x cin matrix of that tap.
+/// (cout, OW, OH, N); the kernel is given by tap(k1, k2), the cout x cin matrix of that tap
+/// (column-major), or with taps_transposed its cin x cout transpose -- the input gradient's
+/// kernel as the conv's weight stores it, so that no transposed copy of the weight is made.
 template <class S, class Device, class Tap>
 void winograd_conv2d(Context<Device>& ctx, const S* x, const Shape<4>& xs, Index cout, Tap&& tap, S* y,
-                     const Shape<4>& ys, Index px, Index py, bool accumulate) {
+                     const Shape<4>& ys, Index px, Index py, bool accumulate, bool taps_transposed = false) {
   using W = WinogradF43;
   const Index cin = xs[0], cc = cout * cin;
   const auto g = winograd_tiling(xs, ys, px, py);
@@ -190,11 +206,11 @@ void winograd_conv2d(Context<Device>& ctx, const S* x, const Shape<4>& xs, Index
     winograd_input<S>(ctx, g, x, cin, t0, nb, TB, V.data());
     ctx.parallel_for(36, 1e9, [&](Index x0, Index x1) {
       for (Index xi = x0; xi < x1; ++xi)
-        gemm_serial<S>(false, false, cout, nb, cin, U.data() + xi * cc, cout, V.data() + xi * TB * cin, cin,
-                       M.data() + xi * TB * cout, cout, 1.0f, 0.0f);
+        gemm_serial<S>(taps_transposed, false, cout, nb, cin, U.data() + xi * cc, taps_transposed ? cin : cout,
+                       V.data() + xi * TB * cin, cin, M.data() + xi * TB * cout, cout, 1.0f, 0.0f);
     });
     ctx.parallel_for(nb, 40.0 * 36 * double(cout), [&](Index b0, Index b1) {
-      core::Buffer<S, Device> tmp(ctx, 24 * cout);
+      core::Buffer<S, Device> tmp(ctx, 24 * kTransformChunk);
       for (Index tb = b0; tb < b1; ++tb) {
         Index i0, j0, n;
         g.decode(t0 + tb, i0, j0, n);
@@ -225,7 +241,7 @@ void winograd_wgrad2d(Context<Device>& ctx, const S* x, const Shape<4>& xs, cons
     const Index nb = std::min(TB, T - t0);
     winograd_input<S>(ctx, g, x, cin, t0, nb, TB, V.data());
     ctx.parallel_for(nb, 40.0 * 36 * double(cout), [&](Index b0, Index b1) {
-      core::Buffer<S, Device> tmp(ctx, 24 * cout);
+      core::Buffer<S, Device> tmp(ctx, 24 * kTransformChunk);
       for (Index tb = b0; tb < b1; ++tb) {
         Index i0, j0, n;
         g.decode(t0 + tb, i0, j0, n);
@@ -250,7 +266,7 @@ void winograd_wgrad2d(Context<Device>& ctx, const S* x, const Shape<4>& xs, cons
   constexpr Index kChunk = 2048;
   const Index chunks = (cc + kChunk - 1) / kChunk;
   ctx.parallel_for(chunks, 40.0 * 36 * kChunk, [&](Index c0, Index c1) {
-    core::Buffer<S, Device> tmp(ctx, 18 * kChunk);
+    core::Buffer<S, Device> tmp(ctx, 18 * kTransformChunk);
     for (Index c = c0; c < c1; ++c) {
       const Index e0 = c * kChunk, L = std::min(kChunk, cc - e0);
       separable_transform<S>(
