@@ -169,22 +169,32 @@ void winograd_input(Context<Device>& ctx, const WinogradTiling& g, const S* x, I
   });
 }
 
+/// A separable transform of a whole kernel (cc = cout * cin values per position), split over the
+/// pool in chunks of 2048 channel pairs: the weight transform and its adjoint.
+template <class S, class Device, class In, class Out>
+void kernel_transform(Context<Device>& ctx, Index cc, int na, int np, const double* Ma, int nb, int nq,
+                      const double* Mb, In&& in, Out&& out, bool accumulate) {
+  constexpr Index kChunk = 2048;
+  const Index chunks = (cc + kChunk - 1) / kChunk;
+  ctx.parallel_for(chunks, 40.0 * 36 * kChunk, [&](Index c0, Index c1) {
+    core::Buffer<S, Device> tmp(ctx, na * nq * kTransformChunk);
+    for (Index c = c0; c < c1; ++c) {
+      const Index e0 = c * kChunk, L = std::min(kChunk, cc - e0);
+      separable_transform<S>(
+          L, na, np, Ma, nb, nq, Mb, [&](int p, int q) -> const S* { return in(p, q) + e0; },
+          [&](int a, int b) -> S* { return out(a, b) + e0; }, accumulate, tmp.data());
+    }
+  });
+}
+
 /// U[xi] (cout x cin, column-major) = (G g G^T)[xi] for a kernel whose tap (k1, k2) is the
 /// cout x cin matrix at tap(k1, k2).
 template <class S, class Device, class Tap>
 void winograd_weights(Context<Device>& ctx, Index cc, Tap&& tap, S* U) {
   using W = WinogradF43;
-  constexpr Index kChunk = 2048;
-  const Index chunks = (cc + kChunk - 1) / kChunk;
-  ctx.parallel_for(chunks, 40.0 * 36 * kChunk, [&](Index c0, Index c1) {
-    core::Buffer<S, Device> tmp(ctx, 18 * kTransformChunk);
-    for (Index c = c0; c < c1; ++c) {
-      const Index e0 = c * kChunk, L = std::min(kChunk, cc - e0);
-      separable_transform<S>(
-          L, 6, 3, W::G, 6, 3, W::G, [&](int p, int q) -> const S* { return tap(p, q) + e0; },
-          [&](int a, int b) -> S* { return U + (a + 6 * b) * cc + e0; }, false, tmp.data());
-    }
-  });
+  kernel_transform<S>(
+      ctx, cc, 6, 3, W::G, 6, 3, W::G, [&](int p, int q) -> const S* { return tap(p, q); },
+      [&](int a, int b) -> S* { return U + (a + 6 * b) * cc; }, false);
 }
 
 /// y (+)= conv(x, w) for a stride-1 3x3 kernel with zero padding (px, py). x (cin, W, H, N), y
@@ -263,17 +273,9 @@ void winograd_wgrad2d(Context<Device>& ctx, const S* x, const Shape<4>& xs, cons
     });
   }
   // dw[k1, k2] += sum_{a, b} G[a][k1] G[b][k2] dU[a + 6 b]
-  constexpr Index kChunk = 2048;
-  const Index chunks = (cc + kChunk - 1) / kChunk;
-  ctx.parallel_for(chunks, 40.0 * 36 * kChunk, [&](Index c0, Index c1) {
-    core::Buffer<S, Device> tmp(ctx, 18 * kTransformChunk);
-    for (Index c = c0; c < c1; ++c) {
-      const Index e0 = c * kChunk, L = std::min(kChunk, cc - e0);
-      separable_transform<S>(
-          L, 3, 6, W::GT, 3, 6, W::GT, [&](int p, int q) -> const S* { return dU.data() + (p + 6 * q) * cc + e0; },
-          [&](int a, int b) -> S* { return dw + (a + 3 * b) * cc + e0; }, true, tmp.data());
-    }
-  });
+  kernel_transform<S>(
+      ctx, cc, 3, 6, W::GT, 3, 6, W::GT, [&](int p, int q) -> const S* { return dU.data() + (p + 6 * q) * cc; },
+      [&](int a, int b) -> S* { return dw + (a + 3 * b) * cc; }, true);
 }
 
 }  // namespace detail
