@@ -81,6 +81,11 @@ BOOST_AUTO_TEST_CASE(reflection_pad_2d_3d) {
   check_pad<2>(Shape<4>(1, 4, 3, 1), {3, 2});  // pad = size - 1: outputs read an input up to three times
   check_pad<3>(Shape<5>(2, 5, 3, 4, 2), {1, 1, 1});
   check_pad<3>(Shape<5>(1, 4, 5, 4, 1), {3, 3, 3});
+  // More rows than threads, unequal pads per axis, 1 channel (the stem's input).
+  check_pad<2>(Shape<4>(5, 33, 17, 2), {3, 1});
+  check_pad<2>(Shape<4>(1, 12, 9, 3), {0, 3});
+  check_pad<2>(Shape<4>(4, 6, 11, 1), {2, 0});
+  check_pad<3>(Shape<5>(3, 6, 4, 7, 2), {2, 1, 3});
   expect_error<ShapeError>([] { ops::reflection_pad_output_shape<2>(Shape<4>(1, 3, 8, 1), {3, 3}); },
                            "padding [3, 3] must be smaller than the input's spatial size, but got input of shape [1, 3, 8, 1]");
 }
