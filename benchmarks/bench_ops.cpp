@@ -125,6 +125,59 @@ BENCHMARK(BM_conv_winograd)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// The same for 3-D, Winograd F(2x2x2, 3x3x3) against im2col at size^3: the measurements behind
+// ops::detail::kWinograd3MinChannels.
+static void BM_conv_winograd3(benchmark::State& st) {
+  const Index C = st.range(0), size = st.range(1);
+  const bool wino = st.range(2) != 0;
+  const int pass = int(st.range(3));
+  ops::set_gemm_backend(ops::gemm_backend_available(ops::GemmBackend::Dnnl) ? ops::GemmBackend::Dnnl
+                                                                            : ops::GemmBackend::Eigen);
+  const auto o = ops::ConvOptions<3>(C, C, 3).padding(1).bias(false);
+  const Shape<5> xs(C, size, size, size, 1);
+  auto x = rnd<5>(xs, 7);
+  auto w = rnd<5>(ops::conv_weight_shape(o), 8);
+  auto dy = rnd<5>(xs, 9);
+  core::Tensor<float, 5, Dev> y(ctx(), xs), dx(ctx(), xs), dw(ctx(), w.shape());
+  dx.set_zero();
+  dw.set_zero();
+  auto ym = y.map();
+  auto dxm = dx.map();
+  auto dwm = dw.map();
+  const Index cc = C * C;
+  ops::set_winograd(false);
+  for (auto _ : st) {
+    if (!wino) {
+      if (pass == 0) ops::conv_forward<3>(ctx(), o, x.cmap(), w.cmap(), nullptr, ym);
+      if (pass == 1) ops::conv_backward<3>(ctx(), o, x.cmap(), w.cmap(), dy.cmap(), &dxm, nullptr, nullptr);
+      if (pass == 2) ops::conv_backward<3>(ctx(), o, x.cmap(), w.cmap(), dy.cmap(), nullptr, &dwm, nullptr);
+    } else if (pass == 0) {
+      const float* w0 = w.data();
+      ops::detail::winograd_conv3d<float>(
+          ctx(), x.data(), xs, C, [&](int a, int b, int c) { return w0 + cc * (a + 3 * b + 9 * c); }, y.data(), xs, 1,
+          1, 1, false);
+    } else if (pass == 1) {
+      const float* w0 = w.data();
+      ops::detail::winograd_conv3d<float>(
+          ctx(), dy.data(), xs, C, [&](int a, int b, int c) { return w0 + cc * ((2 - a) + 3 * (2 - b) + 9 * (2 - c)); },
+          dx.data(), xs, 1, 1, 1, true, true);
+    } else {
+      ops::detail::winograd_wgrad3d<float>(ctx(), x.data(), xs, dy.data(), xs, dw.data(), 1, 1, 1);
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  ops::set_winograd(true);
+  const double macs = double(C) * C * 27 * size * size * size;
+  st.counters["GFLOP/s"] = benchmark::Counter(2 * macs * st.iterations(), benchmark::Counter::kIsRate,
+                                              benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_conv_winograd3)
+    ->Name("conv_winograd/3d")
+    ->ArgNames({"C", "size", "winograd", "pass"})
+    ->ArgsProduct({{8, 16, 32, 64, 128}, {16, 32}, {0, 1}, {0, 1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 static void BM_convT(benchmark::State& st) {
   set_backend(st, int(st.range(0)));
   const auto o = ops::ConvOptions<2>(256, 128, 3).stride(2).padding(1).output_padding(1);

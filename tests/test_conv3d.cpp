@@ -43,3 +43,85 @@ BOOST_AUTO_TEST_CASE(shape_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(swap_kernel_axes_tiles) { check_swap_kernel_axes<3>(); }
+
+// ------------------------------------------------------------------ Winograd F(2x2x2, 3x3x3)
+// The kernels called directly, as in test_conv2d.cpp's winograd_kernels: 1 channel, odd sizes
+// smaller than a tile on some axes, every padding, batches; double against the naive conv
+// (forward) and the im2col path's gradients (gradient-checked above), float within Winograd's
+// error, the same bits on 1 and 3 threads, and blocks of one tile.
+namespace {
+struct WinoCase3 {
+  Index cin, cout, w, h, d, n, p;
+};
+
+template <class S, class Dev>
+void winograd3_run(Ctx<Dev>& ctx, const WinoCase3& k, const std::vector<double>& x, const std::vector<double>& w,
+                   const std::vector<double>& dy, std::vector<double>& y, std::vector<double>& dx,
+                   std::vector<double>& dw) {
+  using namespace dicyc;
+  const auto o = O(k.cin, k.cout, 3).padding(k.p);
+  const Shape<5> xs(k.cin, k.w, k.h, k.d, k.n), ys = ops::conv_output_shape(o, xs);
+  const auto X = convert<S>(x), W = convert<S>(w), DY = convert<S>(dy);
+  std::vector<S> Y(static_cast<std::size_t>(num_elements(ys))), DX(X.size(), S(0.5)), DW(W.size(), S(0.5));
+  const Index cc = k.cin * k.cout;
+  ops::detail::winograd_conv3d<S>(
+      ctx, X.data(), xs, k.cout, [&](int a, int b, int c) { return W.data() + cc * (a + 3 * b + 9 * c); }, Y.data(), ys,
+      k.p, k.p, k.p, false);
+  ops::detail::winograd_conv3d<S>(
+      ctx, DY.data(), ys, k.cin,
+      [&](int a, int b, int c) { return W.data() + cc * ((2 - a) + 3 * (2 - b) + 9 * (2 - c)); }, DX.data(), xs,
+      2 - k.p, 2 - k.p, 2 - k.p, true, true);
+  ops::detail::winograd_wgrad3d<S>(ctx, X.data(), xs, DY.data(), ys, DW.data(), k.p, k.p, k.p);
+  y = convert<double>(Y);
+  dx = convert<double>(DX);
+  dw = convert<double>(DW);
+  for (auto* v : {&dx, &dw})
+    for (auto& e : *v) e -= 0.5;  // they accumulate onto the pre-filled 0.5
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(winograd3d_kernels) {
+  using namespace dicyc;
+  auto& cx = contexts();
+  Ctx<Eigen::ThreadPoolDevice> pool3{3};
+  Ctx<Eigen::DefaultDevice> small;
+  small.set_workspace_limit(4096);  // one tile per block
+  for (const auto& k : std::vector<WinoCase3>{{1, 1, 3, 3, 3, 1, 0},
+                                              {1, 2, 1, 1, 1, 1, 1},
+                                              {3, 1, 5, 4, 3, 2, 1},
+                                              {2, 5, 4, 6, 3, 1, 0},
+                                              {5, 3, 3, 7, 5, 1, 2},
+                                              {4, 4, 4, 4, 4, 2, 1},
+                                              {6, 7, 2, 3, 6, 1, 2}}) {
+    BOOST_TEST_CONTEXT("cin " << k.cin << " cout " << k.cout << " " << k.w << "x" << k.h << "x" << k.d << " n "
+                              << k.n << " pad " << k.p) {
+      const ConvCase<3> c{O(k.cin, k.cout, 3).padding(k.p).bias(false), Shape<5>(k.cin, k.w, k.h, k.d, k.n), false,
+                          ""};
+      const auto d = make_data(c, 71);
+      const auto g = random_vec<double>(num_elements(d.ys), 73);
+      Shape<5> ys;
+      const auto yref = naive_conv<3>(c.opts, c.in, d.x, d.w, nullptr, ys);
+      std::vector<double> rx, rw, rb;
+      run_backward<3, double>(cx.cpu, c, d.x, d.w, g, rx, rw, rb);  // im2col (channels < threshold)
+      std::vector<double> y, dx, dw;
+      winograd3_run<double>(cx.cpu, k, d.x, d.w, g, y, dx, dw);
+      const double sy = std::max(1.0, max_abs(yref)), sx = std::max(1.0, max_abs(rx)), sw = std::max(1.0, max_abs(rw));
+      BOOST_CHECK_LT(max_abs_diff(y, yref), 1e-12 * sy);
+      BOOST_CHECK_LT(max_abs_diff(dx, rx), 1e-12 * sx);
+      BOOST_CHECK_LT(max_abs_diff(dw, rw), 1e-12 * sw);
+      std::vector<double> fy, fx, fw, py, px, pw, ty, tx, tw;
+      winograd3_run<float>(cx.cpu, k, d.x, d.w, g, fy, fx, fw);
+      winograd3_run<float>(pool3, k, d.x, d.w, g, py, px, pw);
+      winograd3_run<float>(small, k, d.x, d.w, g, ty, tx, tw);
+      BOOST_CHECK_LT(max_abs_diff(fy, yref), 1e-5 * sy);
+      BOOST_CHECK_LT(max_abs_diff(fx, rx), 1e-5 * sx);
+      BOOST_CHECK_LT(max_abs_diff(fw, rw), 1e-5 * sw);
+      BOOST_CHECK(py == fy);  // the same bits on 1 and 3 threads
+      BOOST_CHECK(px == fx);
+      BOOST_CHECK(pw == fw);
+      BOOST_CHECK_LT(max_abs_diff(ty, fy), 1e-5 * sy);  // blocks of one tile: the weight
+      BOOST_CHECK_LT(max_abs_diff(tx, fx), 1e-5 * sx);  // gradient sums in another order
+      BOOST_CHECK_LT(max_abs_diff(tw, fw), 1e-5 * sw);
+    }
+  }
+}
