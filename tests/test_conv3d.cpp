@@ -17,6 +17,11 @@ static std::vector<ConvCase<3>> cases() {
       {O(1, 3, 7), Shape<5>(1, 8, 7, 9, 1), false, "1-channel stem k7 s1 p0"},
       {O(3, 1, 7), Shape<5>(3, 7, 8, 7, 1), false, "head k7 to 1 channel"},
       {O(2, 2, {3, 1, 2}).stride({1, 2, 1}).padding({2, 0, 1}), Shape<5>(2, 4, 5, 3, 2), false, "k3x1x2 s1x2x1 p2x0x1"},
+      // Stride-1 3x3x3 convs with >= kWinogradMinChannels channels both ways take Winograd
+      // F(2x2x2, 3x3x3) (ops/winograd.hpp): edge tiles on every axis, every padding it takes.
+      {O(64, 64, 3).padding(1), Shape<5>(64, 3, 4, 5, 2), false, "winograd 64->64 p1"},
+      {O(65, 64, 3), Shape<5>(65, 5, 3, 4, 1), false, "winograd 65->64 p0"},
+      {O(64, 66, 3).padding(2), Shape<5>(64, 2, 3, 3, 1), false, "winograd 64->66 p2"},
   };
 }
 
@@ -123,5 +128,49 @@ BOOST_AUTO_TEST_CASE(winograd3d_kernels) {
       BOOST_CHECK_LT(max_abs_diff(tx, fx), 1e-5 * sx);  // gradient sums in another order
       BOOST_CHECK_LT(max_abs_diff(tw, fw), 1e-5 * sw);
     }
+  }
+}
+
+// conv_forward / conv_backward send the eligible 3-D convs to Winograd, bit for bit the direct
+// kernels' results, and set_winograd(false) sends them back to im2col (rounding-level changes).
+BOOST_AUTO_TEST_CASE(winograd3d_dispatch) {
+  using namespace dicyc;
+  auto& cx = contexts();
+  const WinoCase3 k{64, 64, 5, 3, 4, 1, 1};
+  const ConvCase<3> c{O(64, 64, 3).padding(1).bias(false), Shape<5>(64, 5, 3, 4, 1), false, ""};
+  const auto d = make_data(c, 81);
+  const auto g = random_vec<double>(num_elements(d.ys), 83);
+  std::vector<double> y, dx, dw;
+  winograd3_run<float>(cx.pool, k, d.x, d.w, g, y, dx, dw);
+  auto run = [&](std::vector<double>& ry, std::vector<double>& rx, std::vector<double>& rw) {
+    ry = run_forward<3, float>(cx.pool, c, d.x, d.w, std::vector<double>(64, 0.0));  // + 0: the same bits
+    std::vector<double> rb;
+    run_backward<3, float>(cx.pool, c, d.x, d.w, g, rx, rw, rb, 0.5);
+    for (auto* v : {&rx, &rw})
+      for (auto& e : *v) e -= 0.5;
+  };
+  BOOST_REQUIRE(ops::winograd_enabled());
+  std::vector<double> ay, ax, aw, by, bx, bw;
+  run(ay, ax, aw);
+  BOOST_CHECK(ay == y);
+  BOOST_CHECK(ax == dx);
+  BOOST_CHECK(aw == dw);
+  ops::set_winograd(false);
+  run(by, bx, bw);
+  ops::set_winograd(true);
+  BOOST_CHECK(by != y);
+  BOOST_CHECK(bw != dw);
+  BOOST_CHECK_LT(max_abs_diff(by, y), 1e-5 * std::max(1.0, max_abs(y)));
+  BOOST_CHECK_LT(max_abs_diff(bx, dx), 1e-5 * std::max(1.0, max_abs(dx)));
+  BOOST_CHECK_LT(max_abs_diff(bw, dw), 1e-5 * std::max(1.0, max_abs(dw)));
+  // Not eligible: stride 2, 63 channels -- the same bits with Winograd on or off.
+  for (const auto& o : {O(64, 64, 3).stride(2).padding(1).bias(false), O(63, 64, 3).padding(1).bias(false)}) {
+    const ConvCase<3> e{o, Shape<5>(o.in_channels(), 5, 4, 3, 1), false, ""};
+    const auto de = make_data(e, 91);
+    const auto on = run_forward<3, float>(cx.pool, e, de.x, de.w, de.b);
+    ops::set_winograd(false);
+    const auto off = run_forward<3, float>(cx.pool, e, de.x, de.w, de.b);
+    ops::set_winograd(true);
+    BOOST_CHECK(on == off);
   }
 }

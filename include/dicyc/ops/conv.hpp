@@ -665,16 +665,18 @@ void backward_via_float(Context<Device>& ctx, const ConstTensorMap<S, R>& x, con
   }
 }
 
-/// Stride-1 3x3 2-D convs with at least this many input and output channels go to Winograd
-/// F(4x4, 3x3) on the CPU (ops/winograd.hpp). Below it the transforms' memory traffic outweighs
-/// the saved multiplies. bench_ops' conv_winograd (2 threads, AVX2 EPYC, C -> C channels at 32^2,
-/// 64^2, 128^2, per pass, Winograd / im2col time): C = 16: 1.6-2.3, C = 32: 1.05-1.8, C = 64:
-/// 0.46-0.79, C = 128: 0.30-0.52, C = 256: 0.29-0.53 (docs/results/bench-2026-12-03/).
+/// Stride-1 3x3 2-D convs (3x3x3 in 3-D) with at least this many input and output channels go
+/// to Winograd F(4x4, 3x3) (F(2x2x2, 3x3x3)) on the CPU (ops/winograd.hpp). Below it the
+/// transforms' memory traffic outweighs the saved multiplies. bench_ops' conv_winograd (2 threads,
+/// AVX2 EPYC, C -> C channels, per pass, Winograd / im2col time; docs/results/bench-2026-12-03/):
+/// 2-D at 32^2-128^2: C = 16: 1.6-2.3, C = 32: 1.05-1.8, C = 64: 0.46-0.79, C = 128: 0.30-0.52,
+/// C = 256: 0.29-0.53; 3-D at 16^3 and 32^3, the three passes together: C = 8: 1.2-1.5, C = 16:
+/// 0.9-1.2, C = 32: 0.77-1.34, C = 64: 0.61-0.85, C = 128: 0.51-0.58.
 constexpr Index kWinogradMinChannels = 64;
 
 template <int Dim, class S, class Device>
 constexpr bool winograd_capable_v =
-    Dim == 2 && !core::is_gpu_v<Device> && (std::is_same_v<S, float> || std::is_same_v<S, double>);
+    (Dim == 2 || Dim == 3) && !core::is_gpu_v<Device> && (std::is_same_v<S, float> || std::is_same_v<S, double>);
 
 /// Whether conv o runs on Winograd (see kWinogradMinChannels; the switch is set_winograd).
 template <int Dim>
@@ -708,9 +710,15 @@ void conv_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTe
       if (detail::use_winograd(o)) {
         const Index cc = o.out_channels() * o.in_channels();
         const S* w0 = w.data();
-        detail::winograd_conv2d<S>(
-            ctx, x.data(), x.dimensions(), o.out_channels(), [&](int a, int b) { return w0 + cc * (a + 3 * b); },
-            y.data(), out, o.padding()[0], o.padding()[1], false);
+        if constexpr (Dim == 2)
+          detail::winograd_conv2d<S>(
+              ctx, x.data(), x.dimensions(), o.out_channels(), [&](int a, int b) { return w0 + cc * (a + 3 * b); },
+              y.data(), out, o.padding()[0], o.padding()[1], false);
+        else
+          detail::winograd_conv3d<S>(
+              ctx, x.data(), x.dimensions(), o.out_channels(),
+              [&](int a, int b, int c) { return w0 + cc * (a + 3 * b + 9 * c); }, y.data(), out, o.padding()[0],
+              o.padding()[1], o.padding()[2], false);
         if (bias) detail::add_bias(ctx, *bias, y.data(), o.out_channels(), num_elements(out) / o.out_channels());
         return;
       }
@@ -743,15 +751,24 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
     if constexpr (detail::winograd_capable_v<Dim, S, Device>) {
       if (detail::use_winograd(o)) {
         const Index px = o.padding()[0], py = o.padding()[1];
-        if (dw) detail::winograd_wgrad2d<S>(ctx, x.data(), x.dimensions(), dy.data(), out, dw->data(), px, py);
-        if (dx) {
-          // The input gradient is the stride-1 conv of dy with the kernel flipped and its
-          // channel axes swapped (the GEMMs take w's taps transposed), at padding 2 - p.
-          const Index cc = o.out_channels() * o.in_channels();
-          const S* w0 = w.data();
-          detail::winograd_conv2d<S>(
-              ctx, dy.data(), out, o.in_channels(), [&](int a, int b) { return w0 + cc * ((2 - a) + 3 * (2 - b)); },
-              dx->data(), x.dimensions(), 2 - px, 2 - py, true, true);
+        const Index cc = o.out_channels() * o.in_channels();
+        const S* w0 = w.data();
+        // The input gradient is the stride-1 conv of dy with the kernel flipped and its channel
+        // axes swapped (the GEMMs take w's taps transposed), at padding 2 - p.
+        if constexpr (Dim == 2) {
+          if (dw) detail::winograd_wgrad2d<S>(ctx, x.data(), x.dimensions(), dy.data(), out, dw->data(), px, py);
+          if (dx)
+            detail::winograd_conv2d<S>(
+                ctx, dy.data(), out, o.in_channels(), [&](int a, int b) { return w0 + cc * ((2 - a) + 3 * (2 - b)); },
+                dx->data(), x.dimensions(), 2 - px, 2 - py, true, true);
+        } else {
+          const Index pz = o.padding()[2];
+          if (dw) detail::winograd_wgrad3d<S>(ctx, x.data(), x.dimensions(), dy.data(), out, dw->data(), px, py, pz);
+          if (dx)
+            detail::winograd_conv3d<S>(
+                ctx, dy.data(), out, o.in_channels(),
+                [&](int a, int b, int c) { return w0 + cc * ((2 - a) + 3 * (2 - b) + 9 * (2 - c)); }, dx->data(),
+                x.dimensions(), 2 - px, 2 - py, 2 - pz, true, true);
         }
         return;
       }
