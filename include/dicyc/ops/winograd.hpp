@@ -408,6 +408,44 @@ void separable_transform3(Index L, const double* Ma, const double* Mb, const dou
   }
 }
 
+/// The hand-written 3-D transforms' block I/O. Loads `count` vectors of kTransformBlock3 channels
+/// from e0 (n of them valid; the rest, and null sources, read as zeros) into t.
+template <class S>
+void f23_load(const S* const* src, int count, Index e0, int n, S (*t)[kTransformBlock3]) {
+  constexpr int CB = kTransformBlock3;
+  using Vec = Eigen::Array<S, CB, 1>;
+  for (int i = 0; i < count; ++i) {
+    Eigen::Map<Vec, Eigen::Aligned32> ti(t[i]);
+    if (!src[i]) {
+      ti.setZero();
+    } else if (n == CB) {
+      ti = Eigen::Map<const Vec>(src[i] + e0);
+    } else {
+      for (int k = 0; k < CB; ++k) t[i][k] = k < n ? src[i][e0 + k] : S(0);
+    }
+  }
+}
+
+/// Stores the first n channels of `count` vectors of t at dst[i] + e0 (null: dropped), adding
+/// onto them with accumulate.
+template <class S>
+void f23_store(S (*t)[kTransformBlock3], int count, S* const* dst, Index e0, int n, bool accumulate) {
+  constexpr int CB = kTransformBlock3;
+  using Vec = Eigen::Array<S, CB, 1>;
+  for (int i = 0; i < count; ++i) {
+    if (!dst[i]) continue;
+    S* o = dst[i] + e0;
+    const Eigen::Map<Vec, Eigen::Aligned32> ti(t[i]);
+    if (n == CB) {
+      Eigen::Map<Vec> O(o);
+      if (accumulate) O += ti;
+      else O = ti;
+    } else {
+      for (int k = 0; k < n; ++k) o[k] = accumulate ? S(o[k] + t[i][k]) : t[i][k];
+    }
+  }
+}
+
 /// B^T d B on every axis of one 4x4x4 tile, for kTransformBlock3 channels from e0 (n of them
 /// valid), written out by hand: each 1-D B^T is two additions and two subtractions (d0 - d2,
 /// d1 + d2, d2 - d1, d1 - d3), where separable_transform3 spends a multiply-add per coefficient
@@ -419,15 +457,7 @@ void f23_input_block(const S* const* src, Index e0, int n, S* const* dst) {
   using M = Eigen::Map<Vec, Eigen::Aligned32>;
   alignas(64) S t0[64][CB];
   alignas(64) S t1[64][CB];
-  for (int i = 0; i < 64; ++i) {
-    if (!src[i]) {
-      M{t0[i]}.setZero();
-    } else if (n == CB) {
-      M{t0[i]} = Eigen::Map<const Vec>(src[i] + e0);
-    } else {
-      for (int k = 0; k < CB; ++k) t0[i][k] = k < n ? src[i][e0 + k] : S(0);
-    }
-  }
+  f23_load(src, 64, e0, n, t0);
   auto bt = [](S (*in)[CB], S (*out)[CB], int i, int st) {
     const M x0(in[i]), x1(in[i + st]), x2(in[i + 2 * st]), x3(in[i + 3 * st]);
     M{out[i]} = x0 - x2;
@@ -439,12 +469,7 @@ void f23_input_block(const S* const* src, Index e0, int n, S* const* dst) {
   for (int r = 0; r < 4; ++r)
     for (int p = 0; p < 4; ++p) bt(t1, t0, p + 16 * r, 4);  // along y
   for (int pq = 0; pq < 16; ++pq) bt(t0, t1, pq, 16);  // along z
-  for (int i = 0; i < 64; ++i) {
-    S* o = dst[i] + e0;
-    if (n == CB) Eigen::Map<Vec>{o} = M{t1[i]};
-    else
-      for (int k = 0; k < n; ++k) o[k] = t1[i][k];
-  }
+  f23_store(t1, 64, dst, e0, n, false);
 }
 
 /// A^T M A on every axis (64 positions to a 2x2x2 output tile): each 1-D A^T is m0 + m1 + m2,
@@ -456,13 +481,7 @@ void f23_output_block(const S* const* src, Index e0, int n, S* const* dst, bool 
   using M = Eigen::Map<Vec, Eigen::Aligned32>;
   alignas(64) S t0[64][CB];
   alignas(64) S t1[32][CB];
-  for (int i = 0; i < 64; ++i) {
-    if (n == CB) {
-      M{t0[i]} = Eigen::Map<const Vec>(src[i] + e0);
-    } else {
-      for (int k = 0; k < CB; ++k) t0[i][k] = k < n ? src[i][e0 + k] : S(0);
-    }
-  }
+  f23_load(src, 64, e0, n, t0);
   // at(in, i, st) -> (m0 + m1 + m2, m1 - m2 - m3) of in[i + k st], into out[o], out[o + ost]
   auto at = [](S (*in)[CB], int i, int st, S (*out)[CB], int o, int ost) {
     const M m0(in[i]), m1(in[i + st]), m2(in[i + 2 * st]), m3(in[i + 3 * st]);
@@ -473,17 +492,7 @@ void f23_output_block(const S* const* src, Index e0, int n, S* const* dst, bool 
   for (int r = 0; r < 4; ++r)
     for (int a = 0; a < 2; ++a) at(t1, a + 8 * r, 2, t0, a + 4 * r, 2);  // y: (a, b, r) = a + 2 (b + 2 r)
   for (int ab = 0; ab < 4; ++ab) at(t0, ab, 4, t1, ab, 4);  // z: (a, b, c) = a + 2 (b + 2 c)
-  for (int i = 0; i < 8; ++i) {
-    if (!dst[i]) continue;
-    S* o = dst[i] + e0;
-    if (n == CB) {
-      Eigen::Map<Vec> O(o);
-      if (accumulate) O += M(t1[i]);
-      else O = M(t1[i]);
-    } else {
-      for (int k = 0; k < n; ++k) o[k] = accumulate ? S(o[k] + t1[i][k]) : t1[i][k];
-    }
-  }
+  f23_store(t1, 8, dst, e0, n, accumulate);
 }
 
 /// A dY A^T on every axis (a 2x2x2 output-gradient tile to 64 positions): each 1-D A is y0,
@@ -495,15 +504,7 @@ void f23_output_adjoint_block(const S* const* src, Index e0, int n, S* const* ds
   using M = Eigen::Map<Vec, Eigen::Aligned32>;
   alignas(64) S t0[64][CB];
   alignas(64) S t1[64][CB];
-  for (int i = 0; i < 8; ++i) {
-    if (!src[i]) {
-      M{t0[i]}.setZero();
-    } else if (n == CB) {
-      M{t0[i]} = Eigen::Map<const Vec>(src[i] + e0);
-    } else {
-      for (int k = 0; k < CB; ++k) t0[i][k] = k < n ? src[i][e0 + k] : S(0);
-    }
-  }
+  f23_load(src, 8, e0, n, t0);
   auto a4 = [](S (*in)[CB], int i, int st, S (*out)[CB], int o, int ost) {
     const M y0(in[i]), y1(in[i + st]);
     M{out[o]} = y0;
@@ -515,12 +516,7 @@ void f23_output_adjoint_block(const S* const* src, Index e0, int n, S* const* ds
   for (int r = 0; r < 2; ++r)
     for (int a = 0; a < 4; ++a) a4(t1, a + 8 * r, 4, t0, a + 16 * r, 4);  // y: (a, b, r) = a + 4 (b + 4 r)
   for (int ab = 0; ab < 16; ++ab) a4(t0, ab, 16, t1, ab, 16);  // z: (a, b, c) = a + 4 (b + 4 c)
-  for (int i = 0; i < 64; ++i) {
-    S* o = dst[i] + e0;
-    if (n == CB) Eigen::Map<Vec>{o} = M{t1[i]};
-    else
-      for (int k = 0; k < n; ++k) o[k] = t1[i][k];
-  }
+  f23_store(t1, 64, dst, e0, n, false);
 }
 
 /// Tiling of a stride-1 3x3x3 conv from x (C_in, W, H, D, N) to y (C_out, OW, OH, OD, N), output
