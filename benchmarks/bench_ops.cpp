@@ -178,6 +178,97 @@ BENCHMARK(BM_conv_winograd3)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// One pass of one conv layer, batch 1, float: the PatchGAN's (4x4 kernels, padding 1, stride 2 for
+// the first three; input 128^2) and the 2-D generator's non-Winograd ones at 128^2, ngf 64 (7x7
+// stem and head, the 3x3 stride-2 downsampling; transposed = the 3x3 stride-2 upsampling, output
+// padding 1), and the 3-D generator's at 64^3, ngf 16. Args: cin, cout, input size, kernel, stride,
+// transposed, pass (0 forward, 1 input gradient, 2 weight gradient). Where a model's time goes,
+// layer by layer, with the current dispatch (DICYC_COL2IM=0 / DICYC_WINOGRAD=0 switch paths off).
+template <int Dim>
+static void conv_layer_bench(benchmark::State& st) {
+  constexpr int R = Dim + 2;
+  const Index cin = st.range(0), cout = st.range(1), size = st.range(2), k = st.range(3), stride = st.range(4);
+  const bool tr = st.range(5) != 0;
+  const int pass = int(st.range(6));
+  ops::set_gemm_backend(ops::gemm_backend_available(ops::GemmBackend::Dnnl) ? ops::GemmBackend::Dnnl
+                                                                            : ops::GemmBackend::Eigen);
+  auto o = ops::ConvOptions<Dim>(cin, cout, k).stride(stride).padding(k == 4 ? 1 : k / 2).bias(false);
+  if (tr) o.output_padding(stride - 1);
+  Shape<R> xs;
+  xs[0] = cin;
+  for (int d = 0; d < Dim; ++d) xs[d + 1] = size;
+  xs[R - 1] = 1;
+  const auto ys = tr ? ops::conv_transpose_output_shape(o, xs) : ops::conv_output_shape(o, xs);
+  auto x = rnd<R>(xs, 7);
+  auto w = rnd<R>(tr ? ops::conv_transpose_weight_shape(o) : ops::conv_weight_shape(o), 8);
+  auto dy = rnd<R>(ys, 9);
+  core::Tensor<float, R, Dev> y(ctx(), ys), dx(ctx(), xs), dw(ctx(), w.shape());
+  dx.set_zero();
+  dw.set_zero();
+  auto ym = y.map();
+  auto dxm = dx.map();
+  auto dwm = dw.map();
+  for (auto _ : st) {
+    if (tr) {
+      if (pass == 0) ops::conv_transpose_forward<Dim>(ctx(), o, x.cmap(), w.cmap(), nullptr, ym);
+      if (pass == 1) ops::conv_transpose_backward<Dim>(ctx(), o, x.cmap(), w.cmap(), dy.cmap(), &dxm, nullptr, nullptr);
+      if (pass == 2) ops::conv_transpose_backward<Dim>(ctx(), o, x.cmap(), w.cmap(), dy.cmap(), nullptr, &dwm, nullptr);
+    } else {
+      if (pass == 0) ops::conv_forward<Dim>(ctx(), o, x.cmap(), w.cmap(), nullptr, ym);
+      if (pass == 1) ops::conv_backward<Dim>(ctx(), o, x.cmap(), w.cmap(), dy.cmap(), &dxm, nullptr, nullptr);
+      if (pass == 2) ops::conv_backward<Dim>(ctx(), o, x.cmap(), w.cmap(), dy.cmap(), nullptr, &dwm, nullptr);
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  double macs = double(cin) * cout;
+  for (int d = 0; d < Dim; ++d) macs *= double(k) * double(tr ? xs[d + 1] : ys[d + 1]);
+  st.counters["GFLOP/s"] = benchmark::Counter(2 * macs * st.iterations(), benchmark::Counter::kIsRate,
+                                              benchmark::Counter::kIs1000);
+}
+static void BM_conv_layer2(benchmark::State& st) { conv_layer_bench<2>(st); }
+static void BM_conv_layer3(benchmark::State& st) { conv_layer_bench<3>(st); }
+static void conv_layer_args(benchmark::internal::Benchmark* b, std::vector<std::vector<int64_t>> layers) {
+  b->ArgNames({"cin", "cout", "size", "k", "s", "tr", "pass"});
+  for (auto& l : layers)
+    for (int64_t pass = 0; pass < 3; ++pass) {
+      auto a = l;
+      a.push_back(pass);
+      b->Args(a);
+    }
+}
+BENCHMARK(BM_conv_layer2)
+    ->Name("conv_layer/2d/patchgan")
+    ->Apply([](benchmark::internal::Benchmark* b) {
+      conv_layer_args(b, {{1, 64, 128, 4, 2, 0}, {64, 128, 64, 4, 2, 0}, {128, 256, 32, 4, 2, 0},
+                          {256, 512, 16, 4, 1, 0}, {512, 1, 15, 4, 1, 0}});
+    })
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_conv_layer2)
+    ->Name("conv_layer/2d/generator")
+    ->Apply([](benchmark::internal::Benchmark* b) {
+      conv_layer_args(b, {{1, 64, 128, 7, 1, 0}, {64, 128, 128, 3, 2, 0}, {128, 256, 64, 3, 2, 0},
+                          {256, 128, 32, 3, 2, 1}, {128, 64, 64, 3, 2, 1}, {64, 1, 128, 7, 1, 0}});
+    })
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_conv_layer3)
+    ->Name("conv_layer/3d/generator")
+    ->Apply([](benchmark::internal::Benchmark* b) {
+      conv_layer_args(b, {{1, 16, 64, 7, 1, 0}, {16, 32, 64, 3, 2, 0}, {32, 64, 32, 3, 2, 0},
+                          {64, 32, 16, 3, 2, 1}, {32, 16, 32, 3, 2, 1}, {16, 1, 64, 7, 1, 0}});
+    })
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_conv_layer3)
+    ->Name("conv_layer/3d/patchgan")
+    ->Apply([](benchmark::internal::Benchmark* b) {
+      conv_layer_args(b, {{1, 32, 64, 4, 2, 0}, {32, 64, 32, 4, 2, 0}, {64, 128, 16, 4, 2, 0},
+                          {128, 256, 8, 4, 1, 0}, {256, 1, 7, 4, 1, 0}});
+    })
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 static void BM_convT(benchmark::State& st) {
   set_backend(st, int(st.range(0)));
   const auto o = ops::ConvOptions<2>(256, 128, 3).stride(2).padding(1).output_padding(1);

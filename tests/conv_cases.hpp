@@ -209,6 +209,52 @@ void check_tiling_and_generic(const ConvCase<Dim>& c) {
   }
 }
 
+/// The col2im path (conv input gradients, transposed-conv forwards) against the transposed gather
+/// it replaces (set_col2im(false)): `on` and `tr` are eligible -- the float results differ from the
+/// gather's at rounding level, so the switch reaches them, and agree in double to 1e-12 --, `off`
+/// has too few channels and gives the same bits either way. The pool (2 threads) agrees with one thread.
+template <int Dim>
+void check_col2im_dispatch(const ConvCase<Dim>& on, const ConvCase<Dim>& tr, const ConvCase<Dim>& off) {
+  using namespace dicyc;
+  auto& cx = contexts();
+  BOOST_REQUIRE(ops::col2im_enabled());
+  // What the switch changes: the input gradient of a conv, the forward of a transposed conv.
+  auto result = [&](const ConvCase<Dim>& c, auto scalar, auto& ctx) {
+    using S = decltype(scalar);
+    const auto d = make_data(c, 71);
+    if (c.transpose) return run_forward<Dim, S>(ctx, c, d.x, d.w, d.b);
+    const auto g = random_vec<double>(num_elements(d.ys), 73);
+    std::vector<double> dx, dw, db;
+    run_backward<Dim, S>(ctx, c, d.x, d.w, g, dx, dw, db);
+    return dx;
+  };
+  for (const auto* c : {&on, &tr}) {
+    BOOST_TEST_CONTEXT(c->label) {
+      const auto geo = c->transpose
+                           ? ops::detail::geometry(c->opts, c->opts.out_channels(),
+                                                   ops::conv_transpose_output_shape(c->opts, c->in), c->in, false)
+                           : ops::detail::geometry(c->opts, c->opts.in_channels(), c->in,
+                                                   ops::conv_output_shape(c->opts, c->in), false);
+      BOOST_CHECK(ops::detail::col2im_applies(geo, c->transpose ? c->opts.in_channels() : c->opts.out_channels()));
+      const auto a = result(*c, float(), cx.pool), a1 = result(*c, float(), cx.cpu), ad = result(*c, double(), cx.pool);
+      ops::set_col2im(false);
+      const auto b = result(*c, float(), cx.pool), bd = result(*c, double(), cx.pool);
+      ops::set_col2im(true);
+      BOOST_CHECK(a != b);
+      BOOST_CHECK_LT(max_abs_diff(a, a1), 1e-5 * std::max(1.0, max_abs(a1)));
+      BOOST_CHECK_LT(max_abs_diff(a, b), 2e-5 * std::max(1.0, max_abs(b)));
+      BOOST_CHECK_LT(max_abs_diff(ad, bd), 1e-12 * std::max(1.0, max_abs(bd)));
+    }
+  }
+  BOOST_TEST_CONTEXT(off.label) {
+    const auto a = result(off, float(), cx.pool);
+    ops::set_col2im(false);
+    const auto b = result(off, float(), cx.pool);
+    ops::set_col2im(true);
+    BOOST_CHECK(a == b);
+  }
+}
+
 /// detail::swap_kernel_axes (the tiled CPU transpose behind every conv input gradient and
 /// transposed-conv forward) against an element-by-element swap, on kernels with extents that are
 /// and are not multiples of its 8 x 8 tiles, on the pool and single-threaded.

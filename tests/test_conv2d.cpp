@@ -31,6 +31,13 @@ static std::vector<ConvCase<2>> cases() {
       {O(128, 128, 3).padding(1), Shape<4>(128, 6, 5, 2), false, "winograd 128->128 p1"},
       {O(130, 128, 3), Shape<4>(130, 9, 7, 1), false, "winograd 130->128 p0"},
       {O(128, 131, 3).padding(2), Shape<4>(128, 3, 4, 2), false, "winograd 128->131 p2"},
+      // Input gradients and transposed-conv forwards with >= kCol2imMinChannels channels on both
+      // sides are a GEMM with the weight transposed and a col2im (ops/conv.hpp gemm_col2im).
+      {O(64, 66, 3).stride(2).padding(1), Shape<4>(64, 7, 9, 2), false, "col2im 64->66 k3 s2 p1"},
+      {O(65, 64, 4).padding(1), Shape<4>(65, 5, 6, 1), false, "col2im 65->64 k4 s1 p1"},
+      {O(64, 64, 2).padding(2), Shape<4>(64, 3, 4, 2), false, "col2im 64->64 k2 s1 p2 (pad beyond the kernel)"},
+      {O(66, 64, 3).stride(2).padding(1).output_padding(1), Shape<4>(66, 3, 5, 2), true, "col2im convT 66->64 k3 s2 op1"},
+      {O(64, 65, 4).stride(2).padding(1), Shape<4>(64, 4, 3, 1), true, "col2im convT 64->65 k4 s2 p1"},
   };
 }
 
@@ -42,6 +49,12 @@ BOOST_AUTO_TEST_CASE(backward_gradcheck_and_parity) {
 }
 BOOST_AUTO_TEST_CASE(tiling_and_generic_paths) {
   for (const auto& c : cases()) check_tiling_and_generic<2>(c);
+}
+
+BOOST_AUTO_TEST_CASE(col2im_dispatch) {
+  check_col2im_dispatch<2>({O(64, 66, 3).stride(2).padding(1), Shape<4>(64, 7, 9, 2), false, "conv k3 s2"},
+                           {O(66, 64, 3).stride(2).padding(1).output_padding(1), Shape<4>(66, 3, 5, 2), true, "convT"},
+                           {O(63, 66, 3).stride(2).padding(1), Shape<4>(63, 7, 9, 2), false, "63 channels"});
 }
 
 BOOST_AUTO_TEST_CASE(shape_errors) {

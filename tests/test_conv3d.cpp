@@ -22,6 +22,11 @@ static std::vector<ConvCase<3>> cases() {
       {O(64, 64, 3).padding(1), Shape<5>(64, 3, 4, 5, 2), false, "winograd 64->64 p1"},
       {O(65, 64, 3), Shape<5>(65, 5, 3, 4, 1), false, "winograd 65->64 p0"},
       {O(64, 66, 3).padding(2), Shape<5>(64, 2, 3, 3, 1), false, "winograd 64->66 p2"},
+      // Input gradients and transposed-conv forwards with >= kCol2imMinChannels channels on both
+      // sides are a GEMM with the weight transposed and a col2im (ops/conv.hpp gemm_col2im).
+      {O(64, 65, 4).stride(2).padding(1), Shape<5>(64, 5, 4, 3, 1), false, "col2im 64->65 k4 s2 p1"},
+      {O(64, 64, {2, 3, 1}).padding({2, 0, 1}), Shape<5>(64, 3, 4, 2, 2), false, "col2im k2x3x1 p2x0x1"},
+      {O(66, 64, 3).stride(2).padding(1).output_padding(1), Shape<5>(66, 2, 3, 2, 1), true, "col2im convT 66->64 op1"},
   };
 }
 
@@ -33,6 +38,12 @@ BOOST_AUTO_TEST_CASE(backward_gradcheck_and_parity) {
 }
 BOOST_AUTO_TEST_CASE(tiling_and_generic_paths) {
   for (const auto& c : cases()) check_tiling_and_generic<3>(c);
+}
+
+BOOST_AUTO_TEST_CASE(col2im_dispatch) {
+  check_col2im_dispatch<3>({O(64, 65, 4).stride(2).padding(1), Shape<5>(64, 5, 4, 3, 1), false, "conv k4 s2"},
+                           {O(66, 64, 3).stride(2).padding(1).output_padding(1), Shape<5>(66, 2, 3, 2, 1), true, "convT"},
+                           {O(64, 63, 4).stride(2).padding(1), Shape<5>(64, 5, 4, 3, 1), false, "63 channels"});
 }
 
 BOOST_AUTO_TEST_CASE(shape_errors) {
