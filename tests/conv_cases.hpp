@@ -255,8 +255,8 @@ void check_col2im_dispatch(const ConvCase<Dim>& on, const ConvCase<Dim>& tr, con
   }
 }
 
-/// detail::swap_kernel_axes (the tiled CPU transpose behind every conv input gradient and
-/// transposed-conv forward) against an element-by-element swap, on kernels with extents that are
+/// detail::swap_kernel_axes (the tiled CPU transpose behind the transposed gather of conv input
+/// gradients and transposed-conv forwards with fewer than 64 channels) against an element-by-element swap, on kernels with extents that are
 /// and are not multiples of its 8 x 8 tiles, on the pool and single-threaded.
 template <int Dim>
 void check_swap_kernel_axes() {

@@ -592,12 +592,13 @@ inline std::atomic<bool>& col2im_slot() {
 inline bool col2im_enabled() { return col2im_slot().load(); }
 
 /// Input gradients (and transposed-conv forwards) with at least this many channels on both sides
-/// go to gemm_col2im on the CPU. bench_ops conv_layer (2 threads, Zen 4 EPYC, median of 3-7, old /
-/// new ms): 2-D 64 -> 128 3x3 s2 at 128^2 input gradient 6.61 / 4.98, 128 -> 256 5.38 / 3.83,
-/// transposed 256 -> 128 and 128 -> 64 forwards 5.21 / 4.08 and 7.26 / 4.76, PatchGAN 4x4 layers
-/// 2.4 / 1.8, 2.3 / 1.5, 8.5 / 5.1; 3-D 64 -> 128 and 128 -> 256 PatchGAN layers 5.0 / 4.0 and
-/// 14.6 / 8.6; but with 16-32 channels on the image side (3-D generators at 64^3) 5-20 % slower:
-/// the col2im slices are short and split over fewer threads.
+/// go to gemm_col2im on the CPU. bench_ops conv_layer, old and new alternating 4 times (2 threads,
+/// Zen 4 EPYC, fastest of 4, transposed gather / col2im, ms): 2-D PatchGAN input gradients 64 <-
+/// 128, 128 <- 256, 256 <- 512: 2.17 / 2.01, 2.39 / 1.55, 9.43 / 5.22; the 2-D generator's
+/// downsampling 128 <- 256 5.02 / 3.76, transposed 256 -> 128 4.72 / 3.70; with 64 channels on the
+/// image side (64 <- 128 at 128^2, transposed 128 -> 64) even: 5.18 / 5.30, 5.06 / 5.29. With 16-32
+/// channels there (the 3-D generators at 64^3) col2im was 5-20 % slower: its channel slices are
+/// short and fewer than the threads.
 constexpr Index kCol2imMinChannels = 64;
 
 /// dst (channels, image) += col2im(cols), the block of columns j0 .. j1 of g (normal mode): every
@@ -669,7 +670,8 @@ bool col2im_applies(const PatchGeometry<Dim>& g, Index m) {
   return col2im_enabled() && g.channels >= kCol2imMinChannels && m >= kCol2imMinChannels && !g.trivial();
 }
 
-/// The kernel with its first two axes swapped: (a, b, k...) -> (b, a, k...).
+/// The kernel with its first two axes swapped: (a, b, k...) -> (b, a, k...): the transposed
+/// gather's kernel (input gradients and transposed-conv forwards where gemm_col2im does not apply).
 /// On the CPU each tap's (a x b) block is transposed in 16 x 16 tiles, split over the pool: Eigen's
 /// shuffle() took 4-5x longer (6 ms for the PatchGAN's 512 x 256 x 4 x 4 kernel, on every input
 /// gradient). 16 rows of a fill each 64-byte line read; 8 x 8 tiles read every line twice and took
