@@ -227,47 +227,39 @@ static void conv_layer_bench(benchmark::State& st) {
 }
 static void BM_conv_layer2(benchmark::State& st) { conv_layer_bench<2>(st); }
 static void BM_conv_layer3(benchmark::State& st) { conv_layer_bench<3>(st); }
-static void conv_layer_args(benchmark::internal::Benchmark* b, std::vector<std::vector<int64_t>> layers) {
-  b->ArgNames({"cin", "cout", "size", "k", "s", "tr", "pass"});
-  for (auto& l : layers)
-    for (int64_t pass = 0; pass < 3; ++pass) {
-      auto a = l;
-      a.push_back(pass);
-      b->Args(a);
-    }
-}
-BENCHMARK(BM_conv_layer2)
-    ->Name("conv_layer/2d/patchgan")
-    ->Apply([](benchmark::internal::Benchmark* b) {
-      conv_layer_args(b, {{1, 64, 128, 4, 2, 0}, {64, 128, 64, 4, 2, 0}, {128, 256, 32, 4, 2, 0},
-                          {256, 512, 16, 4, 1, 0}, {512, 1, 15, 4, 1, 0}});
-    })
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK(BM_conv_layer2)
-    ->Name("conv_layer/2d/generator")
-    ->Apply([](benchmark::internal::Benchmark* b) {
-      conv_layer_args(b, {{1, 64, 128, 7, 1, 0}, {64, 128, 128, 3, 2, 0}, {128, 256, 64, 3, 2, 0},
-                          {256, 128, 32, 3, 2, 1}, {128, 64, 64, 3, 2, 1}, {64, 1, 128, 7, 1, 0}});
-    })
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK(BM_conv_layer3)
-    ->Name("conv_layer/3d/generator")
-    ->Apply([](benchmark::internal::Benchmark* b) {
-      conv_layer_args(b, {{1, 16, 64, 7, 1, 0}, {16, 32, 64, 3, 2, 0}, {32, 64, 32, 3, 2, 0},
-                          {64, 32, 16, 3, 2, 1}, {32, 16, 32, 3, 2, 1}, {16, 1, 64, 7, 1, 0}});
-    })
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK(BM_conv_layer3)
-    ->Name("conv_layer/3d/patchgan")
-    ->Apply([](benchmark::internal::Benchmark* b) {
-      conv_layer_args(b, {{1, 32, 64, 4, 2, 0}, {32, 64, 32, 4, 2, 0}, {64, 128, 16, 4, 2, 0},
-                          {128, 256, 8, 4, 1, 0}, {256, 1, 7, 4, 1, 0}});
-    })
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+// Each model's layers as {cin, cout, input size, kernel, stride, transposed}, three passes each.
+static const int conv_layers_registered = [] {
+  struct Model {
+    const char* name;
+    void (*fn)(benchmark::State&);
+    std::vector<std::vector<int64_t>> layers;
+  };
+  const Model models[] = {
+      {"conv_layer/2d/patchgan", BM_conv_layer2,
+       {{1, 64, 128, 4, 2, 0}, {64, 128, 64, 4, 2, 0}, {128, 256, 32, 4, 2, 0}, {256, 512, 16, 4, 1, 0},
+        {512, 1, 15, 4, 1, 0}}},
+      {"conv_layer/2d/generator", BM_conv_layer2,
+       {{1, 64, 128, 7, 1, 0}, {64, 128, 128, 3, 2, 0}, {128, 256, 64, 3, 2, 0}, {256, 128, 32, 3, 2, 1},
+        {128, 64, 64, 3, 2, 1}, {64, 1, 128, 7, 1, 0}}},
+      {"conv_layer/3d/generator", BM_conv_layer3,
+       {{1, 16, 64, 7, 1, 0}, {16, 32, 64, 3, 2, 0}, {32, 64, 32, 3, 2, 0}, {64, 32, 16, 3, 2, 1},
+        {32, 16, 32, 3, 2, 1}, {16, 1, 64, 7, 1, 0}}},
+      {"conv_layer/3d/patchgan", BM_conv_layer3,
+       {{1, 32, 64, 4, 2, 0}, {32, 64, 32, 4, 2, 0}, {64, 128, 16, 4, 2, 0}, {128, 256, 8, 4, 1, 0},
+        {256, 1, 7, 4, 1, 0}}},
+  };
+  for (const auto& m : models) {
+    auto* b = benchmark::RegisterBenchmark(m.name, m.fn);
+    b->ArgNames({"cin", "cout", "size", "k", "s", "tr", "pass"})->Unit(benchmark::kMillisecond)->UseRealTime();
+    for (const auto& l : m.layers)
+      for (int64_t pass = 0; pass < 3; ++pass) {
+        auto args = l;
+        args.push_back(pass);
+        b->Args(args);
+      }
+  }
+  return 0;
+}();
 
 static void BM_convT(benchmark::State& st) {
   set_backend(st, int(st.range(0)));

@@ -230,12 +230,7 @@ void check_col2im_dispatch(const ConvCase<Dim>& on, const ConvCase<Dim>& tr, con
   };
   for (const auto* c : {&on, &tr}) {
     BOOST_TEST_CONTEXT(c->label) {
-      const auto geo = c->transpose
-                           ? ops::detail::geometry(c->opts, c->opts.out_channels(),
-                                                   ops::conv_transpose_output_shape(c->opts, c->in), c->in, false)
-                           : ops::detail::geometry(c->opts, c->opts.in_channels(), c->in,
-                                                   ops::conv_output_shape(c->opts, c->in), false);
-      BOOST_CHECK(ops::detail::col2im_applies(geo, c->transpose ? c->opts.in_channels() : c->opts.out_channels()));
+      BOOST_CHECK(ops::detail::col2im_problem(c->opts, c->in, c->transpose).applies());
       const auto a = result(*c, float(), cx.pool), a1 = result(*c, float(), cx.cpu), ad = result(*c, double(), cx.pool);
       ops::set_col2im(false);
       const auto b = result(*c, float(), cx.pool), bd = result(*c, double(), cx.pool);
@@ -255,9 +250,10 @@ void check_col2im_dispatch(const ConvCase<Dim>& on, const ConvCase<Dim>& tr, con
   }
 }
 
-/// detail::swap_kernel_axes (the tiled CPU transpose behind the transposed gather of conv input
-/// gradients and transposed-conv forwards with fewer than 64 channels) against an element-by-element swap, on kernels with extents that are
-/// and are not multiples of its 8 x 8 tiles, on the pool and single-threaded.
+/// detail::swap_kernel_axes (the tiled CPU transpose behind the transposed gather: conv input
+/// gradients and transposed-conv forwards where gemm_col2im does not apply) against an
+/// element-by-element swap, on kernels with extents that are and are not multiples of its 16 x 16
+/// tiles, on the pool and single-threaded.
 template <int Dim>
 void check_swap_kernel_axes() {
   using namespace dicyc;

@@ -583,10 +583,7 @@ void patch_gemm_wgrad(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S
 }
 
 inline std::atomic<bool>& col2im_slot() {
-  static std::atomic<bool> on{[] {
-    const char* e = std::getenv("DICYC_COL2IM");
-    return !(e && std::strcmp(e, "0") == 0);
-  }()};
+  static std::atomic<bool> on{env_switch_default("DICYC_COL2IM")};
   return on;
 }
 inline bool col2im_enabled() { return col2im_slot().load(); }
@@ -662,12 +659,41 @@ void gemm_col2im(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* M, 
   }
 }
 
-/// Whether the input gradient of g (the forward's normal geometry) with m output channels goes to
-/// gemm_col2im on the CPU rather than the transposed gather: enough channels on both sides for a
-/// deep GEMM and wide col2im slices.
+/// The gemm_col2im problem of a conv's input gradient (transposed false; x the conv's input) or a
+/// transposed conv's forward (transposed true; x its input): the conv's normal-mode geometry on
+/// the larger grid, and m, the GEMM's depth.
 template <int Dim>
-bool col2im_applies(const PatchGeometry<Dim>& g, Index m) {
-  return col2im_enabled() && g.channels >= kCol2imMinChannels && m >= kCol2imMinChannels && !g.trivial();
+struct Col2imProblem {
+  PatchGeometry<Dim> g;
+  Index m;
+  /// Whether it goes to gemm_col2im on the CPU rather than the transposed gather: enough channels
+  /// on both sides for a deep GEMM and wide col2im slices.
+  bool applies() const {
+    return col2im_enabled() && g.channels >= kCol2imMinChannels && m >= kCol2imMinChannels && !g.trivial();
+  }
+};
+template <int Dim>
+Col2imProblem<Dim> col2im_problem(const ConvOptions<Dim>& o, const Shape<Dim + 2>& x, bool transposed) {
+  if (transposed) return {geometry(o, o.out_channels(), conv_transpose_output_shape(o, x), x, false), o.in_channels()};
+  return {geometry(o, o.in_channels(), x, conv_output_shape(o, x), false), o.out_channels()};
+}
+
+/// dst (+)= M^T src by gemm_col2im when the problem applies on this device (the CPU only), dst
+/// zeroed first unless accumulate; false, with nothing done, where it does not.
+template <int Dim, class S, class Device>
+bool try_gemm_col2im(Context<Device>& ctx, const Col2imProblem<Dim>& p, const S* M, const S* src, S* dst,
+                     bool accumulate) {
+  if constexpr (core::is_gpu_v<Device>) {
+    return false;
+  } else {
+    if (!p.applies()) return false;
+    if (!accumulate) {
+      TensorMap<S, 1> D(dst, p.g.channels * p.g.image_pixels() * p.g.batch);
+      D.device(ctx.device()) = D.constant(S(0));
+    }
+    gemm_col2im<Dim>(ctx, p.g, M, p.m, src, dst);
+    return true;
+  }
 }
 
 /// The kernel with its first two axes swapped: (a, b, k...) -> (b, a, k...): the transposed
@@ -889,16 +915,12 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
       detail::patch_gemm_wgrad<Dim>(ctx, g, x.data(), dy.data(), o.out_channels(), dw->data());
     }
     if (dx) {
-      if constexpr (!core::is_gpu_v<Device>) {
-        const auto gf = detail::geometry(o, o.in_channels(), x.dimensions(), out, false);
-        if (detail::col2im_applies(gf, o.out_channels())) {
-          detail::gemm_col2im<Dim>(ctx, gf, w.data(), o.out_channels(), dy.data(), dx->data());
-          return;
-        }
+      if (!detail::try_gemm_col2im<Dim>(ctx, detail::col2im_problem(o, x.dimensions(), false), w.data(), dy.data(),
+                                         dx->data(), true)) {
+        const auto g = detail::geometry(o, o.out_channels(), out, x.dimensions(), true);
+        const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
+        detail::patch_gemm<Dim>(ctx, g, dy.data(), wt.data(), o.in_channels(), dx->data(), true);
       }
-      const auto g = detail::geometry(o, o.out_channels(), out, x.dimensions(), true);
-      const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
-      detail::patch_gemm<Dim>(ctx, g, dy.data(), wt.data(), o.in_channels(), dx->data(), true);
     }
   }
 }
@@ -920,19 +942,13 @@ void conv_transpose_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, con
     conv_transpose_forward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), nullptr, ym);
     detail::assign_from_float(ctx, yf, y);
   } else {
-    if constexpr (!core::is_gpu_v<Device>) {
-      // The transposed conv's forward is the input gradient of the conv from y's grid to x's.
-      const auto gf = detail::geometry(o, o.out_channels(), out, x.dimensions(), false);
-      if (detail::col2im_applies(gf, o.in_channels())) {
-        y.device(ctx.device()) = y.constant(S(0));
-        detail::gemm_col2im<Dim>(ctx, gf, w.data(), o.in_channels(), x.data(), y.data());
-        if (bias) detail::add_bias(ctx, *bias, y.data(), o.out_channels(), num_elements(out) / o.out_channels());
-        return;
-      }
+    // The transposed conv's forward is the input gradient of the conv from y's grid to x's.
+    if (!detail::try_gemm_col2im<Dim>(ctx, detail::col2im_problem(o, x.dimensions(), true), w.data(), x.data(),
+                                       y.data(), false)) {
+      const auto g = detail::geometry(o, o.in_channels(), x.dimensions(), out, true);
+      const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
+      detail::patch_gemm<Dim>(ctx, g, x.data(), wt.data(), o.out_channels(), y.data(), false);
     }
-    const auto g = detail::geometry(o, o.in_channels(), x.dimensions(), out, true);
-    const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
-    detail::patch_gemm<Dim>(ctx, g, x.data(), wt.data(), o.out_channels(), y.data(), false);
   }
   if (bias) detail::add_bias(ctx, *bias, y.data(), o.out_channels(), num_elements(out) / o.out_channels());
 }

@@ -35,11 +35,13 @@
 namespace dicyc::ops {
 
 namespace detail {
+/// A process-wide path switch: on unless the environment variable `name` is "0" at the first call.
+inline bool env_switch_default(const char* name) {
+  const char* e = std::getenv(name);
+  return !(e && std::strcmp(e, "0") == 0);
+}
 inline std::atomic<bool>& winograd_slot() {
-  static std::atomic<bool> on{[] {
-    const char* e = std::getenv("DICYC_WINOGRAD");
-    return !(e && std::strcmp(e, "0") == 0);
-  }()};
+  static std::atomic<bool> on{env_switch_default("DICYC_WINOGRAD")};
   return on;
 }
 }  // namespace detail
