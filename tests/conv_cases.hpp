@@ -209,12 +209,13 @@ void check_tiling_and_generic(const ConvCase<Dim>& c) {
   }
 }
 
-/// The col2im path (conv input gradients, transposed-conv forwards) against the transposed gather
-/// it replaces (set_col2im(false)): `on` and `tr` are eligible -- the float results differ from the
-/// gather's at rounding level, so the switch reaches them, and agree in double to 1e-12 --, `off`
-/// has too few channels and gives the same bits either way. The pool (2 threads) agrees with one thread.
+/// The col2im paths (conv input gradients, transposed-conv forwards; wide: gemm_col2im, thin:
+/// gemm_col2im_thin) against the transposed gather they replace (set_col2im(false)): the `on`
+/// cases are eligible -- the float results differ from the gather's at rounding level, so the
+/// switch reaches them, and agree in double to 1e-12 --, the `off` ones are not and give the same
+/// bits either way. The pool (2 threads) agrees with one thread.
 template <int Dim>
-void check_col2im_dispatch(const ConvCase<Dim>& on, const ConvCase<Dim>& tr, const ConvCase<Dim>& off) {
+void check_col2im_dispatch(const std::vector<ConvCase<Dim>>& on, const std::vector<ConvCase<Dim>>& off) {
   using namespace dicyc;
   auto& cx = contexts();
   BOOST_REQUIRE(ops::col2im_enabled());
@@ -228,12 +229,12 @@ void check_col2im_dispatch(const ConvCase<Dim>& on, const ConvCase<Dim>& tr, con
     run_backward<Dim, S>(ctx, c, d.x, d.w, g, dx, dw, db);
     return dx;
   };
-  for (const auto* c : {&on, &tr}) {
-    BOOST_TEST_CONTEXT(c->label) {
-      BOOST_CHECK(ops::detail::col2im_problem(c->opts, c->in, c->transpose).applies());
-      const auto a = result(*c, float(), cx.pool), a1 = result(*c, float(), cx.cpu), ad = result(*c, double(), cx.pool);
+  for (const auto& c : on) {
+    BOOST_TEST_CONTEXT(c.label) {
+      BOOST_CHECK(ops::detail::col2im_problem(c.opts, c.in, c.transpose).applies());
+      const auto a = result(c, float(), cx.pool), a1 = result(c, float(), cx.cpu), ad = result(c, double(), cx.pool);
       ops::set_col2im(false);
-      const auto b = result(*c, float(), cx.pool), bd = result(*c, double(), cx.pool);
+      const auto b = result(c, float(), cx.pool), bd = result(c, double(), cx.pool);
       ops::set_col2im(true);
       BOOST_CHECK(a != b);
       BOOST_CHECK_LT(max_abs_diff(a, a1), 1e-5 * std::max(1.0, max_abs(a1)));
@@ -241,12 +242,53 @@ void check_col2im_dispatch(const ConvCase<Dim>& on, const ConvCase<Dim>& tr, con
       BOOST_CHECK_LT(max_abs_diff(ad, bd), 1e-12 * std::max(1.0, max_abs(bd)));
     }
   }
-  BOOST_TEST_CONTEXT(off.label) {
-    const auto a = result(off, float(), cx.pool);
-    ops::set_col2im(false);
-    const auto b = result(off, float(), cx.pool);
-    ops::set_col2im(true);
-    BOOST_CHECK(a == b);
+  for (const auto& c : off) {
+    BOOST_TEST_CONTEXT(c.label) {
+      BOOST_CHECK(!ops::detail::col2im_problem(c.opts, c.in, c.transpose).applies());
+      const auto a = result(c, float(), cx.pool);
+      ops::set_col2im(false);
+      const auto b = result(c, float(), cx.pool);
+      ops::set_col2im(true);
+      BOOST_CHECK(a == b);
+    }
+  }
+}
+
+/// The thin col2im's gather (col2im_gather_add) on its own, against col2im_add (the channel-slice
+/// scatter) on the same GEMM columns, for every block of columns of a tiny workspace (partial grid
+/// planes) and of whole planes: the same sums in double to 1e-12, and the same bits on 1 and 2
+/// threads.
+template <int Dim>
+void check_col2im_gather(const ConvCase<Dim>& c) {
+  using namespace dicyc;
+  auto& cx = contexts();
+  BOOST_TEST_CONTEXT(c.label) {
+    const auto p = ops::detail::col2im_problem(c.opts, c.in, c.transpose);
+    BOOST_REQUIRE(p.thin());
+    const auto& g = p.g;
+    const Index rows = g.rows(), npo = g.out_pixels(), plane = npo / g.out[Dim - 1];
+    const auto cols = random_vec<double>(static_cast<std::size_t>(rows * g.cols()), 13);
+    const std::size_t n_img = static_cast<std::size_t>(g.channels * g.image_pixels() * g.batch);
+    const ops::detail::Col2imTaps<Dim> tp(g);
+    for (Index bw : {Index(1), Index(3), plane, 2 * plane, npo}) {
+      BOOST_TEST_CONTEXT("block width " << bw) {
+        std::vector<double> ref(n_img, 0.5), got(n_img, 0.5), got1(n_img, 0.5);
+        std::vector<float> gf(n_img, 0.5f), gf1(n_img, 0.5f);
+        const std::vector<float> colsf(cols.begin(), cols.end());
+        for (Index n = 0; n < g.batch; ++n)
+          for (Index q0 = 0; q0 < npo; q0 += bw) {
+            const Index j0 = n * npo + q0, j1 = n * npo + std::min(npo, q0 + bw);
+            ops::detail::col2im_add<Dim>(cx.cpu, g, cols.data() + rows * j0, j0, j1, ref.data());
+            ops::detail::col2im_gather_add<Dim>(cx.pool, g, tp, cols.data() + rows * j0, j0, j1, got.data());
+            ops::detail::col2im_gather_add<Dim>(cx.cpu, g, tp, cols.data() + rows * j0, j0, j1, got1.data());
+            ops::detail::col2im_gather_add<Dim>(cx.pool, g, tp, colsf.data() + rows * j0, j0, j1, gf.data());
+            ops::detail::col2im_gather_add<Dim>(cx.cpu, g, tp, colsf.data() + rows * j0, j0, j1, gf1.data());
+          }
+        BOOST_CHECK_LT(max_abs_diff(got, ref), 1e-12 * std::max(1.0, max_abs(ref)));
+        BOOST_CHECK(got == got1);
+        BOOST_CHECK(gf == gf1);
+      }
+    }
   }
 }
 

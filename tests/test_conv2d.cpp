@@ -38,6 +38,12 @@ static std::vector<ConvCase<2>> cases() {
       {O(64, 64, 2).padding(2), Shape<4>(64, 3, 4, 2), false, "col2im 64->64 k2 s1 p2 (pad beyond the kernel)"},
       {O(66, 64, 3).stride(2).padding(1).output_padding(1), Shape<4>(66, 3, 5, 2), true, "col2im convT 66->64 k3 s2 op1"},
       {O(64, 65, 4).stride(2).padding(1), Shape<4>(64, 4, 3, 1), true, "col2im convT 64->65 k4 s2 p1"},
+      // ... and with <= 16 channels on the image side, a GEMM depth >= kCol2imThinMinDepth and
+      // stride >= 2, a GEMM and a gather per image pixel (gemm_col2im_thin).
+      {O(1, 16, 7).stride(2).padding(3), Shape<4>(1, 10, 8, 2), false, "thin col2im 1 <- 16 k7 s2 p3"},
+      {O(5, 17, 4).stride(2).padding(1), Shape<4>(5, 7, 9, 2), false, "thin col2im 5 <- 17 k4 s2 p1"},
+      {O(3, 16, 3).stride(2).padding(2), Shape<4>(3, 5, 6, 1), false, "thin col2im k3 s2 p2 (pad beyond)"},
+      {O(18, 3, 3).stride(2).padding(1).output_padding(1), Shape<4>(18, 3, 5, 2), true, "thin col2im convT 18->3 op1"},
   };
 }
 
@@ -52,9 +58,23 @@ BOOST_AUTO_TEST_CASE(tiling_and_generic_paths) {
 }
 
 BOOST_AUTO_TEST_CASE(col2im_dispatch) {
-  check_col2im_dispatch<2>({O(64, 66, 3).stride(2).padding(1), Shape<4>(64, 7, 9, 2), false, "conv k3 s2"},
-                           {O(66, 64, 3).stride(2).padding(1).output_padding(1), Shape<4>(66, 3, 5, 2), true, "convT"},
-                           {O(63, 66, 3).stride(2).padding(1), Shape<4>(63, 7, 9, 2), false, "63 channels"});
+  check_col2im_dispatch<2>({{O(64, 66, 3).stride(2).padding(1), Shape<4>(64, 7, 9, 2), false, "conv k3 s2"},
+                            {O(66, 64, 3).stride(2).padding(1).output_padding(1), Shape<4>(66, 3, 5, 2), true, "convT"},
+                            {O(16, 66, 3).stride(2).padding(1), Shape<4>(16, 7, 9, 2), false, "thin: 16 channels"},
+                            {O(1, 16, 4).stride(2).padding(1), Shape<4>(1, 9, 7, 2), false, "thin: 1 channel"},
+                            {O(17, 2, 4).stride(2).padding(1), Shape<4>(17, 4, 5, 1), true, "thin convT"}},
+                           {{O(64, 63, 3).stride(2).padding(1), Shape<4>(64, 7, 9, 2), false, "64 <- 63"},
+                            {O(17, 66, 3).stride(2).padding(1), Shape<4>(17, 7, 9, 2), false, "17 <- 66"},
+                            {O(8, 15, 3).stride(2).padding(1), Shape<4>(8, 7, 9, 2), false, "depth 15"},
+                            {O(1, 16, 7).padding(3), Shape<4>(1, 9, 7, 2), false, "stride 1"},
+                            {O(4, 16, 3).stride({2, 1}).padding(1), Shape<4>(4, 9, 7, 1), false, "stride 2x1"}});
+}
+
+BOOST_AUTO_TEST_CASE(col2im_thin_gather) {
+  check_col2im_gather<2>({O(1, 16, 7).stride(2).padding(3), Shape<4>(1, 10, 8, 2), false, "1 <- 16 k7 s2 p3"});
+  check_col2im_gather<2>({O(5, 17, 4).stride(2).padding(1), Shape<4>(5, 7, 9, 2), false, "5 <- 17 k4 s2 p1"});
+  check_col2im_gather<2>({O(3, 16, 3).stride({2, 3}).padding({2, 0}), Shape<4>(3, 8, 7, 1), false, "k3 s2x3 p2x0"});
+  check_col2im_gather<2>({O(18, 3, 3).stride(2).padding(1).output_padding(1), Shape<4>(18, 3, 5, 2), true, "convT"});
 }
 
 BOOST_AUTO_TEST_CASE(shape_errors) {

@@ -27,6 +27,13 @@ static std::vector<ConvCase<3>> cases() {
       {O(64, 65, 4).stride(2).padding(1), Shape<5>(64, 5, 4, 3, 1), false, "col2im 64->65 k4 s2 p1"},
       {O(64, 64, {2, 3, 1}).padding({2, 0, 1}), Shape<5>(64, 3, 4, 2, 2), false, "col2im k2x3x1 p2x0x1"},
       {O(66, 64, 3).stride(2).padding(1).output_padding(1), Shape<5>(66, 2, 3, 2, 1), true, "col2im convT 66->64 op1"},
+      // ... and with <= 16 channels on the image side, a GEMM depth >= kCol2imThinMinDepth and
+      // stride >= 2, a GEMM and a gather per image pixel (gemm_col2im_thin).
+      {O(16, 17, 4).stride(2).padding(1), Shape<5>(16, 5, 4, 6, 2), false, "thin col2im 16 <- 17 k4 s2 p1"},
+      {O(1, 16, 3).stride(2).padding(1), Shape<5>(1, 5, 7, 4, 1), false, "thin col2im 1 <- 16 k3 s2 p1"},
+      {O(2, 16, {3, 1, 2}).stride({2, 2, 3}).padding({2, 0, 1}), Shape<5>(2, 4, 5, 3, 2), false,
+       "thin col2im k3x1x2 s2x2x3 p2x0x1"},
+      {O(20, 3, 3).stride(2).padding(1).output_padding(1), Shape<5>(20, 2, 3, 3, 2), true, "thin col2im convT 20->3 op1"},
   };
 }
 
@@ -41,9 +48,22 @@ BOOST_AUTO_TEST_CASE(tiling_and_generic_paths) {
 }
 
 BOOST_AUTO_TEST_CASE(col2im_dispatch) {
-  check_col2im_dispatch<3>({O(64, 65, 4).stride(2).padding(1), Shape<5>(64, 5, 4, 3, 1), false, "conv k4 s2"},
-                           {O(66, 64, 3).stride(2).padding(1).output_padding(1), Shape<5>(66, 2, 3, 2, 1), true, "convT"},
-                           {O(64, 63, 4).stride(2).padding(1), Shape<5>(64, 5, 4, 3, 1), false, "63 channels"});
+  check_col2im_dispatch<3>({{O(64, 65, 4).stride(2).padding(1), Shape<5>(64, 5, 4, 3, 1), false, "conv k4 s2"},
+                            {O(66, 64, 3).stride(2).padding(1).output_padding(1), Shape<5>(66, 2, 3, 2, 1), true, "convT"},
+                            {O(16, 32, 3).stride(2).padding(1), Shape<5>(16, 6, 5, 4, 1), false, "thin: generator 16 <- 32"},
+                            {O(1, 32, 4).stride(2).padding(1), Shape<5>(1, 6, 5, 7, 2), false, "thin: 1 channel"},
+                            {O(32, 16, 3).stride(2).padding(1).output_padding(1), Shape<5>(32, 3, 2, 3, 1), true, "thin convT"}},
+                           {{O(64, 63, 4).stride(2).padding(1), Shape<5>(64, 5, 4, 3, 1), false, "64 <- 63"},
+                            {O(32, 64, 4).stride(2).padding(1), Shape<5>(32, 6, 5, 4, 1), false, "PatchGAN 32 <- 64"},
+                            {O(16, 1, 7), Shape<5>(16, 8, 7, 9, 1), false, "depth 1"},
+                            {O(1, 16, 7).padding(3), Shape<5>(1, 6, 5, 4, 1), false, "stride 1"}});
+}
+
+BOOST_AUTO_TEST_CASE(col2im_thin_gather) {
+  check_col2im_gather<3>({O(16, 17, 4).stride(2).padding(1), Shape<5>(16, 5, 4, 6, 2), false, "16 <- 17 k4 s2 p1"});
+  check_col2im_gather<3>({O(1, 16, 3).stride({2, 2, 3}).padding({1, 2, 0}), Shape<5>(1, 5, 7, 8, 1), false,
+                          "1 <- 16 s2x2x3 p1x2x0"});
+  check_col2im_gather<3>({O(20, 3, 3).stride(2).padding(1).output_padding(1), Shape<5>(20, 2, 3, 3, 2), true, "convT"});
 }
 
 BOOST_AUTO_TEST_CASE(shape_errors) {

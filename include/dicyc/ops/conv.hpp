@@ -33,8 +33,11 @@
 // the forward's memory at PyTorch's. Half on the CPU converts to float at the op boundary.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "dicyc/ops/gemm.hpp"
 #include "dicyc/ops/im2col.hpp"
@@ -641,6 +644,145 @@ void col2im_add(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* cols
   });
 }
 
+/// With at most kCol2imThinMaxChannels channels on the image side, at least kCol2imThinMinDepth on
+/// the other (a deep enough GEMM) and a stride of at least 2 on every axis, the col2im is a gather
+/// per image pixel (col2im_gather_add) rather than the transposed gather. bench_ops conv_layer,
+/// old and new alternating 3 times (2 threads, Zen 4 EPYC, fastest of 3, transposed gather / thin
+/// col2im, ms): PatchGAN input gradients 1 <- 64 at 128^2 (2-D) 0.77 / 0.37, 1 <- 32 at 64^3 (3-D)
+/// 12.0 / 5.4; 3-D generator 16 <- 32 at 64^3 14.0 / 10.2, transposed 32 -> 16 at 32^3
+/// 13.7 / 10.8; a second round 0.79 / 0.37, 12.6 / 6.1, 14.9 / 12.3, 14.9 / 12.6, and at the demo's
+/// 2-D widths (96^2) 0.38 / 0.22 (PatchGAN stem, ndf 32), 0.52 / 0.33 and 0.54 / 0.33 (ngf 16:
+/// 16 <- 32, transposed 32 -> 16). Slower, so left to the gather: 32 channels on the image side (3-D 32 <- 64
+/// 4.08 / 4.62, transposed 64 -> 32 3.90 / 4.61, PatchGAN 32 <- 64 8.76 / 8.99) and stride 1
+/// (the 7x7(x7) stems' 1 <- 64 at 128^2 1.40 / 2.48, 1 <- 16 at 64^3 26.8 / 170: kvol entries of
+/// one channel per pixel, each with the gather's index work).
+constexpr Index kCol2imThinMaxChannels = 16;
+constexpr Index kCol2imThinMinDepth = 16;
+
+/// Per axis d, the (grid coordinate, tap) pairs whose column entries land on each image coordinate
+/// i (o * stride - pad + k = i), taps ascending: pairs first[d][i] .. first[d][i + 1] of o[d], k[d].
+template <int Dim>
+struct Col2imTaps {
+  std::array<std::vector<Index>, Dim> first, o, k;
+  explicit Col2imTaps(const PatchGeometry<Dim>& g) {
+    for (int d = 0; d < Dim; ++d) {
+      first[d].push_back(0);
+      for (Index i = 0; i < g.image[d]; ++i) {
+        for (Index t = 0; t < g.kernel[d]; ++t) {
+          const Index num = i + g.pad[d] - t;
+          if (num < 0 || num % g.stride[d] != 0 || num / g.stride[d] >= g.out[d]) continue;
+          o[d].push_back(num / g.stride[d]);
+          k[d].push_back(t);
+        }
+        first[d].push_back(static_cast<Index>(o[d].size()));
+      }
+    }
+  }
+};
+
+/// dst (channels, image) += col2im(cols) for the block of columns j0 .. j1 of g, all of one batch
+/// element, as a gather: every image pixel the block reaches sums, in a fixed order (its axis-0
+/// pairs, then the outer axes' pairs), the column entries that land on it, and adds that sum once.
+/// Split over the image lines (axis 0) of the slowest-axis planes the block reaches, so no two
+/// threads touch one value and each value's additions come in the same order at any thread count.
+template <int Dim, class S, class Device>
+void col2im_gather_add(Context<Device>& ctx, const PatchGeometry<Dim>& g, const Col2imTaps<Dim>& tp, const S* cols,
+                       Index j0, Index j1, S* dst) {
+  using Arr = Eigen::Array<S, Eigen::Dynamic, 1>;
+  constexpr int L = Dim - 1;
+  const Index C = g.channels, rows = g.rows(), npo = g.out_pixels(), width = j1 - j0;
+  const Index n = j0 / npo, q0 = j0 - n * npo, q1 = j1 - 1 - n * npo;
+  std::array<Index, Dim> ostride{}, kstride{}, istride{};
+  ostride[0] = kstride[0] = istride[0] = 1;
+  for (int d = 1; d < Dim; ++d) {
+    ostride[d] = ostride[d - 1] * g.out[d - 1];
+    kstride[d] = kstride[d - 1] * g.kernel[d - 1];
+    istride[d] = istride[d - 1] * g.image[d - 1];
+  }
+  // The grid planes of the block along the slowest axis, and the image planes they reach.
+  const Index oz0 = q0 / ostride[L], oz1 = q1 / ostride[L];
+  const Index iz0 = std::max<Index>(0, oz0 * g.stride[L] - g.pad[L]);
+  const Index iz1 = std::min<Index>(g.image[L] - 1, oz1 * g.stride[L] - g.pad[L] + g.kernel[L] - 1);
+  if (iz1 < iz0) return;
+  const Index lines_per_plane = istride[L] / g.image[0];
+  const Index lines = (iz1 - iz0 + 1) * lines_per_plane;
+  S* img = dst + C * g.image_pixels() * n;
+  double per_pixel = double(C);  // about kvol / prod(stride) column entries of C values per pixel
+  for (int d = 0; d < Dim; ++d) per_pixel *= std::max(1.0, double(g.kernel[d]) / double(g.stride[d]));
+  const double per_line = double(g.image[0]) * per_pixel;
+  ctx.parallel_for(lines, per_line, [&](Index l0, Index l1) {
+    std::vector<Index> eo, ek, no, nk;  // the outer axes' pairs of a line, combined
+    Arr acc(C);
+    for (Index l = l0; l < l1; ++l) {
+      std::array<Index, Dim> i{};
+      Index rem = l;
+      for (int d = 1; d < L; ++d) {
+        i[d] = rem % g.image[d];
+        rem /= g.image[d];
+      }
+      i[L] = iz0 + rem;
+      eo.assign(1, 0);
+      ek.assign(1, 0);
+      for (int d = 1; d < Dim; ++d) {
+        no.clear();
+        nk.clear();
+        const Index* po = tp.o[d].data();
+        const Index* pk = tp.k[d].data();
+        for (std::size_t e = 0; e < eo.size(); ++e)
+          for (Index p = tp.first[d][i[d]]; p < tp.first[d][i[d] + 1]; ++p) {
+            if (d == L && (po[p] < oz0 || po[p] > oz1)) continue;
+            no.push_back(eo[e] + po[p] * ostride[d]);
+            nk.push_back(ek[e] + pk[p] * kstride[d]);
+          }
+        eo.swap(no);
+        ek.swap(nk);
+      }
+      if (eo.empty()) continue;
+      Index line = 0;
+      for (int d = 1; d < Dim; ++d) line += i[d] * istride[d];
+      S* row = img + C * line;
+      const Index* po = tp.o[0].data();
+      const Index* pk = tp.k[0].data();
+      for (Index x = 0; x < g.image[0]; ++x) {
+        bool any = false;
+        for (Index p = tp.first[0][x]; p < tp.first[0][x + 1]; ++p)
+          for (std::size_t e = 0; e < eo.size(); ++e) {
+            const Index rel = po[p] + eo[e] - q0;
+            if (rel < 0 || rel >= width) continue;
+            const Eigen::Map<const Arr> col(cols + rows * rel + C * (pk[p] + ek[e]), C);
+            if (any) {
+              acc += col;
+            } else {
+              acc = col;
+              any = true;
+            }
+          }
+        if (any) Eigen::Map<Arr>(row + C * x, C) += acc;
+      }
+    }
+  });
+}
+
+/// gemm_col2im for thin images (see kCol2imThinMaxChannels): blocks of whole grid
+/// planes along the slowest axis where the workspace allows, never across batch elements, each one
+/// GEMM and a col2im_gather_add.
+template <int Dim, class S, class Device>
+void gemm_col2im_thin(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* M, Index m, const S* src, S* dst) {
+  const Index rows = g.rows(), npo = g.out_pixels(), plane = npo / g.out[Dim - 1];
+  const std::size_t want = std::max({std::size_t(1) << 20, std::size_t(256) * sizeof(S) * rows,
+                                     sizeof(S) * std::size_t(rows) * std::size_t(plane)});
+  Index bw = block_width<S>(std::min<std::size_t>(ctx.workspace_limit(), want), rows, npo);
+  if (bw >= plane) bw -= bw % plane;
+  const Col2imTaps<Dim> tp(g);
+  core::Buffer<S, Device> buf(ctx, rows * bw);
+  for (Index n = 0; n < g.batch; ++n)
+    for (Index q0 = 0; q0 < npo; q0 += bw) {
+      const Index j0 = n * npo + q0, j1 = n * npo + std::min(npo, q0 + bw);
+      gemm<S>(ctx, true, false, rows, j1 - j0, m, M, src + m * j0, buf.data(), 1.0f, 0.0f);
+      col2im_gather_add<Dim>(ctx, g, tp, buf.data(), j0, j1, dst);
+    }
+}
+
 /// CPU: dst (g.channels, image) += the transposed product of M (m x rows, column-major: a conv's
 /// weight, rows = g.channels * taps) with src (m x cols) on the normal-mode geometry g: per block of
 /// columns, cols = M^T src as one GEMM (M's transpose an operand, so no transposed copy of the
@@ -666,11 +808,15 @@ template <int Dim>
 struct Col2imProblem {
   PatchGeometry<Dim> g;
   Index m;
-  /// Whether it goes to gemm_col2im on the CPU rather than the transposed gather: enough channels
-  /// on both sides for a deep GEMM and wide col2im slices.
-  bool applies() const {
-    return col2im_enabled() && g.channels >= kCol2imMinChannels && m >= kCol2imMinChannels && !g.trivial();
+  /// Enough channels on both sides for a deep GEMM and wide col2im slices: gemm_col2im.
+  bool wide() const { return g.channels >= kCol2imMinChannels && m >= kCol2imMinChannels; }
+  /// Few channels on the image side, a deep enough GEMM, strided on every axis: gemm_col2im_thin.
+  bool thin() const {
+    return g.channels <= kCol2imThinMaxChannels && m >= kCol2imThinMinDepth &&
+           std::all_of(g.stride.begin(), g.stride.end(), [](Index v) { return v >= 2; });
   }
+  /// Whether it goes to one of them on the CPU rather than the transposed gather.
+  bool applies() const { return col2im_enabled() && !g.trivial() && (wide() || thin()); }
 };
 template <int Dim>
 Col2imProblem<Dim> col2im_problem(const ConvOptions<Dim>& o, const Shape<Dim + 2>& x, bool transposed) {
@@ -691,7 +837,10 @@ bool try_gemm_col2im(Context<Device>& ctx, const Col2imProblem<Dim>& p, const S*
       TensorMap<S, 1> D(dst, p.g.channels * p.g.image_pixels() * p.g.batch);
       D.device(ctx.device()) = D.constant(S(0));
     }
-    gemm_col2im<Dim>(ctx, p.g, M, p.m, src, dst);
+    if (p.wide())
+      gemm_col2im<Dim>(ctx, p.g, M, p.m, src, dst);
+    else
+      gemm_col2im_thin<Dim>(ctx, p.g, M, p.m, src, dst);
     return true;
   }
 }
