@@ -13,8 +13,10 @@
 //                (data::ContrastMap, 256 bins, sigma 2 bins) predicts the real PD slice with
 //                r = 0.98 (ch2 itself: 0.76); the run refuses to go on below 0.95.
 //   Every B image carries ONE domain deformation (a seeded 4x4 TPS, up to 6 % of the field of view)
-//   plus a small jitter per slice; A stays undeformed. Sampling is unpaired: each iteration draws
-//   an A slice and a B slice independently, and a random crop of each holding >= 10 % foreground.
+//   plus a small jitter per slice; A stays undeformed. Sampling is unpaired and is dicyc-train's:
+//   train::Trainer draws through train::SamplerSource (data::Sampler on the two sets of slices as
+//   in-memory domains): foreground-centred crops holding >= 10 % foreground (data::foreground_threshold),
+//   with dicyc-train's random affine augmentation (--no-augment, --flip to change it).
 // Split by slice with a gap: the test set is the slab [test-first, test-first + test-count); the
 // training slices are those of [lo, hi] more than --gap slices from it (data::SlabSplit, checked).
 // The real ITK PD slice is an extra test image, its ground truth the real ITK T1 slice (linearly
@@ -25,11 +27,10 @@
 // warped T1; alpha, the fraction of the domain deformation the output carries
 // (eval::deformation_fraction: NMI, grid over [-0.25, 1.25] then golden-section refinement).
 // Outputs in --out: results.csv, summary.md, montage_<model>.png (three test slices; columns source,
-// output, aligned T1, warped T1, |output - aligned T1|), and each run's checkpoint.
+// output, aligned T1, warped T1, |output - aligned T1|), and per run <model>_seed<k>/ with the
+// Trainer's checkpoint.safetensors and losses.csv.
 // --quick: 40 iterations, one seed, 64x64 crops, ngf 8, 2 blocks, ndf 16 (a smoke test of the
 // whole pipeline for ctest and the demo; its numbers mean nothing).
-#include <nifti1_io.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -43,9 +44,13 @@
 #include "dicyc/data/contrast.hpp"
 #include "dicyc/eval.hpp"
 #include "dicyc/eval/deformation_fraction.hpp"
+#include "dicyc/io/atomic_file.hpp"
+#include "dicyc/io/grid.hpp"
+#include "dicyc/io/nifti.hpp"
 #include "dicyc/io/png.hpp"
 #include "dicyc/model.hpp"
 #include "dicyc/tps.hpp"
+#include "dicyc/train.hpp"
 
 using namespace dicyc;
 using Dev = Eigen::ThreadPoolDevice;
@@ -69,22 +74,16 @@ struct Volume {
 };
 
 Volume read_ch2(const std::string& path) {
-  nifti_image* im = nifti_image_read(path.c_str(), 1);
-  DICYC_CHECK(im != nullptr, IoError, "protocol: cannot read NIfTI '" << path << "' (run scripts/fetch_data.sh)");
+  DICYC_CHECK(std::filesystem::exists(path), IoError, "protocol: no '" << path << "' (run scripts/fetch_data.sh)");
+  const io::Volume v = io::read_nifti(path);
+  const auto d = v.dim();
+  DICYC_CHECK(d[0] == 181 && d[1] == 217 && d[2] == 181, IoError,
+              "protocol: '" << path << "' is not ch2 (181x217x181 voxels), it has " << d[0] << "x" << d[1] << "x" << d[2]);
   Volume r;
-  r.nx = im->nx;
-  r.ny = im->ny;
-  r.nz = im->nz;
-  const bool u8 = im->datatype == DT_UINT8, i16 = im->datatype == DT_INT16, f32 = im->datatype == DT_FLOAT32;
-  if (u8 || i16 || f32) {
-    r.v.resize(im->nvox);
-    for (std::size_t i = 0; i < im->nvox; ++i)
-      r.v[i] = u8 ? float(static_cast<const std::uint8_t*>(im->data)[i])
-                  : i16 ? float(static_cast<const std::int16_t*>(im->data)[i]) : static_cast<const float*>(im->data)[i];
-  }
-  nifti_image_free(im);
-  DICYC_CHECK(!r.v.empty() && r.nx == 181 && r.ny == 217 && r.nz == 181, IoError,
-              "protocol: '" << path << "' is not ch2 (a uint8/int16/float32 volume of 181x217x181 voxels)");
+  r.nx = d[0];
+  r.ny = d[1];
+  r.nz = d[2];
+  r.v.assign(v.data.data(), v.data.data() + v.data.size());  // storage order: x fastest
   return r;
 }
 
@@ -102,20 +101,17 @@ Img crop181(const std::vector<float>& full) {
   return r;
 }
 
-/// [-1, 1] between the 0.5 and 99.5 percentiles of `ref`, applied to values.
+/// data::IntensityMap::percentile of a whole volume, applied to its slices.
 struct Normaliser {
-  float lo = 0, hi = 1;
-  static Normaliser of(std::vector<float> ref) {
-    std::sort(ref.begin(), ref.end());
-    Normaliser n;
-    n.lo = ref[static_cast<std::size_t>(0.005 * double(ref.size() - 1))];
-    n.hi = ref[static_cast<std::size_t>(0.995 * double(ref.size() - 1))];
-    DICYC_CHECK(n.hi > n.lo, NumericError, "protocol: constant volume");
-    return n;
+  data::IntensityMap map;
+  static Normaliser of(const std::vector<float>& ref) {
+    io::VolumeData v = io::VolumeData::from_shape({ref.size(), std::size_t(1), std::size_t(1)});
+    std::copy(ref.begin(), ref.end(), v.data());
+    return {data::IntensityMap::percentile(v)};
   }
   Img operator()(const Img& v) const {
     Img r(v.size());
-    for (std::size_t i = 0; i < v.size(); ++i) r[i] = std::clamp(2.0f * (v[i] - lo) / (hi - lo) - 1.0f, -1.0f, 1.0f);
+    for (std::size_t i = 0; i < v.size(); ++i) r[i] = map.forward(v[i]);
     return r;
   }
 };
@@ -128,33 +124,8 @@ Img warp(core::Context<Dev>& ctx, const tps::Deformation<2>& d, const Img& in) {
   return out;
 }
 
-io::GrayImage montage(const std::vector<std::vector<Img>>& rows) {
-  io::GrayImage g;
-  const Index cols = static_cast<Index>(rows.at(0).size());
-  g.width = W * cols;
-  g.height = H * static_cast<Index>(rows.size());
-  g.pixels.resize(static_cast<std::size_t>(g.width * g.height));
-  for (std::size_t r = 0; r < rows.size(); ++r)
-    for (Index c = 0; c < cols; ++c)
-      for (Index y = 0; y < H; ++y)
-        for (Index x = 0; x < W; ++x)
-          g.pixels[static_cast<std::size_t>(x + W * c + g.width * (y + H * Index(r)))] = static_cast<std::uint8_t>(
-              std::lround(127.5 * (std::clamp(rows[r][static_cast<std::size_t>(c)][x + W * y], -1.0f, 1.0f) + 1.0f)));
-  return g;
-}
-
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double e : v) s += e;
-  return v.empty() ? 0.0 : s / double(v.size());
-}
-double sd(const std::vector<double>& v) {
-  if (v.size() < 2) return 0.0;
-  const double m = mean(v);
-  double s = 0;
-  for (double e : v) s += (e - m) * (e - m);
-  return std::sqrt(s / double(v.size() - 1));
-}
+using eval::mean;
+double sd(const std::vector<double>& v) { return eval::sample_sd(v); }
 
 struct Row {
   std::string model;
@@ -164,19 +135,14 @@ struct Row {
 };
 
 void write_csv(const std::string& path, const std::vector<Row>& rows) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << "model,seed,slice,mse,psnr,ssim,ssim_warped,alpha\n";
-    char buf[256];
-    for (const auto& r : rows) {
-      std::snprintf(buf, sizeof buf, "%s,%llu,%s,%.6f,%.4f,%.6f,%.6f,%.4f\n", r.model.c_str(),
-                    static_cast<unsigned long long>(r.seed), r.slice.c_str(), r.mse, r.psnr, r.ssim, r.ssim_warped, r.alpha);
-      f << buf;
-    }
-    DICYC_CHECK(f.good(), IoError, "protocol: cannot write " << tmp);
+  std::string f = "model,seed,slice,mse,psnr,ssim,ssim_warped,alpha\n";
+  char buf[256];
+  for (const auto& r : rows) {
+    std::snprintf(buf, sizeof buf, "%s,%llu,%s,%.6f,%.4f,%.6f,%.6f,%.4f\n", r.model.c_str(),
+                  static_cast<unsigned long long>(r.seed), r.slice.c_str(), r.mse, r.psnr, r.ssim, r.ssim_warped, r.alpha);
+    f += buf;
   }
-  std::filesystem::rename(tmp, path);
+  io::write_file_atomic(path, f);
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -208,6 +174,9 @@ int main(int argc, char** argv) try {
       "hi", "highest slice used", cxxopts::value<int>()->default_value("150"))(
       "threads", "CPU threads", cxxopts::value<int>()->default_value("2"))(
       "data-seed", "seed of the domain deformation and the jitters", cxxopts::value<std::uint64_t>()->default_value("1"))(
+      "no-augment", "no random affine augmentation of the training crops (dicyc-train's --no-augment)")(
+      "flip", "probability of a left-right flip of a training crop (dicyc-train's --flip)",
+      cxxopts::value<double>()->default_value("0.5"))(
       "out", "output folder", cxxopts::value<std::string>()->default_value("protocol_out"))("h,help", "help");
   const auto a = opts.parse(argc, argv);
   if (a.count("help")) {
@@ -276,6 +245,14 @@ int main(int argc, char** argv) try {
     A.push_back(na(pdv.slice(z)));
     B.push_back(warp(ctx, jitter(dseed * 1000 + 500 + std::uint64_t(z)), warp(ctx, domain, nb(ch2.slice(z)))));
   }
+  auto dom_a = std::make_shared<data::Domain>(data::Domain::from_slices("A (PD-like)", A, W, H, na.map, 0.0));
+  auto dom_b = std::make_shared<data::Domain>(data::Domain::from_slices("B (T1, warped)", B, W, H, nb.map, 0.0));
+  data::SamplerOptions sampler;  // dicyc-train's defaults: 10 % foreground per crop, affine augmentation
+  sampler.dim = 2;
+  sampler.crop = {size, size, 1};
+  sampler.augment.enabled = a.count("no-augment") == 0;
+  sampler.augment.flip = a["flip"].as<double>();
+  DICYC_CHECK(sampler.augment.flip >= 0 && sampler.augment.flip <= 1, ConfigError, "protocol: --flip must be in [0, 1]");
   struct Test {
     std::string name;
     Img src, gt, gt_warped;
@@ -313,41 +290,24 @@ int main(int argc, char** argv) try {
                    .ndf(ndf)
                    .seed(seed)
                    .schedule(optim::ScheduleOptions().iterations_per_epoch(1000000)));
-      core::Rng crops(seed * 31 + 5);  // the data stream: the same for every model with this seed
-      std::vector<float> x(static_cast<std::size_t>(size * size)), y(x.size());
-      ConstTensorMap<float, 4> xm(x.data(), 1, size, size, 1), ym(y.data(), 1, size, size, 1);
-      auto crop = [&](const std::vector<Img>& set, std::vector<float>& dst) {
-        for (int tries = 0;; ++tries) {
-          const Img& src = set[static_cast<std::size_t>(crops.uniform_int(set.size()))];
-          const Index ox = Index(crops.uniform_int(W - size + 1)), oy = Index(crops.uniform_int(H - size + 1));
-          Index fg = 0;
-          for (Index j = 0; j < size; ++j)
-            for (Index i = 0; i < size; ++i) {
-              const float v = src[(ox + i) + W * (oy + j)];
-              dst[i + size * j] = v;
-              fg += v > -0.9f;
-            }
-          if (fg >= size * size / 10 || tries >= 50) return;
-        }
+      // The data stream: dicyc-train's sampler, seeded by the seed (the same for every model).
+      train::SamplerSource source(dom_a, dom_b, sampler);
+      train::ModelTrainable<2, float, Dev> trainable(ctx, *m);
+      const std::string run = out + "/" + name + "_seed" + std::to_string(s);
+      train::Trainer trainer(trainable, source,
+                             train::TrainerOptions().out(run).max_iterations(iters).checkpoint_every(0).seed(seed).log_every(250));
+      trainer.hooks().log = [&](const model::StepLosses& L, const train::Progress& p) {
+        std::printf("%s seed %d %5lld: G %.4f (GAN %.3f/%.3f, cyc %.4f/%.4f, dicyc %.4f/%.4f, align %.4f/%.4f) D %.4f/%.4f\n",
+                    name.c_str(), s, static_cast<long long>(p.iteration), L.g_total, L.gan_ab, L.gan_ba, L.cyc_a, L.cyc_b,
+                    L.dicyc_a, L.dicyc_b, L.align_a, L.align_b, L.d_a, L.d_b);
+        std::fflush(stdout);
       };
       const auto t0 = std::chrono::steady_clock::now();
-      model::StepLosses L;
-      for (int it = 0; it < iters; ++it) {
-        crop(A, x);
-        crop(B, y);
-        L = m->train_step(xm, ym);
-        DICYC_CHECK(std::isfinite(L.g_total), NumericError,
-                    "protocol: " << name << " seed " << s << ": non-finite loss at iteration " << it + 1);
-        if ((it + 1) % 250 == 0 || it + 1 == iters) {
-          std::printf("%s seed %d %5d: G %.4f (GAN %.3f/%.3f, cyc %.4f/%.4f, dicyc %.4f/%.4f, align %.4f/%.4f) D %.4f/%.4f\n",
-                      name.c_str(), s, it + 1, L.g_total, L.gan_ab, L.gan_ba, L.cyc_a, L.cyc_b, L.dicyc_a, L.dicyc_b,
-                      L.align_a, L.align_b, L.d_a, L.d_b);
-          std::fflush(stdout);
-        }
-      }
+      const train::TrainResult res = trainer.fit();
+      DICYC_CHECK(res.outcome == train::Outcome::Done, NumericError,
+                  "protocol: " << name << " seed " << s << ": " << res.message << " (at iteration " << res.iteration + 1 << ")");
       const double spi = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
       sec_per_iter[name] += spi / seeds;
-      m->save(out + "/" + name + "_seed" + std::to_string(s) + ".safetensors");
       for (std::size_t t = 0; t < tests.size(); ++t) {
         const auto& T = tests[t];
         Img syn(T.src.size());
@@ -366,7 +326,14 @@ int main(int argc, char** argv) try {
       write_csv(out + "/results.csv", rows);
       std::printf("%s seed %d: %.3f s/iteration, tested on %zu slices\n", name.c_str(), s, spi, tests.size());
     }
-  for (const auto& [name, mr] : montage_rows) io::write_png_gray(out + "/montage_" + name + ".png", montage(mr));
+  for (const auto& [name, mr] : montage_rows) {
+    std::vector<std::vector<io::Panel>> grid;
+    for (const auto& r : mr) {
+      grid.emplace_back();
+      for (const auto& im : r) grid.back().push_back(io::panel_of(im.data(), W, H));
+    }
+    io::write_grid(out + "/montage_" + name + ".png", grid, io::GridOptions{0, false});
+  }
 
   // ---- summary
   const char* metric_names[5] = {"MSE", "PSNR (dB)", "SSIM", "SSIM vs the warped T1", "alpha"};
@@ -387,10 +354,12 @@ int main(int argc, char** argv) try {
   char buf[512];
   md << "# Held-out simulated-deformation experiment\n\n";
   std::snprintf(buf, sizeof buf,
-                "%s: %d iterations per run, %d seed(s), %dx%d crops, ngf %d, %d blocks, ndf %d, batch 1, constant lr 2e-4, "
-                "%d threads.\n\n",
-                quick ? "QUICK MODE (a smoke test; the numbers mean nothing)" : "Configuration", iters, seeds, size, size, ngf,
-                blocks, ndf, a["threads"].as<int>());
+                "%s: %d iterations per run, %d seed(s), %dx%d crops of the 1 mm slices (dicyc-train's sampler: >= 10 %% "
+                "foreground, %s), ngf %d, %d blocks, ndf %d, batch 1, constant lr 2e-4, %d threads.\n\n",
+                quick ? "QUICK MODE (a smoke test; the numbers mean nothing)" : "Configuration", iters, seeds, size, size,
+                sampler.augment.enabled ? ("affine augmentation, flip probability " + std::to_string(sampler.augment.flip).substr(0, 4)).c_str()
+                                        : "no augmentation",
+                ngf, blocks, ndf, a["threads"].as<int>());
   md << buf;
   std::snprintf(buf, sizeof buf,
                 "Data: B = ch2 axial slices (real T1 anatomy) under one domain TPS (4x4, 6 %% of the field of view) + a "
@@ -492,13 +461,9 @@ int main(int argc, char** argv) try {
   }
   md << "\nFiles: results.csv (one row per model, seed and test slice), montage_<model>.png (seed 1; rows: test slices "
      << split.test[mont[0]] << ", " << split.test[mont[1]] << ", " << split.test[mont[2]]
-     << "; columns: source A, output, aligned T1, warped T1, |output - aligned T1|), <model>_seed<k>.safetensors.\n";
-  {
-    std::ofstream f(out + "/summary.md.tmp");
-    f << md.str();
-    DICYC_CHECK(f.good(), IoError, "protocol: cannot write " << out << "/summary.md");
-  }
-  std::filesystem::rename(out + "/summary.md.tmp", out + "/summary.md");
+     << "; columns: source A, output, aligned T1, warped T1, |output - aligned T1|), <model>_seed<k>/ (checkpoint.safetensors, "
+        "losses.csv).\n";
+  io::write_file_atomic(out + "/summary.md", md.str());
   std::cout << "\n" << md.str();
   return 0;
 } catch (const std::exception& e) {

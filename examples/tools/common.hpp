@@ -21,7 +21,9 @@
 
 #include "dicyc/core/error.hpp"
 #include "dicyc/data/dataset.hpp"
-#include "dicyc/io/png.hpp"
+#include "dicyc/io/grid.hpp"
+#include "dicyc/train/memory.hpp"
+#include "dicyc/train/run_info.hpp"
 
 namespace tools {
 
@@ -106,62 +108,10 @@ inline std::array<double, 3> parse_spacing(const std::string& s) {
 }
 
 // ------------------------------------------------------------------------------------- images
-/// A grey image in [-1, 1] (x fastest).
-struct Panel {
-  Index w = 0, h = 0;
-  std::vector<float> v;
-};
-
-inline Panel panel_of(const float* data, Index w, Index h) {
-  Panel p{w, h, std::vector<float>(data, data + w * h)};
-  return p;
-}
-
-/// Alternating tiles of a and b (same size).
-inline Panel checkerboard(const Panel& a, const Panel& b, Index tiles = 8) {
-  Panel c = a;
-  const Index tw = std::max<Index>(1, a.w / tiles), th = std::max<Index>(1, a.h / tiles);
-  for (Index y = 0; y < a.h; ++y)
-    for (Index x = 0; x < a.w; ++x)
-      if (((x / tw) + (y / th)) % 2) c.v[x + a.w * y] = b.v[x + a.w * y];
-  return c;
-}
-
-/// Rows of panels into one 8-bit PNG; [-1, 1] maps to [0, 255]; y flipped so that anterior
-/// (RAS+ axis 1) is up; 2-pixel gaps.
-inline void write_grid(const std::string& path, const std::vector<std::vector<Panel>>& rows) {
-  Index w = 0, h = 0;
-  const Index gap = 2;
-  for (const auto& r : rows) {
-    Index rw = 0, rh = 0;
-    for (const auto& p : r) {
-      rw += p.w + gap;
-      rh = std::max(rh, p.h);
-    }
-    w = std::max(w, rw);
-    h += rh + gap;
-  }
-  dicyc::io::GrayImage g;
-  g.width = std::max<Index>(1, w);
-  g.height = std::max<Index>(1, h);
-  g.pixels.assign(static_cast<std::size_t>(g.width * g.height), 0);
-  Index oy = 0;
-  for (const auto& r : rows) {
-    Index ox = 0, rh = 0;
-    for (const auto& p : r) {
-      for (Index y = 0; y < p.h; ++y)
-        for (Index x = 0; x < p.w; ++x) {
-          const float v = std::clamp(p.v[x + p.w * (p.h - 1 - y)], -1.0f, 1.0f);
-          g.pixels[static_cast<std::size_t>((ox + x) + g.width * (oy + y))] =
-              static_cast<std::uint8_t>(std::lround(127.5 * (v + 1.0)));
-        }
-      ox += p.w + gap;
-      rh = std::max(rh, p.h);
-    }
-    oy += rh + gap;
-  }
-  dicyc::io::write_png_gray(path, g);
-}
+using dicyc::io::checkerboard;
+using dicyc::io::Panel;
+using dicyc::io::panel_of;
+using dicyc::io::write_grid;
 
 /// A panel of a volume's middle axial slice, rescaled to [-1, 1] between lo and hi.
 inline Panel middle_slice(const dicyc::io::Volume& v, float lo, float hi) {
@@ -248,103 +198,6 @@ inline dicyc::io::VolumeData synthesize(const dicyc::io::VolumeData& in, float b
   return out;
 }
 
-// ------------------------------------------------------------------------------------- metadata
-/// What a checkpoint records about the data, so that synthesis prepares inputs as training did
-/// and writes outputs in the target domain's units.
-struct DataMeta {
-  int dim = 2;
-  std::array<Index, 3> crop{128, 128, 1};
-  dicyc::data::PrepareOptions prep;
-  dicyc::data::IntensityMap map_a, map_b;
-
-  std::map<std::string, std::string> to_metadata() const {
-    std::map<std::string, std::string> m;
-    m["dim"] = std::to_string(dim);
-    m["crop"] = std::to_string(crop[0]) + " " + std::to_string(crop[1]) + " " + std::to_string(crop[2]);
-    char buf[128];
-    std::snprintf(buf, sizeof buf, "%.17g %.17g %.17g", prep.spacing[0], prep.spacing[1], prep.spacing[2]);
-    m["spacing"] = buf;
-    m["canonical"] = prep.canonical ? "1" : "0";
-    m["normalisation"] = prep.zscore ? "zscore" : "percentile";
-    std::snprintf(buf, sizeof buf, "%.17g %.17g", prep.p_lo, prep.p_hi);
-    m["percentiles"] = buf;
-    m["intensity_a"] = map_a.to_string();
-    m["intensity_b"] = map_b.to_string();
-    return m;
-  }
-  static DataMeta from_file(const dicyc::io::SafeTensorsFile& f, const std::string& path) {
-    auto get = [&](const std::string& k) -> std::string {
-      DICYC_CHECK(f.has_metadata("user." + k), dicyc::SerializationError,
-                  "checkpoint '" << path << "' has no '" << k << "' entry: was it written by dicyc-train?");
-      return f.metadata("user." + k);
-    };
-    DataMeta d;
-    std::istringstream(get("dim")) >> d.dim;
-    DICYC_CHECK(d.dim == 2 || d.dim == 3, dicyc::SerializationError, "checkpoint '" << path << "': bad dim");
-    std::istringstream(get("crop")) >> d.crop[0] >> d.crop[1] >> d.crop[2];
-    std::istringstream(get("spacing")) >> d.prep.spacing[0] >> d.prep.spacing[1] >> d.prep.spacing[2];
-    d.prep.canonical = get("canonical") == "1";
-    d.prep.zscore = get("normalisation") == "zscore";
-    std::istringstream(get("percentiles")) >> d.prep.p_lo >> d.prep.p_hi;
-    d.map_a = dicyc::data::IntensityMap::from_string(get("intensity_a"));
-    d.map_b = dicyc::data::IntensityMap::from_string(get("intensity_b"));
-    return d;
-  }
-};
-
-// ------------------------------------------------------------------------------------- memory
-/// This process's resident memory in bytes (VmRSS), 0 where /proc is not there.
-inline double resident_bytes() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return 1024.0 * std::atof(line.c_str() + 6);
-  return 0;
-}
-
-/// Bytes this process may still take: the smaller of the machine's MemAvailable and what the
-/// cgroup's limit leaves (v2 memory.max - memory.current, or v1 limit - usage); `source` says
-/// which bound. 0 where neither can be read.
-inline double available_bytes(std::string* source) {
-  double best = 0;
-  *source = "unknown";
-  {
-    std::ifstream in("/proc/meminfo");
-    std::string line;
-    while (std::getline(in, line))
-      if (line.rfind("MemAvailable:", 0) == 0) {
-        best = 1024.0 * std::atof(line.c_str() + 13);
-        *source = "MemAvailable";
-      }
-  }
-  auto read_num = [](const std::string& f, double& v) {
-    std::ifstream in(f);
-    std::string t;
-    if (!(in >> t) || t == "max") return false;
-    char* end = nullptr;
-    v = std::strtod(t.c_str(), &end);
-    return end && *end == '\0' && v > 0 && v < 1e18;
-  };
-  double lim = 0, cur = 0;
-  if ((read_num("/sys/fs/cgroup/memory.max", lim) && read_num("/sys/fs/cgroup/memory.current", cur)) ||
-      (read_num("/sys/fs/cgroup/memory/memory.limit_in_bytes", lim) &&
-       read_num("/sys/fs/cgroup/memory/memory.usage_in_bytes", cur))) {
-    const double left = std::max(0.0, lim - cur);
-    if (best == 0 || left < best) {
-      best = left;
-      *source = "the cgroup's memory limit";
-    }
-  }
-  return best;
-}
-
-inline std::string gib(double bytes) {
-  char b[32];
-  if (std::abs(bytes) < 1024.0 * 1024.0 * 1024.0) std::snprintf(b, sizeof b, "%.1f MiB", bytes / (1024.0 * 1024.0));
-  else std::snprintf(b, sizeof b, "%.2f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
-  return b;
-}
-
 /// --max-memory: "auto" (0: what the machine and cgroup leave), "off" (-1: no check) or GiB.
 inline double parse_max_memory(const std::string& s) {
   if (s == "auto") return 0;
@@ -356,34 +209,9 @@ inline double parse_max_memory(const std::string& s) {
   return v * 1024.0 * 1024.0 * 1024.0;
 }
 
-/// Refuses (UsageError, exit 2) when `need` more bytes will not fit: in --max-memory's limit when
-/// one is given (resident + need must fit), else in what the machine leaves. `rss_before`: the
-/// resident memory before the probes that gave `need`, when they ran in this process. What they
-/// freed stays resident (glibc keeps freed blocks for reuse) but the run reuses it, so it counts
-/// as available, not as in use: counted as in use it made the 3-D training estimate 37 % high.
-inline void check_memory(const std::string& what, double need, double max_memory, double rss_before = -1) {
-  if (max_memory < 0) return;
-  const double now = resident_bytes();
-  const double rss = rss_before >= 0 ? std::min(now, rss_before) : now, kept = now - rss;
-  std::string src;
-  double limit, have;
-  if (max_memory > 0) {
-    limit = max_memory;
-    have = max_memory - rss;
-    src = "--max-memory";
-  } else {
-    have = available_bytes(&src) + kept;
-    limit = have + rss;
-    if (have <= 0) return;  // nothing to compare with (no /proc)
-  }
-  std::printf("memory: %s needs about %s on top of the %s in use; %s available (%s)\n", what.c_str(),
-              gib(need).c_str(), gib(rss).c_str(), gib(std::max(0.0, have)).c_str(), src.c_str());
-  std::fflush(stdout);
-  TOOL_REQUIRE(need <= have, what << " needs about " << gib(need) << " more memory (peak estimated from a probe step), "
-                                  << "but only " << gib(std::max(0.0, have)) << " is available (" << src << ": "
-                                  << gib(limit) << " in all, " << gib(rss) << " in use): use a smaller --crop, "
-                                  << "--batch or width, or raise --max-memory if you know better");
-}
+/// What a checkpoint records about the data (train/run_info.hpp).
+using DataMeta = dicyc::train::DataInfo;
+using dicyc::train::check_memory;
 
 inline std::string strip_nifti_ext(std::string name) {
   for (const char* e : {".nii.gz", ".nii", ".hdr.gz", ".hdr"})

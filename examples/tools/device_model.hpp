@@ -48,35 +48,18 @@ class DeviceModel final : public HostModel<Dim, S> {
     return ctx.allocator().footprint_bytes();
   }
 
-  HostLosses train_step(const S* x, const S* y, const Shape& s, std::string* numeric_error) override {
-    dicyc::model::StepLosses L;
+  dicyc::model::StepLosses train_step(const S* x, const S* y, const Shape& s, std::string* numeric_error) override {
     try {
       if constexpr (dicyc::core::is_gpu_v<Device>) {
         const T xd = upload(x, s), yd = upload(y, s);
-        L = m_->train_step(xd.cmap(), yd.cmap());
+        return m_->train_step(xd.cmap(), yd.cmap());
       } else {
-        L = m_->train_step(dicyc::ConstTensorMap<S, Rank>(x, shape(s)), dicyc::ConstTensorMap<S, Rank>(y, shape(s)));
+        return m_->train_step(dicyc::ConstTensorMap<S, Rank>(x, shape(s)), dicyc::ConstTensorMap<S, Rank>(y, shape(s)));
       }
     } catch (const dicyc::NumericError& e) {
       *numeric_error = e.what();
       return {};
     }
-    HostLosses h;
-    h.gan_ab = L.gan_ab;
-    h.gan_ba = L.gan_ba;
-    h.cyc_a = L.cyc_a;
-    h.cyc_b = L.cyc_b;
-    h.dicyc_a = L.dicyc_a;
-    h.dicyc_b = L.dicyc_b;
-    h.id_a = L.id_a;
-    h.id_b = L.id_b;
-    h.align_a = L.align_a;
-    h.align_b = L.align_b;
-    h.g_total = L.g_total;
-    h.d_a = L.d_a;
-    h.d_b = L.d_b;
-    h.lr = L.lr;
-    return h;
   }
 
   void translate(bool ab, const S* x, S* y, const Shape& s) override {

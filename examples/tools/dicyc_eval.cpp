@@ -113,23 +113,12 @@ std::map<std::string, std::string> by_name(const std::string& spec) {
   return m;
 }
 
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return s / static_cast<double>(v.size());
-}
-double sd(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / static_cast<double>(v.size() - 1));
-}
+using dicyc::eval::mean;
+double sd(const std::vector<double>& v) { return dicyc::eval::sample_sd(v); }
 
-/// 0/1 foreground: above 10 % of the 0.5..99.5 percentile range.
+/// 0/1 foreground (data::foreground_threshold at 10 % of the 0.5..99.5 percentile range).
 std::vector<std::uint8_t> foreground_of(const dicyc::io::VolumeData& v) {
-  const auto m = dicyc::data::IntensityMap::percentile(v);
-  const float thr = static_cast<float>(m.a + 0.1 * (m.b - m.a));
+  const float thr = dicyc::data::foreground_threshold(v.data(), v.size(), 0.1);
   std::vector<std::uint8_t> f(v.size());
   for (std::size_t i = 0; i < v.size(); ++i) f[i] = v.data()[i] > thr;
   return f;
@@ -248,7 +237,7 @@ int main_impl(int argc, char** argv) {
       write_grid(out + "/checker_" + n + ".png", {{ps, pp, checkerboard(ps, pp)}});
     }
     std::printf("| mean +- sd | %.4f +- %.4f | %.4f +- %.4f |\n", mean(nmis), sd(nmis), mean(dices), sd(dices));
-    dicyc::io::SafeTensorsWriter::write_file_atomic(out + "/alignment.csv", std::vector<unsigned char>(csv.begin(), csv.end()));
+    dicyc::io::write_file_atomic(out + "/alignment.csv", std::vector<unsigned char>(csv.begin(), csv.end()));
     std::printf("wrote %s/alignment.csv and checkerboards (source | output | checkerboard)\n", out.c_str());
     return kOk;
   }
@@ -350,7 +339,7 @@ int main_impl(int argc, char** argv) {
   }
   std::printf("%s", md.c_str());
   auto write = [&](const std::string& f, const std::string& s) {
-    dicyc::io::SafeTensorsWriter::write_file_atomic(out + "/" + f, std::vector<unsigned char>(s.begin(), s.end()));
+    dicyc::io::write_file_atomic(out + "/" + f, std::vector<unsigned char>(s.begin(), s.end()));
   };
   write("metrics.csv", csv);
   write("summary.md", md);

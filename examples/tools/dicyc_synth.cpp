@@ -60,13 +60,13 @@ int main_impl(int argc, char** argv) {
   std::string config;
   DataMeta meta;
   bool half = false;
-  {  // the metadata; the file (weights, Adam moments, pools) is not kept while synthesizing
-    const auto f = dicyc::io::SafeTensorsFile::open(c.checkpoint);
-    DICYC_CHECK(f.has_metadata("config") && f.has_metadata("scalar"), dicyc::SerializationError,
-                "'" << c.checkpoint << "' is not a dicyc checkpoint");
-    meta = DataMeta::from_file(f, c.checkpoint);
-    half = f.metadata("scalar") == "F16";
-    config = f.metadata("config");
+  {  // the metadata, with one open; the file (weights, Adam moments, pools) is not kept while synthesizing
+    const auto info = dicyc::train::RunInfo::read(c.checkpoint);
+    DICYC_CHECK(info.has_data_info, dicyc::SerializationError,
+                "checkpoint '" << c.checkpoint << "' has no data preparation entries: was it written by dicyc-train?");
+    meta = info.data;
+    half = info.scalar == "F16";
+    config = info.model_config;
   }
 #ifdef DICYC_TOOLS_2D_FLOAT_ONLY
   TOOL_REQUIRE(meta.dim == 2 && !half, "this build of the tools has 2-D float models only (DICYC_TOOLS_VARIANTS=2d-float)");

@@ -172,10 +172,11 @@ int main_impl(int argc, char** argv) {
   if (c.resume) {  // --resume needs neither --dim nor --precision: the checkpoint has both
     const std::string ckpt = c.out + "/checkpoint.safetensors";
     TOOL_REQUIRE(std::filesystem::exists(ckpt), "--resume: no checkpoint at '" << ckpt << "'");
-    const auto f = dicyc::io::SafeTensorsFile::open(ckpt);
-    TOOL_REQUIRE(f.has_metadata("scalar") && f.has_metadata("user.dim"), "--resume: '" << ckpt << "' is not a dicyc-train checkpoint");
-    const int dim = std::atoi(f.metadata("user.dim").c_str());
-    const bool half = f.metadata("scalar") == "F16";
+    // The one read of the checkpoint's metadata (the model reads its tensors when it loads).
+    c.resumed = std::make_shared<const dicyc::train::RunInfo>(dicyc::train::RunInfo::read(ckpt));
+    TOOL_REQUIRE(c.resumed->has_data_info, "--resume: '" << ckpt << "' is not a dicyc-train checkpoint");
+    const int dim = c.resumed->data.dim;
+    const bool half = c.resumed->scalar == "F16";
     if (!r.count("dim")) c.dim = dim;
     if (!r.count("precision")) c.half = half;
     TOOL_REQUIRE(c.dim == dim && c.half == half, "--resume: the checkpoint holds a " << dim << "-D " << (half ? "half" : "float")

@@ -16,14 +16,9 @@
 #include <Eigen/Core>  // Eigen::half, the half storage type
 
 #include "dicyc/dist/communicator.hpp"  // standard C++ only
+#include "dicyc/model/losses.hpp"       // standard C++ only
 
 namespace tools {
-
-/// The loss terms of one iteration (a copy of dicyc::model::StepLosses).
-struct HostLosses {
-  double gan_ab = 0, gan_ba = 0, cyc_a = 0, cyc_b = 0, dicyc_a = 0, dicyc_b = 0, id_a = 0, id_b = 0, align_a = 0,
-         align_b = 0, g_total = 0, d_a = 0, d_b = 0, lr = 0;
-};
 
 template <int Dim, class S>
 class HostModel {
@@ -32,7 +27,7 @@ class HostModel {
   virtual ~HostModel() = default;
   /// One training iteration. A non-finite loss term is reported in *numeric_error (non-empty) and
   /// nothing else happens; every other error is thrown.
-  virtual HostLosses train_step(const S* x, const S* y, const Shape& s, std::string* numeric_error) = 0;
+  virtual dicyc::model::StepLosses train_step(const S* x, const S* y, const Shape& s, std::string* numeric_error) = 0;
   /// The plain generator A -> B (ab) or B -> A.
   virtual void translate(bool ab, const S* x, S* y, const Shape& s) = 0;
   /// DiCyc's deformed output, A -> B (ab) or B -> A, in the pose of `other` (an image of the

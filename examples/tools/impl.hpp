@@ -21,6 +21,7 @@
 #include "common.hpp"
 #include "device_model.hpp"
 #include "dicyc/model.hpp"
+#include "dicyc/train.hpp"
 #include "parallel.hpp"
 #include "report.hpp"
 
@@ -54,6 +55,7 @@ struct TrainConfig {
   double max_memory = 0;          // bytes; 0: what the machine leaves; < 0: no check
   double mpi_timeout = 900;       // seconds a collective may wait under mpirun (0: no limit)
   std::set<std::string> given;    // the flags given on the command line (a resume keeps the others)
+  std::shared_ptr<const dicyc::train::RunInfo> resumed;  // --resume: the checkpoint's run metadata
 };
 
 struct SynthConfig {
@@ -189,74 +191,59 @@ struct Runner {
     return r;
   }
 
-  // ------------------------------------------------------------------ what a resume must keep
-  /// The settings besides the model's that decide the data stream and where the run ends; stored
-  /// in the checkpoint ("train"), so that --resume with no other flags continues the same run.
-  static nlohmann::json run_settings(const TrainConfig& c) {
-    const auto& a = c.augment;
-    return {{"seed", c.seed},
-            {"batch", c.batch},
-            {"min_foreground", c.min_foreground},
-            {"augment", a.enabled},
-            {"rotation", a.rotation},
-            {"scale", a.scale},
-            {"shear", a.shear},
-            {"translation", a.translation},
-            {"flip", a.flip},
-            {"max_iters", c.max_iters},
-            {"checkpoint_every", c.checkpoint_every},
-            {"sample_every", c.sample_every}};
-  }
-  /// Takes the stored settings for every flag not given now; says which given ones differ.
-  static void restore_run_settings(TrainConfig& c, const nlohmann::json& j) {
-    auto take = [&](const char* flag, const char* key, auto& field, bool stream) {
-      using F = std::decay_t<decltype(field)>;
-      if (!j.contains(key)) return;
-      const F stored = j.at(key).get<F>();
-      if (!c.given.count(flag)) {
-        field = stored;
-      } else if (!(stored == field)) {
-        std::printf("note: --%s differs from the checkpoint's setting (%s)%s\n", flag, j.at(key).dump().c_str(),
-                    stream ? ": the resumed run will not reproduce an uninterrupted one" : "");
-      }
-    };
-    auto& a = c.augment;
-    take("seed", "seed", c.seed, true);
-    take("batch", "batch", c.batch, true);
-    take("min-foreground", "min_foreground", c.min_foreground, true);
-    take("no-augment", "augment", a.enabled, true);
-    take("rotation", "rotation", a.rotation, true);
-    take("scale", "scale", a.scale, true);
-    take("shear", "shear", a.shear, true);
-    take("translation", "translation", a.translation, true);
-    take("flip", "flip", a.flip, true);
-    take("max-iters", "max_iters", c.max_iters, false);
-    take("checkpoint-every", "checkpoint_every", c.checkpoint_every, false);
-    take("sample-every", "sample_every", c.sample_every, false);
-  }
-
   // --------------------------------------------------------------------------------- memory
-  /// Device memory of one training step (train) or one translation of `full` (x, y[, z]) voxels
-  /// times n. Memory is affine in the voxel count at fixed widths (weights, optimiser state and
-  /// workspaces fixed; activations, caches and pools proportional), so two probe steps of small
-  /// crops, in fresh models, give it for any size; a shape no larger than the second probe is
-  /// probed as it is.
   using Probe = std::function<std::size_t(bool, const typename Model::Shape&)>;  // HostModel::probe_memory
   static double estimate_bytes(const Probe& probe_memory, bool train, const std::array<Index, 3>& full, Index n,
                                int d_layers) {
-    Index s1 = std::max<Index>(Dim == 2 ? 32 : 24, Index(3) << std::min(d_layers, 10));
-    s1 = (s1 + 3) / 4 * 4;
-    const Index s2 = (s1 * 3 / 2 + 3) / 4 * 4;
-    double v = static_cast<double>(n);
-    for (int d = 0; d < Dim; ++d) v *= static_cast<double>(full[d]);
-    const double v1 = std::pow(static_cast<double>(s1), Dim), v2 = std::pow(static_cast<double>(s2), Dim);
-    auto probe = [&](const std::array<Index, 3>& c, Index nn) {
-      return static_cast<double>(probe_memory(train, hs(shape_of(c, nn))));
+    const dicyc::train::ProbeFn probe = [&](bool t, const std::array<Index, 3>& ext, Index nb) {
+      return static_cast<double>(probe_memory(t, hs(shape_of(ext, nb))));
     };
-    if (v <= v2) return probe(full, n);
-    const double f1 = probe({s1, s1, s1}, 1), f2 = probe({s2, s2, s2}, 1);
-    return f1 + (f2 - f1) * (v - v1) / (v2 - v1);
+    return dicyc::train::estimate_bytes(probe, Dim, train, full, n, d_layers);
   }
+
+  /// The tools' device wrapper as the Trainer's model: batches converted to the scalar, a
+  /// non-finite loss turned back into NumericError.
+  class Trainable final : public dicyc::train::Trainable {
+   public:
+    Trainable(Model& m, const dicyc::model::ModelOptions& mo) : m_(m), mo_(mo) {}
+    dicyc::model::StepLosses train_step(const dicyc::data::Batch& b) override {
+      const std::vector<S> xs = to_s(b.a), ys = to_s(b.b);
+      std::string numeric_error;
+      const auto L = m_.train_step(xs.data(), ys.data(), hs(shape_of(b.crop, b.batch)), &numeric_error);
+      if (!numeric_error.empty()) throw dicyc::NumericError(numeric_error);
+      return L;
+    }
+    std::int64_t iteration() const override { return m_.iteration(); }
+    std::int64_t epoch() const override { return m_.epoch(); }
+    bool done() const override { return m_.done(); }
+    std::int64_t total_iterations() const override {
+      const auto& s = mo_.schedule();
+      return s.iterations_per_epoch() * (s.constant_epochs() + s.decay_epochs());
+    }
+    void save(const std::string& path, const std::map<std::string, std::string>& user) override { m_.save(path, user); }
+    void load(const std::string& path) override { m_.load(path); }
+    bool ranks_consistent() override { return m_.ranks_consistent(); }
+    std::int64_t degenerate_samples() const override { return m_.degenerate_samples(); }
+    std::string name() const override { return mo_.model_name(); }
+    /// The training step's peak (probed), the loader's queue (two batches ahead, one in use, each
+    /// A and B), full image pools, and a checkpoint save's host copy.
+    bool memory_need(int, const std::array<Index, 3>& crop, Index batch, dicyc::train::MemoryNeed* need) override {
+      const double per = static_cast<double>(crop[0] * crop[1] * (Dim == 3 ? crop[2] : 1));
+      // The model already holds its weights (in the resident memory the check measures).
+      const Probe probe = [&](bool t, const typename Model::Shape& s) { return m_.probe_memory(t, s); };
+      const double step = estimate_bytes(probe, true, crop, batch, mo_.n_layers()) - static_cast<double>(m_.footprint_bytes());
+      const double loader = 4 * 2 * per * static_cast<double>(batch) * (sizeof(float) + sizeof(S));
+      // The probe step's pools held one image each; the run's fill up.
+      const double pools = 2.0 * static_cast<double>(std::max<Index>(0, mo_.pool_size() - 1)) * per * sizeof(S);
+      need->per_rank = step + loader + pools;
+      need->save = static_cast<double>(m_.checkpoint_bytes(hs(shape_of(crop, batch))));
+      return true;
+    }
+
+   private:
+    Model& m_;
+    dicyc::model::ModelOptions mo_;
+  };
 
   // --------------------------------------------------------------------------------- training
   static int train(const TrainConfig& cfg_in) {
@@ -265,9 +252,9 @@ struct Runner {
     return par.run([&] { return train_ranks(cfg_in, par); });
   }
 
-  /// One rank's training (the only one without MPI). Every rank trains on its own batches; rank 0
-  /// alone writes the log, the samples, the report and the checkpoint (which holds every rank's
-  /// pools), and prints.
+  /// One rank's training (the only one without MPI), through dicyc::train::Trainer. Every rank
+  /// trains on its own batches; rank 0 alone writes the log, the samples, the report and the
+  /// checkpoint (which holds every rank's pools), and prints.
   static int train_ranks(const TrainConfig& cfg_in, Parallel& par) {
     using namespace dicyc;
     namespace fs = std::filesystem;
@@ -279,11 +266,10 @@ struct Runner {
       if (!std::freopen("/dev/null", "w", stdout)) std::fclose(stdout);
     }
     if (K > 1 && cfg.device == "gpu") cfg.gpu += par.local_rank();  // one GPU per rank of a node
-    const std::string ckpt = cfg.out + "/checkpoint.safetensors", csv = cfg.out + "/losses.csv";
+    const std::string ckpt = cfg.out + "/checkpoint.safetensors";
     if (root) {
       fs::create_directories(cfg.out + "/samples");
-      remove_stale_temporaries(cfg.out);
-      remove_stale_temporaries(cfg.out + "/samples");
+      io::remove_stale_temporaries(cfg.out + "/samples");
     }
 
     model::ModelOptions mo = options_of(cfg);
@@ -291,19 +277,31 @@ struct Runner {
     meta.dim = Dim;
     meta.crop = cfg.crop;
     meta.prep = cfg.prep;
-    std::int64_t start_iter = 0;
-    if (cfg.resume) {
-      TOOL_REQUIRE(fs::exists(ckpt), "--resume: no checkpoint at '" << ckpt << "'"
-                                         << (K > 1 ? " (with several ranks, --out must be on a filesystem that every "
-                                                     "rank sees)"
-                                                   : ""));
-      const auto f = io::SafeTensorsFile::open(ckpt);
-      TOOL_REQUIRE(f.has_metadata("config"), "--resume: '" << ckpt << "' is not a dicyc checkpoint");
-      mo = model::ModelOptions::from_json(nlohmann::json::parse(f.metadata("config")));
-      meta = DataMeta::from_file(f, ckpt);
+    train::RunSettings rs;
+    rs.seed = cfg.seed;
+    rs.batch = cfg.batch;
+    rs.min_foreground = cfg.min_foreground;
+    rs.augment = cfg.augment;
+    rs.max_iters = cfg.max_iters;
+    rs.checkpoint_every = cfg.checkpoint_every;
+    rs.sample_every = cfg.sample_every;
+    if (cfg.resume) {  // one read of the checkpoint's metadata: model, data and run settings
+      TOOL_REQUIRE(cfg.resumed, "--resume: no checkpoint at '" << ckpt << "'"
+                                    << (K > 1 ? " (with several ranks, --out must be on a filesystem that every rank sees)"
+                                              : ""));
+      const train::RunInfo& info = *cfg.resumed;
+      mo = model::ModelOptions::from_json(nlohmann::json::parse(info.model_config));
+      TOOL_REQUIRE(info.has_data_info, "--resume: '" << ckpt << "' has no data preparation entries: was it written by dicyc-train?");
+      meta = info.data;
       TOOL_REQUIRE(meta.dim == Dim, "--resume: the checkpoint holds a " << meta.dim << "-D model, but --dim is " << Dim);
-      if (f.has_metadata("user.train")) {
-        restore_run_settings(cfg, nlohmann::json::parse(f.metadata("user.train")));
+      if (info.has_run_settings) {
+        std::set<std::string> given;  // flag names -> run-setting keys
+        for (const auto& f : cfg.given) {
+          std::string k = f == "no-augment" ? "augment" : f;
+          std::replace(k.begin(), k.end(), '-', '_');
+          given.insert(k);
+        }
+        for (const auto& n : rs.restore(info.run.to_json(), given)) std::printf("note: %s\n", n.c_str());
         std::printf("resuming from %s (its model, data and run settings are used)\n", ckpt.c_str());
       } else {
         std::printf("resuming from %s (its model and data settings are used; it predates stored run settings, so "
@@ -318,7 +316,7 @@ struct Runner {
       m->set_communicator(par.comm());
       std::printf("data parallel: %s; batch %lld per rank (%lld per step), gradients averaged over the ranks, image "
                   "pools per rank\n",
-                  par.name().c_str(), static_cast<long long>(cfg.batch), static_cast<long long>(cfg.batch) * K);
+                  par.name().c_str(), static_cast<long long>(rs.batch), static_cast<long long>(rs.batch) * K);
     }
 
     // Data: both domains prepared up front, then sampled by the loader thread.
@@ -332,26 +330,29 @@ struct Runner {
       meta.map_a = dom_a->reference_map();
       meta.map_b = dom_b->reference_map();
     }
-    // Memory, before any is spent on the model: the training step's peak (probed), the loader's
-    // queue (two batches ahead, one in use, each A and B) and a checkpoint save's host copy.
-    if (cfg.device == "cpu" && cfg.max_memory >= 0) {
-      const double per = static_cast<double>(meta.crop[0] * meta.crop[1] * (Dim == 3 ? meta.crop[2] : 1));
-      // The model made above already holds its weights (in the resident memory measured below).
-      const Probe probe = [&](bool t, const typename Model::Shape& s) { return m->probe_memory(t, s); };
-      const double rss0 = resident_bytes();
-      const double step = estimate_bytes(probe, true, meta.crop, cfg.batch, mo.n_layers()) -
-                          static_cast<double>(m->footprint_bytes());
-      const double loader = 4 * 2 * per * static_cast<double>(cfg.batch) * (sizeof(float) + sizeof(S));
-      // The save's host copy; the probe step's pools held one image each, the run's fill up.
-      const double save = static_cast<double>(m->checkpoint_bytes(hs(shape_of(meta.crop, cfg.batch))));
-      const double pools = 2.0 * static_cast<double>(std::max<Index>(0, mo.pool_size() - 1)) * per * sizeof(S);
-      // The ranks on this machine share its memory (each checks all of them; rank 0 saves).
-      const int local = par.local_size();
-      check_memory("training (" + std::string(mo.model_name()) + ", crop " + std::to_string(meta.crop[0]) +
-                       (Dim == 3 ? "^3" : "^2") + ", batch " + std::to_string(cfg.batch) + ")" +
-                       (local > 1 ? " x " + std::to_string(local) + " ranks on this machine" : ""),
-                   (step + loader + pools) * local + save * (K > 1 ? 2 : 1), cfg.max_memory, rss0);
-    }
+    data::SamplerOptions so;
+    so.dim = Dim;
+    so.crop = meta.crop;
+    so.batch = rs.batch;
+    so.augment = rs.augment;
+    so.min_foreground = rs.min_foreground;
+    train::SamplerSource source(dom_a, dom_b, so, 2);
+    Trainable trainable(*m, mo);
+    train::Trainer trainer(trainable, source,
+                           train::TrainerOptions()
+                               .out(cfg.out)
+                               .run_settings(rs)
+                               .log_every(cfg.log_every)
+                               .resume(cfg.resume)
+                               .max_memory(cfg.device == "cpu" ? cfg.max_memory : -1)
+                               .local_ranks(par.local_size())
+                               .data_info(meta),
+                           par.comm());
+    // Memory, before any is spent on the run (and before the crop checks: a crop too large for
+    // memory is told so first).
+    trainer.check_memory(Dim, meta.crop, rs.batch,
+                         "training (" + std::string(mo.model_name()) + ", crop " + std::to_string(meta.crop[0]) +
+                             (Dim == 3 ? "^3" : "^2") + ", batch " + std::to_string(rs.batch) + ")");
     for (const auto* d : {dom_a.get(), dom_b.get()})
       for (int k = 0; k < Dim; ++k) {
         Index largest = 0;
@@ -372,185 +373,52 @@ struct Runner {
       }
     std::printf("domain A: %zu volumes, domain B: %zu volumes\n", dom_a->volumes.size(), dom_b->volumes.size());
 
-    if (cfg.resume) {
-      m->load(ckpt);  // collective: refuses a checkpoint of another rank count on every rank
-      start_iter = m->iteration();
-      if (root) truncate_csv(csv, start_iter);
-    }
-    const std::int64_t total = mo.schedule().iterations_per_epoch() *
-                               (mo.schedule().constant_epochs() + mo.schedule().decay_epochs());
-    const std::int64_t goal = cfg.max_iters > 0 ? std::min(total, cfg.max_iters) : total;
-    data::SamplerOptions so;
-    so.dim = Dim;
-    so.crop = meta.crop;
-    so.batch = cfg.batch;
-    so.augment = cfg.augment;
-    so.min_foreground = cfg.min_foreground;
-    so.seed = cfg.seed * 1000003ULL;  // rank 0's stream is the single-process one
-    if (par.rank() > 0) so.seed ^= static_cast<std::uint64_t>(par.rank()) * 0xD1B54A32D192ED03ULL;
-    so.first_batch = start_iter;  // batch i is the same whether the run was interrupted or not
-    data::Loader loader(data::Sampler(dom_a, dom_b, so), 2);
-
-    std::ofstream log;  // rank 0's; the others' stays closed (writes to it do nothing)
-    if (root) {
-      log.open(csv, std::ios::app);
-      TOOL_REQUIRE(log, "cannot write '" << csv << "'");
-    }
-    if (root && (start_iter == 0 || fs::file_size(csv) == 0))
-      log << "iteration,epoch,lr,g_total,gan_ab,gan_ba,cyc_a,cyc_b,dicyc_a,dicyc_b,id_a,id_b,align_a,align_b,d_a,d_b,"
-             "constant_samples,seconds\n";
-
-    const auto shape = shape_of(meta.crop, cfg.batch);
-    const auto t0 = std::chrono::steady_clock::now();
-    auto last_print = t0;
-    std::int64_t done_here = 0;
-    HostLosses L;
-    auto save = [&] {
-      auto md = meta.to_metadata();
-      md["train"] = run_settings(cfg).dump();
-      // Every rank holds the same weights unless the reductions went wrong: never save a split run.
-      TOOL_REQUIRE(K == 1 || m->ranks_consistent(),
-                   "the ranks' weights differ at iteration " << m->iteration() << ": the gradient all-reduce did not give "
-                   "every rank the same result; not saving (the last checkpoint is kept)");
-      m->save(ckpt, md);  // collective: rank 0 writes
-      if (root) write_report(cfg.out, mo.model_name(), mo.to_json().dump(2));
+    const auto shape = shape_of(meta.crop, rs.batch);
+    auto& h = trainer.hooks();
+    h.stop_requested = [] { return stop_flag().load(); };
+    if (cfg.debug_nan_at > 0)
+      h.before_step = [&](data::Batch& b, std::int64_t next) {
+        if (next == cfg.debug_nan_at) b.a[0] = std::nanf("");
+      };
+    h.log = [&](const model::StepLosses& L, const train::Progress& p) {
+      std::printf("it %lld/%lld ep %lld  %.2f it/s  ETA %s | G %.4f gan %.3f/%.3f cyc %.4f/%.4f", static_cast<long long>(p.iteration),
+                  static_cast<long long>(p.goal), static_cast<long long>(p.epoch), p.rate(),
+                  format_duration(p.eta_seconds()).c_str(), L.g_total, L.gan_ab, L.gan_ba, L.cyc_a, L.cyc_b);
+      if (mo.deformation()) std::printf(" dicyc %.4f/%.4f", L.dicyc_a, L.dicyc_b);
+      if (mo.alignment().kind() != model::AlignKind::None) std::printf(" align %.4f/%.4f", L.align_a, L.align_b);
+      std::printf(" | D %.4f/%.4f lr %.3g", L.d_a, L.d_b, L.lr);
+      if (p.degenerate > 0) std::printf(" | constant samples %lld", static_cast<long long>(p.degenerate));
+      std::printf("\n");
+      std::fflush(stdout);
     };
-    // Every rank goes on, or every rank stops at the same iteration boundary: 0 go on, 1 stop
-    // (a signal on some rank), 2 some rank's data loader failed.
-    auto agree = [&](std::int32_t mine) {
-      if (K > 1) par.comm().all_reduce(&mine, 1, dist::DType::I32, dist::Op::Max);
-      return mine;
-    };
-    std::int64_t degenerate_seen = 0;
-    bool interrupted = false;
-    while (!m->done() && m->iteration() < goal) {
-      data::Batch bt;
-      std::exception_ptr loader_error;
-      if (!stop_flag().load()) {
-        try {
-          bt = loader.next();
-        } catch (...) {  // e.g. a volume that gives no crop with enough foreground: keep the run so far
-          loader_error = std::current_exception();
-        }
+    h.sample = [&](const data::Batch& b, std::int64_t it) { write_sample(*m, b, shape, cfg.out, it); };
+    h.saved = [&](std::int64_t) { write_report(cfg.out, mo.model_name(), mo.to_json().dump(2)); };
+
+    const train::TrainResult r = trainer.fit();
+    if (r.outcome == train::Outcome::NonFinite) {
+      if (root) {
+        std::fprintf(stderr, "\ndicyc-train: %s\ntraining stopped; the last good checkpoint (%s) is kept\n", r.message.c_str(),
+                     fs::exists(ckpt) ? ckpt.c_str() : "none yet");
+        write_report(cfg.out, mo.model_name(), mo.to_json().dump(2));
       }
-      const std::int32_t status = agree(loader_error ? 2 : stop_flag().load() ? 1 : 0);
-      if (status == 1) {
-        interrupted = true;
-        break;
-      }
-      if (status == 2) {
-        log.flush();
-        if (m->iteration() > start_iter) {
-          save();
-          if (root)
-            std::fprintf(stderr, "dicyc-train: the data loader stopped before iteration %lld; checkpoint saved at iteration %lld\n",
-                         static_cast<long long>(m->iteration() + 1), static_cast<long long>(m->iteration()));
-        } else if (root) {
-          std::fprintf(stderr, "dicyc-train: the data loader stopped before iteration %lld (nothing trained in this run)\n",
-                       static_cast<long long>(m->iteration() + 1));
-        }
-        if (loader_error) std::rethrow_exception(loader_error);
-        throw std::runtime_error("the data loader of another rank stopped before iteration " +
-                                 std::to_string(m->iteration() + 1) + " (its own message says why)");
-      }
-      std::vector<S> xs = to_s(bt.a);
-      const std::vector<S> ys = to_s(bt.b);
-      if (cfg.debug_nan_at > 0 && m->iteration() + 1 == cfg.debug_nan_at) xs[0] = S(std::nanf(""));
-      std::string numeric_error;
-      L = m->train_step(xs.data(), ys.data(), hs(shape), &numeric_error);
-      if (!numeric_error.empty()) {
-        log.flush();
-        if (root) {  // every rank sees the same (averaged) losses, so every rank stops here
-          std::fprintf(stderr, "\ndicyc-train: %s\ntraining stopped; the last good checkpoint (%s) is kept\n",
-                       numeric_error.c_str(), fs::exists(ckpt) ? ckpt.c_str() : "none yet");
-          write_report(cfg.out, mo.model_name(), mo.to_json().dump(2));
-        }
-        return kNonFinite;
-      }
-      ++done_here;
-      const std::int64_t it = m->iteration();
-      const std::int64_t degenerate = m->degenerate_samples() - degenerate_seen;
-      degenerate_seen += degenerate;
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      char row[512];
-      std::snprintf(row, sizeof row, "%lld,%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%lld,%.3f\n",
-                    static_cast<long long>(it), static_cast<long long>(m->epoch()), L.lr, L.g_total, L.gan_ab,
-                    L.gan_ba, L.cyc_a, L.cyc_b, L.dicyc_a, L.dicyc_b, L.id_a, L.id_b, L.align_a, L.align_b, L.d_a, L.d_b,
-                    static_cast<long long>(degenerate), secs);
-      log << row;
-      const auto now = std::chrono::steady_clock::now();
-      if (it % cfg.log_every == 0 || it == goal || std::chrono::duration<double>(now - last_print).count() > 10) {
-        last_print = now;
-        log.flush();
-        const double rate = static_cast<double>(done_here) / std::max(1e-9, secs);
-        const double eta = static_cast<double>(goal - it) / std::max(1e-9, rate);
-        std::printf("it %lld/%lld ep %lld  %.2f it/s  ETA %s | G %.4f gan %.3f/%.3f cyc %.4f/%.4f", static_cast<long long>(it),
-                    static_cast<long long>(goal), static_cast<long long>(m->epoch()), rate,
-                    format_duration(eta).c_str(), L.g_total, L.gan_ab, L.gan_ba, L.cyc_a, L.cyc_b);
-        if (mo.deformation()) std::printf(" dicyc %.4f/%.4f", L.dicyc_a, L.dicyc_b);
-        if (mo.alignment().kind() != model::AlignKind::None) std::printf(" align %.4f/%.4f", L.align_a, L.align_b);
-        std::printf(" | D %.4f/%.4f lr %.3g", L.d_a, L.d_b, L.lr);
-        if (degenerate_seen > 0) std::printf(" | constant samples %lld", static_cast<long long>(degenerate_seen));
-        std::printf("\n");
-        std::fflush(stdout);
-      }
-      if (root && cfg.sample_every > 0 && it % cfg.sample_every == 0) write_sample(*m, bt, shape, cfg.out, it);
-      if (cfg.checkpoint_every > 0 && it % cfg.checkpoint_every == 0) {
-        log.flush();
-        save();
-      }
+      return kNonFinite;
     }
-    log.flush();
-    save();
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const bool interrupted = r.outcome == train::Outcome::Interrupted;
     std::printf("%s at iteration %lld after %.1f s (%.3f s/iteration, the loader kept the step waiting %.2f s in all); "
                 "checkpoint %s, report %s/report.html\n",
-                interrupted ? "interrupted: saved" : "done", static_cast<long long>(m->iteration()), secs,
-                done_here ? secs / static_cast<double>(done_here) : 0.0, loader.waited_seconds(), ckpt.c_str(),
-                cfg.out.c_str());
-    if (K > 1 && done_here > 0)
+                interrupted ? "interrupted: saved" : "done", static_cast<long long>(r.iteration), r.seconds,
+                r.steps ? r.seconds / static_cast<double>(r.steps) : 0.0, r.waited_seconds, ckpt.c_str(), cfg.out.c_str());
+    if (K > 1 && r.steps > 0)
       std::printf("data parallel: %d ranks all-reduced %.2f MB per iteration on each rank (%.1f calls per iteration, "
                   "%.3f s per iteration in them, waiting for the slowest rank included)\n",
-                  K, static_cast<double>(par.comm().reduced_bytes()) / 1e6 / static_cast<double>(done_here),
-                  static_cast<double>(par.comm().reduce_calls()) / static_cast<double>(done_here),
-                  par.comm().reduce_seconds() / static_cast<double>(done_here));
-    if (degenerate_seen > 0)
+                  K, static_cast<double>(par.comm().reduced_bytes()) / 1e6 / static_cast<double>(r.steps),
+                  static_cast<double>(par.comm().reduce_calls()) / static_cast<double>(r.steps),
+                  par.comm().reduce_seconds() / static_cast<double>(r.steps));
+    if (r.degenerate > 0)
       std::printf("note: %lld sample(s) of this run had a constant image in the alignment loss (counted as no shared "
                   "information, no gradient; losses.csv column constant_samples)\n",
-                  static_cast<long long>(degenerate_seen));
+                  static_cast<long long>(r.degenerate));
     return interrupted ? kInterrupted : kOk;
-  }
-
-  /// Atomic writes go through "<file>.tmp.<pid>"; a process killed mid-write leaves one behind.
-  /// Remove those whose writer is gone (they are never read).
-  static void remove_stale_temporaries(const std::string& dir) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      const std::string n = e.path().filename().string();
-      const auto at = n.rfind(".tmp.");
-      if (at == std::string::npos) continue;
-      const long pid = std::atol(n.c_str() + at + 5);
-      if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) fs::remove(e.path(), ec);
-    }
-  }
-
-  static void truncate_csv(const std::string& csv, std::int64_t upto) {
-    std::ifstream in(csv);
-    if (!in) return;
-    std::string line, kept;
-    bool header = true;
-    while (std::getline(in, line)) {
-      if (header) {
-        kept += line + "\n";
-        header = false;
-        continue;
-      }
-      const long long it = std::atoll(line.c_str());
-      if (it > 0 && it <= upto && !line.empty()) kept += line + "\n";
-    }
-    in.close();
-    dicyc::io::SafeTensorsWriter::write_file_atomic(csv, std::vector<unsigned char>(kept.begin(), kept.end()));
   }
 
   /// source | undeformed | deformed (DiCyc models only: in the pose of the other domain's sample) |

@@ -168,7 +168,7 @@ inline void write_report(const std::string& out, const std::string& model, const
   }
   h << "<h2>Configuration</h2><pre>" << html_escape(config) << "</pre></body></html>\n";
   const std::string s = h.str();
-  dicyc::io::SafeTensorsWriter::write_file_atomic(out + "/report.html", std::vector<unsigned char>(s.begin(), s.end()));
+  dicyc::io::write_file_atomic(out + "/report.html", std::vector<unsigned char>(s.begin(), s.end()));
 }
 
 }  // namespace tools

@@ -134,7 +134,7 @@ inline Prepared prepare(const std::string& path, const PrepareOptions& o) {
 struct Domain {
   std::vector<Prepared> volumes;
   std::vector<std::vector<std::int64_t>> slices;
-  /// Per volume: the foreground level (background + 5 % of the range) and the linear indices of
+  /// Per volume: the foreground level (data::foreground_threshold, 5 %) and the linear indices of
   /// the voxels above it (2-D: only those on the slices kept), the positive crop centres.
   std::vector<float> thresholds;
   std::vector<std::vector<std::uint32_t>> foreground;
@@ -144,10 +144,29 @@ struct Domain {
     for (const auto& p : paths) d.add(prepare(p, o), min_foreground);
     return d;
   }
+  /// A domain of images already in memory and normalised (each w x h, x fastest), stacked as the
+  /// axial planes of one volume named `name` (1 mm spacing); `map` is how they map back to source
+  /// units. The sampler then draws from them as from prepared volumes.
+  static Domain from_slices(const std::string& name, const std::vector<std::vector<float>>& slices, Index w, Index h,
+                            IntensityMap map = {}, double min_foreground = 0.05) {
+    DICYC_CHECK(!slices.empty() && w > 0 && h > 0, ShapeError, "domain '" << name << "': no slices, or an empty size");
+    Prepared p;
+    p.path = name;
+    p.map = map;
+    p.volume.data = io::VolumeData::from_shape({static_cast<std::size_t>(w), static_cast<std::size_t>(h), slices.size()});
+    for (std::size_t k = 0; k < slices.size(); ++k) {
+      DICYC_CHECK(static_cast<Index>(slices[k].size()) == w * h, ShapeError,
+                  "domain '" << name << "': slice " << k << " has " << slices[k].size() << " values, expected " << w << " x " << h);
+      std::copy(slices[k].begin(), slices[k].end(), p.volume.data.data() + k * static_cast<std::size_t>(w * h));
+    }
+    p.background = *std::min_element(p.volume.data.begin(), p.volume.data.end());
+    Domain d;
+    d.add(std::move(p), min_foreground);
+    return d;
+  }
   void add(Prepared p, double min_foreground = 0.05) {
     const auto dim = p.volume.dim();
-    const float hi = *std::max_element(p.volume.data.begin(), p.volume.data.end());
-    const float thr = p.background + 0.05f * (hi - p.background);
+    const float thr = foreground_threshold(p.volume.data.data(), p.volume.data.size(), 0.05);
     std::vector<std::int64_t> ok;
     for (std::int64_t k = 0; k < dim[2]; ++k) {
       std::int64_t fg = 0;

@@ -1,5 +1,8 @@
-// dicyc/eval/stats.hpp -- the paired t-test between two methods' per-volume scores.
+// dicyc/eval/stats.hpp -- summary statistics of per-image scores, and the paired t-test between
+// two methods' per-volume scores.
 //
+// mean(v), sample_sd(v): the mean and the sample (n - 1) standard deviation (0 for fewer than 2
+// values; mean of nothing is NaN).
 // ttest_rel(a, b): d_i = a_i - b_i, t = mean(d) / (sd(d) / sqrt(n)) with the sample (n - 1)
 // standard deviation, df = n - 1, two-sided p = 2 P(T_df > |t|) from Boost.Math's Student-t
 // distribution. These are the numbers of scipy.stats.ttest_rel(a, b).
@@ -16,6 +19,20 @@
 #include "dicyc/core/error.hpp"
 
 namespace dicyc::eval {
+
+inline double mean(const std::vector<double>& v) {
+  if (v.empty()) return std::nan("");
+  double s = 0;
+  for (double x : v) s += x;
+  return s / static_cast<double>(v.size());
+}
+inline double sample_sd(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
 
 struct TTestResult {
   double t = 0;

@@ -48,7 +48,7 @@
 #include <vector>
 
 #include "dicyc/core/error.hpp"
-#include "dicyc/io/safetensors.hpp"
+#include "dicyc/io/atomic_file.hpp"
 
 namespace dicyc::io {
 
@@ -619,7 +619,7 @@ inline void write_nifti(const std::string& path, const Volume& v, NiftiType type
   h.cal_max = type == NiftiType::uint8 ? std::clamp(hi, 0.0f, 255.0f) : hi;
   std::memcpy(bytes.data(), &h, sizeof h);  // bytes 348..351: the empty extension flag, zero
   if (!gz) {
-    SafeTensorsWriter::write_file_atomic(path, bytes);
+    write_file_atomic(path, bytes);
     return;
   }
   z_stream zs{};
@@ -635,7 +635,7 @@ inline void write_nifti(const std::string& path, const Volume& v, NiftiType type
   deflateEnd(&zs);
   DICYC_CHECK(rc == Z_STREAM_END, IoError, "write_nifti '" << path << "': gzip compression failed (" << rc << ")");
   out.resize(written);
-  SafeTensorsWriter::write_file_atomic(path, out);
+  write_file_atomic(path, out);
 }
 
 }  // namespace dicyc::io

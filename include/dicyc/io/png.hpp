@@ -15,7 +15,7 @@
 
 #include "dicyc/core/error.hpp"
 #include "dicyc/core/types.hpp"
-#include "dicyc/io/safetensors.hpp"
+#include "dicyc/io/atomic_file.hpp"
 
 namespace dicyc::io {
 
@@ -59,7 +59,7 @@ inline void write_png_gray(const std::string& path, const GrayImage& g) {
   png_image_free(&img);
   DICYC_CHECK(ok != 0, IoError, "cannot encode PNG '" << path << "': " << msg);
   bytes.resize(size);
-  SafeTensorsWriter::write_file_atomic(path, bytes);
+  write_file_atomic(path, bytes);
 }
 
 }  // namespace dicyc::io

@@ -36,6 +36,7 @@
 
 #include "dicyc/core/error.hpp"
 #include "dicyc/core/types.hpp"
+#include "dicyc/io/atomic_file.hpp"
 
 namespace dicyc::io {
 
@@ -143,31 +144,6 @@ class SafeTensorsWriter {
         if (!e.bytes.empty() && std::fwrite(e.bytes.data(), 1, e.bytes.size(), f) != e.bytes.size()) return false;
       return true;
     });
-  }
-
-  static void write_file_atomic(const std::string& path, const std::vector<unsigned char>& bytes) {
-    write_file_atomic_with(path, [&](std::FILE* f) { return std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size(); });
-  }
-
-  /// Atomic write of what `emit` writes into the open temporary file (true: all written).
-  template <class Emit>
-  static void write_file_atomic_with(const std::string& path, Emit&& emit) {
-    const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    DICYC_CHECK(f != nullptr, IoError, "cannot write '" << tmp << "': " << std::strerror(errno));
-    errno = 0;
-    const bool ok = emit(f) && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-    const int err = errno;
-    const bool closed = std::fclose(f) == 0;
-    if (!ok || !closed) {
-      std::remove(tmp.c_str());
-      DICYC_CHECK(false, IoError, "cannot write '" << tmp << "': " << std::strerror(err ? err : EIO));
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      const int e = errno;
-      std::remove(tmp.c_str());
-      DICYC_CHECK(false, IoError, "cannot rename '" << tmp << "' to '" << path << "': " << std::strerror(e));
-    }
   }
 
  private:

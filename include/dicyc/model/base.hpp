@@ -402,13 +402,14 @@ class ModelBase {
   /// The loss terms and the total as their means over the ranks (NaN anywhere: NaN everywhere).
   void reduce_losses(StepLosses& L) const {
     if (comm_->size() == 1) return;
-    double* t[] = {&L.gan_ab, &L.gan_ba, &L.cyc_a, &L.cyc_b, &L.dicyc_a, &L.dicyc_b,
-                   &L.id_a,   &L.id_b,   &L.align_a, &L.align_b, &L.g_total};
-    constexpr std::size_t n = sizeof t / sizeof t[0];
-    double v[n];
-    for (std::size_t i = 0; i < n; ++i) v[i] = *t[i];
+    double v[kLossFieldCount];
+    std::size_t n = 0;
+    for (const auto& f : kLossFields)
+      if (f.kind == LossKind::GeneratorTerm || f.kind == LossKind::GeneratorTotal) v[n++] = L.*f.member;
     dist::mean_over_ranks(*comm_, v, n);
-    for (std::size_t i = 0; i < n; ++i) *t[i] = v[i];
+    n = 0;
+    for (const auto& f : kLossFields)
+      if (f.kind == LossKind::GeneratorTerm || f.kind == LossKind::GeneratorTotal) L.*f.member = v[n++];
   }
   std::uint64_t pool_seed(std::uint64_t tag, std::uint64_t rank) const {
     std::uint64_t s = o_.seed() ^ tag;
@@ -467,14 +468,10 @@ class ModelBase {
       throw NumericError(m);
     }
     if (std::isfinite(L.g_total)) return;
-    const std::pair<const char*, double> terms[] = {
-        {"gan_ab", L.gan_ab}, {"gan_ba", L.gan_ba},     {"cyc_a", L.cyc_a},   {"cyc_b", L.cyc_b},
-        {"dicyc_a", L.dicyc_a}, {"dicyc_b", L.dicyc_b}, {"id_a", L.id_a},     {"id_b", L.id_b},
-        {"align_a", L.align_a}, {"align_b", L.align_b}};
     std::string first = "g_total";
-    for (const auto& t : terms)
-      if (!std::isfinite(t.second)) {
-        first = t.first;
+    for (const auto& f : kLossFields)
+      if (f.kind == LossKind::GeneratorTerm && !std::isfinite(L.*f.member)) {
+        first = f.name;
         break;
       }
     DICYC_CHECK(false, NumericError,

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "dicyc/model/alignment.hpp"
+#include "dicyc/model/losses.hpp"
 #include "dicyc/nn/generator.hpp"
 #include "dicyc/optim/adam.hpp"
 #include "dicyc/optim/schedule.hpp"
@@ -188,17 +189,5 @@ class ModelOptions {
 
 using CycleGanOptions = ModelOptions;
 
-/// The losses of one iteration: the unweighted terms, and g_total, the weighted sum minimised.
-struct StepLosses {
-  double gan_ab = 0, gan_ba = 0;      // generator LSGAN terms: D_B on G_AB's output, D_A on G_BA's
-  double cyc_a = 0, cyc_b = 0;        // |G_BA(G_AB(x)) - x|, |G_AB(G_BA(y)) - y| (plain paths)
-  double dicyc_a = 0, dicyc_b = 0;    // deformed cycles (DiCyc; 0 otherwise)
-  double id_a = 0, id_b = 0;          // |G_BA(x) - x|, |G_AB(y) - y| (0 when lambda_id is 0)
-  double align_a = 0, align_b = 0;    // L(x, G_AB(x)), L(y, G_BA(y)) (0 without alignment)
-  double g_total = 0;
-  double d_a = 0, d_b = 0;            // discriminator losses
-  double lr = 0;                      // learning rate used
-};
-using CycleGanLosses = StepLosses;
 
 }  // namespace dicyc::model
