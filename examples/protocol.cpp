@@ -1,36 +1,52 @@
-// The held-out simulated-deformation experiment (dicyc-spec section 6, issue #16): does DiCyc keep
-// unseen images aligned where CycleGAN and NMI-CycleGAN reproduce the domain's deformation?
+// The held-out simulated-deformation experiment (dicyc-spec section 6, issues #16 and #32): does
+// DiCyc keep unseen images aligned where the CycleGAN family reproduces the domain's deformation,
+// in the paper's geometry, in both directions, for all seven models?
 //
-//   protocol [--data data] [--quick] [--iters 1500] [--seeds 3] [--models cyclegan,nmi-cyclegan,nmi-dicyc]
-//            [--size 96] [--ngf 16] [--blocks 4] [--ndf 32] [--test-first 84] [--test-count 20]
-//            [--gap 5] [--lo 30] [--hi 150] [--threads 2] [--data-seed 1] [--out protocol_out]
+//   protocol [--data data] [--out protocol_out] [--part main|crops|long|flip|em|onemm|all]
+//            [--models LIST] [--seeds 3] [--iters 1500] [--long-iters 6000] [--spacing 1.8] [--crop 128]
+//            [--ngf 16] [--blocks 4] [--ndf 32] [--flip 0] [--em single] [--threads 2] [--quick]
+//            [--report-only]
 //
 // Data (real anatomy, one synthetic contrast):
-//   B (T1):      axial slices of ch2 (mricron's T1 template, 181x217x181 at 1 mm), cropped to 180x216;
-//   A (PD-like): the same slices through a contrast map fitted on the one real pair: ITK's PD slice
+//   B (T1):      ch2 (mricron's T1 template, 181x217x181 at 1 mm);
+//   A (PD-like): the same volume through a contrast map fitted on the one real pair: ITK's PD slice
 //                lies on ch2's grid at axial index 94 (same pixel order; ITK's T1 slice correlates
 //                0.989 with ch2[:, :, 94]); the conditional mean PD given the ch2 intensity
 //                (data::ContrastMap, 256 bins, sigma 2 bins) predicts the real PD slice with
 //                r = 0.98 (ch2 itself: 0.76); the run refuses to go on below 0.95.
-//   Every B image carries ONE domain deformation (a seeded 4x4 TPS, up to 6 % of the field of view)
-//   plus a small jitter per slice; A stays undeformed. Sampling is unpaired and is dicyc-train's:
-//   train::Trainer draws through train::SamplerSource (data::Sampler on the two sets of slices as
-//   in-memory domains): foreground-centred crops holding >= 10 % foreground (data::foreground_threshold),
-//   with dicyc-train's random affine augmentation (--no-augment, --flip to change it).
-// Split by slice with a gap: the test set is the slab [test-first, test-first + test-count); the
-// training slices are those of [lo, hi] more than --gap slices from it (data::SlabSplit, checked).
-// The real ITK PD slice is an extra test image, its ground truth the real ITK T1 slice (linearly
-// calibrated onto ch2's intensities at slice 94, then normalised as the volume), reported apart.
-// Each model trains with each seed (the seed sets the initial weights and the data stream, the same
-// for every model); then every held-out A slice, whole, goes through the plain generator A -> B.
-// Metrics per test slice: MSE, PSNR, SSIM (data range 2) against the aligned T1; SSIM against the
-// warped T1; alpha, the fraction of the domain deformation the output carries
-// (eval::deformation_fraction: NMI, grid over [-0.25, 1.25] then golden-section refinement).
-// Outputs in --out: results.csv, summary.md, montage_<model>.png (three test slices; columns source,
-// output, aligned T1, warped T1, |output - aligned T1|), and per run <model>_seed<k>/ with the
-// Trainer's checkpoint.safetensors and losses.csv.
-// --quick: 40 iterations, one seed, 64x64 crops, ngf 8, 2 blocks, ndf 16 (a smoke test of the
-// whole pipeline for ctest and the demo; its numbers mean nothing).
+//   Every B training slice carries ONE domain deformation (a seeded 4x4 TPS, up to 6 % of the field
+//   of view) plus a small jitter per slice; A stays undeformed.
+// Geometry (the paper's, the default): both volumes resampled to --spacing 1.8 mm (101x121 axial
+// slices), training crops of --crop 128 (the whole slice, padded with background), drawn by
+// dicyc-train's sampler through train::Trainer (data::Sampler: foreground-centred crops holding
+// >= 10 % foreground, dicyc-train's random affine augmentation with --flip 0 by default: a flip
+// would make the mirrored domain warp "real" too). Training slices are the 1.8 mm slices of
+// [--lo, --hi] whose centres lie more than --gap mm from the test slab.
+// Testing as dicyc-synth does it: the whole 1 mm source volume is resampled to the training
+// spacing, normalised, translated slice by slice (whole slices), mapped back to the target's units
+// and resampled onto the source's 1 mm grid; the 20 slices of the test slab [--test-first,
+// --test-first + --test-count) are scored there, in the target domain's normalised units (range 2):
+//   A -> B: source = the undeformed PD-like volume, truth = the aligned T1;
+//   B -> A: source = the T1 under the domain warp (no jitter), truth = the PD-like volume under
+//           the same warp.
+// alpha (eval::deformation_fraction): the share of the domain warp the output carries against the
+// undeformed anatomy (0 none, 1 all of it), by NMI (the headline) and by SSIM, with an interval
+// (eval::alpha_interval: the grid alphas whose NMI score is within 5 % of the score range of the
+// best). drift = how far the output's geometry is from its source's, in the same units:
+// A -> B drift = alpha, B -> A drift = 1 - alpha; 0 is aligned with the source in both directions.
+// The real ITK PD slice (truth: the real ITK T1 slice, calibrated onto ch2's intensities) is an
+// extra A -> B row.
+// Runs: each (setting, model, seed) is its own resumable job under <out>/runs/<setting>/<model>_seed<k>
+// (the Trainer's checkpoint and losses.csv, eval_<iteration>.csv per evaluation, job.txt with its
+// time); a job whose final evaluation exists is skipped, an interrupted one resumes. --part picks
+// the jobs: main (the seven models x --seeds at the default setting; CycleGAN and NMI-DiCyc of
+// seed 1 also evaluated every 250 iterations), crops (--crop 32, 48, 64, 96 for CycleGAN and
+// NMI-DiCyc, seed 1), long (those two seed-1 runs continued to --long-iters, evaluated every 250),
+// flip (--flip 0.5), em (NMI-DiCyc with --em sequential), onemm (1 mm slices and 96-pixel crops,
+// the geometry of the earlier experiment), all. The report (summary.md, results.csv, curves.csv,
+// crops.csv, plots and montages) is written from whatever evaluations exist, after every job.
+// --quick: 30 iterations, one seed, three models, 64-pixel crops, ngf 8, 2 blocks, ndf 16 (a
+// smoke test of the whole pipeline for ctest and the demo; its numbers mean nothing).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -39,9 +55,11 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "dicyc/data/contrast.hpp"
+#include "dicyc/data/synthesis.hpp"
 #include "dicyc/eval.hpp"
 #include "dicyc/eval/deformation_fraction.hpp"
 #include "dicyc/io/atomic_file.hpp"
@@ -53,40 +71,15 @@
 #include "dicyc/train.hpp"
 
 using namespace dicyc;
+namespace fs = std::filesystem;
 using Dev = Eigen::ThreadPoolDevice;
-constexpr Index W = 180, H = 216;  // the 181x217 slices cropped to multiples of 4
-constexpr int kMapSlice = 94;      // where ITK's PD/T1 pair lies on ch2's grid
+constexpr int kMapSlice = 94;  // where ITK's PD/T1 pair lies on ch2's grid
+constexpr double kAlphaTolerance = 0.05;
+const char* const kSeven[] = {"cyclegan", "gcc-cyclegan", "mind-cyclegan", "nmi-cyclegan", "nmi-dicyc", "gcc-dicyc", "mind-dicyc"};
 
-using Img = std::vector<float>;  // W x H, x fastest
+using Img = std::vector<float>;  // x fastest
 
-struct Volume {
-  Index nx = 0, ny = 0, nz = 0;
-  std::vector<float> v;  // x fastest
-  Img slice(int z) const {
-    Img r(static_cast<std::size_t>(W * H));
-    for (Index y = 0; y < H; ++y)
-      for (Index x = 0; x < W; ++x) r[x + W * y] = v[x + nx * (y + ny * z)];
-    return r;
-  }
-  std::vector<float> full_slice(int z) const {
-    return std::vector<float>(v.begin() + z * nx * ny, v.begin() + (z + 1) * nx * ny);
-  }
-};
-
-Volume read_ch2(const std::string& path) {
-  DICYC_CHECK(std::filesystem::exists(path), IoError, "protocol: no '" << path << "' (run scripts/fetch_data.sh)");
-  const io::Volume v = io::read_nifti(path);
-  const auto d = v.dim();
-  DICYC_CHECK(d[0] == 181 && d[1] == 217 && d[2] == 181, IoError,
-              "protocol: '" << path << "' is not ch2 (181x217x181 voxels), it has " << d[0] << "x" << d[1] << "x" << d[2]);
-  Volume r;
-  r.nx = d[0];
-  r.ny = d[1];
-  r.nz = d[2];
-  r.v.assign(v.data.data(), v.data.data() + v.data.size());  // storage order: x fastest
-  return r;
-}
-
+// ---------------------------------------------------------------------------------------- data
 std::vector<float> read_png_values(const std::string& path) {
   const auto g = io::read_png_gray(path);
   DICYC_CHECK(g.width == 181 && g.height == 217, ShapeError,
@@ -94,56 +87,467 @@ std::vector<float> read_png_values(const std::string& path) {
   return std::vector<float>(g.pixels.begin(), g.pixels.end());
 }
 
-Img crop181(const std::vector<float>& full) {
-  Img r(static_cast<std::size_t>(W * H));
-  for (Index y = 0; y < H; ++y)
-    for (Index x = 0; x < W; ++x) r[x + W * y] = full[x + 181 * y];
-  return r;
+std::vector<float> storage(const io::VolumeData& v) { return std::vector<float>(v.data(), v.data() + v.size()); }
+Img slice_of(const io::Volume& v, Index k) {
+  const auto d = v.dim();
+  return Img(v.data.data() + k * d[0] * d[1], v.data.data() + (k + 1) * d[0] * d[1]);
+}
+Img mapped(const data::IntensityMap& m, Img v) {
+  for (auto& x : v) x = m.forward(x);
+  return v;
 }
 
-/// data::IntensityMap::percentile of a whole volume, applied to its slices.
-struct Normaliser {
-  data::IntensityMap map;
-  static Normaliser of(const std::vector<float>& ref) {
-    io::VolumeData v = io::VolumeData::from_shape({ref.size(), std::size_t(1), std::size_t(1)});
-    std::copy(ref.begin(), ref.end(), v.data());
-    return {data::IntensityMap::percentile(v)};
-  }
-  Img operator()(const Img& v) const {
-    Img r(v.size());
-    for (std::size_t i = 0; i < v.size(); ++i) r[i] = map.forward(v[i]);
-    return r;
-  }
-};
-
-Img warp(core::Context<Dev>& ctx, const tps::Deformation<2>& d, const Img& in) {
+Img warp(core::Context<Dev>& ctx, const tps::Deformation<2>& d, const Img& in, Index w, Index h) {
   Img out(in.size());
-  ConstTensorMap<float, 4> im(in.data(), 1, W, H, 1);
-  TensorMap<float, 4> om(out.data(), 1, W, H, 1);
+  ConstTensorMap<float, 4> im(in.data(), 1, w, h, 1);
+  TensorMap<float, 4> om(out.data(), 1, w, h, 1);
   d.apply<float>(ctx, im, om);
   return out;
 }
+/// Every axial slice of v through d (2-D, in each slice's normalised coordinates).
+io::Volume warp_volume(core::Context<Dev>& ctx, const tps::Deformation<2>& d, const io::Volume& v) {
+  io::Volume r = v;
+  const auto n = v.dim();
+  for (Index k = 0; k < n[2]; ++k) {
+    const Img w = warp(ctx, d, slice_of(v, k), n[0], n[1]);
+    std::copy(w.begin(), w.end(), r.data.data() + k * n[0] * n[1]);
+  }
+  return r;
+}
 
-using eval::mean;
-double sd(const std::vector<double>& v) { return eval::sample_sd(v); }
-
-struct Row {
-  std::string model;
-  std::uint64_t seed;
-  std::string slice;
-  double mse, psnr, ssim, ssim_warped, alpha;
+/// The experiment's inputs at one geometry: the training domains (slices at the training spacing)
+/// and the domains' intensity maps (fitted as dicyc-train's prepare() does, on the resampled volumes).
+struct Geometry {
+  double spacing = 1.8;
+  std::shared_ptr<data::Domain> dom_a, dom_b;
+  data::IntensityMap map_a, map_b;
+  Index w = 0, h = 0;
+  std::size_t train_slices = 0;
+  std::vector<Img> train_b;  // for the crop-share measure
 };
 
-void write_csv(const std::string& path, const std::vector<Row>& rows) {
-  std::string f = "model,seed,slice,mse,psnr,ssim,ssim_warped,alpha\n";
-  char buf[256];
-  for (const auto& r : rows) {
-    std::snprintf(buf, sizeof buf, "%s,%llu,%s,%.6f,%.4f,%.6f,%.6f,%.4f\n", r.model.c_str(),
-                  static_cast<unsigned long long>(r.seed), r.slice.c_str(), r.mse, r.psnr, r.ssim, r.ssim_warped, r.alpha);
-    f += buf;
+struct Data {
+  io::Volume t1, pd;              // 1 mm, the raw ch2 grid
+  io::Volume t1_warped, pd_warped;  // under the domain warp (no jitter): B -> A source and truth
+  tps::Deformation<2> domain{4};
+  Img pd_itk, t1_itk;  // the real pair, 181x217, in PD and T1 (calibrated) units
+  double r_map = 0, r_t1 = 0, r_itk_t1 = 0;
+  std::uint64_t data_seed = 1;
+  int lo = 30, hi = 150, test_first = 84, test_count = 20, gap = 5;
+  std::map<double, Geometry> geometries;
+};
+
+Data load_data(core::Context<Dev>& ctx, const std::string& dir, std::uint64_t data_seed) {
+  Data D;
+  D.data_seed = data_seed;
+  const std::string path = dir + "/mricron/ch2.nii.gz";
+  DICYC_CHECK(fs::exists(path), IoError, "protocol: no '" << path << "' (run scripts/fetch_data.sh)");
+  D.t1 = io::read_nifti(path);
+  const auto dm = D.t1.dim();
+  DICYC_CHECK(dm[0] == 181 && dm[1] == 217 && dm[2] == 181, IoError,
+              "protocol: '" << path << "' is not ch2 (181x217x181 voxels), it has " << dm[0] << "x" << dm[1] << "x" << dm[2]);
+  const auto pd_real = read_png_values(dir + "/itk/BrainProtonDensitySlice.png");
+  const auto t1_real = read_png_values(dir + "/itk/BrainT1Slice.png");
+  const Img s94 = slice_of(D.t1, kMapSlice);
+  const auto cmap = data::ContrastMap::fit(s94, pd_real, 256, 2.0);
+  D.r_map = data::pearson(cmap.apply(s94), pd_real);
+  D.r_t1 = data::pearson(s94, pd_real);
+  D.r_itk_t1 = data::pearson(s94, t1_real);
+  std::printf("contrast map (fitted at ch2 slice %d): predicts the real PD slice with r = %.4f (ch2 itself: %.4f; "
+              "ITK T1 vs ch2: %.4f)\n",
+              kMapSlice, D.r_map, D.r_t1, D.r_itk_t1);
+  DICYC_CHECK(D.r_itk_t1 > 0.95, IoError,
+              "protocol: ITK's T1 slice does not match ch2's slice " << kMapSlice << " (r = " << D.r_itk_t1
+                                                                     << "); the data is not the expected ITK/mricron pair");
+  DICYC_CHECK(D.r_map >= 0.95, NumericError,
+              "protocol: the contrast map predicts the real PD slice with r = " << D.r_map << " < 0.95; A would not be PD-like");
+  D.pd = D.t1;
+  {
+    const Img v = cmap.apply(storage(D.t1.data));
+    std::copy(v.begin(), v.end(), D.pd.data.data());
   }
-  io::write_file_atomic(path, f);
+  // The real pair: PD in the contrast map's units already (PD grey values); T1 calibrated onto ch2's.
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (std::size_t i = 0; i < s94.size(); ++i) {
+    sx += t1_real[i];
+    sy += s94[i];
+    sxx += double(t1_real[i]) * t1_real[i];
+    sxy += double(t1_real[i]) * s94[i];
+  }
+  const double n = double(s94.size()), slope = (n * sxy - sx * sy) / (n * sxx - sx * sx), icpt = (sy - slope * sx) / n;
+  D.t1_itk = t1_real;
+  for (auto& v : D.t1_itk) v = float(slope * v + icpt);
+  D.pd_itk = pd_real;
+  D.domain = tps::simulate_deformation<2>(tps::DeformOptions().control(4).amplitude(0.06), data_seed * 7919 + 1);
+  D.t1_warped = warp_volume(ctx, D.domain, D.t1);
+  D.pd_warped = warp_volume(ctx, D.domain, D.pd);
+  return D;
 }
+
+/// 1.8 mm slice k's centre in 1 mm slice units.
+double centre_mm(Index k, double spacing) { return (static_cast<double>(k) + 0.5) * spacing - 0.5; }
+
+const Geometry& geometry(core::Context<Dev>& ctx, Data& D, double spacing) {
+  auto it = D.geometries.find(spacing);
+  if (it != D.geometries.end()) return it->second;
+  Geometry G;
+  G.spacing = spacing;
+  const std::array<double, 3> sp{spacing, spacing, spacing};
+  const io::Volume t1 = spacing == 1.0 ? D.t1 : data::resample(D.t1, sp), pd = spacing == 1.0 ? D.pd : data::resample(D.pd, sp);
+  G.map_a = data::IntensityMap::percentile(pd.data);
+  G.map_b = data::IntensityMap::percentile(t1.data);
+  const auto n = t1.dim();
+  G.w = n[0];
+  G.h = n[1];
+  auto jitter = [&](std::uint64_t s) {
+    return tps::simulate_deformation<2>(tps::DeformOptions().control(4).amplitude(0.01).rotation(3).translation(0.02), s);
+  };
+  std::vector<Img> A, B;
+  const double t0 = D.test_first - D.gap, t1mm = D.test_first + D.test_count - 1 + D.gap;
+  for (Index k = 0; k < n[2]; ++k) {
+    const double z = centre_mm(k, spacing);
+    if (z < D.lo || z > D.hi || (z >= t0 && z <= t1mm)) continue;
+    A.push_back(mapped(G.map_a, slice_of(pd, k)));
+    B.push_back(warp(ctx, jitter(D.data_seed * 1000 + 500 + std::uint64_t(k)),
+                     warp(ctx, D.domain, mapped(G.map_b, slice_of(t1, k)), n[0], n[1]), n[0], n[1]));
+  }
+  DICYC_CHECK(!A.empty(), ConfigError,
+              "protocol: no training slice is left in [" << D.lo << ", " << D.hi << "] more than " << D.gap
+                                                         << " mm from the test slab at " << spacing << " mm");
+  G.train_slices = A.size();
+  G.dom_a = std::make_shared<data::Domain>(data::Domain::from_slices("A (PD-like)", A, n[0], n[1], G.map_a, 0.0));
+  G.dom_b = std::make_shared<data::Domain>(data::Domain::from_slices("B (T1, warped)", B, n[0], n[1], G.map_b, 0.0));
+  G.train_b = std::move(B);
+  return D.geometries.emplace(spacing, std::move(G)).first->second;
+}
+
+/// The mean share of a training slice's foreground (data::foreground_threshold) that a crop of
+/// `crop` pixels centred on the foreground's centroid holds.
+double crop_share(const Geometry& G, Index crop) {
+  double sum = 0;
+  for (const Img& s : G.train_b) {
+    const float thr = data::foreground_threshold(s.data(), s.size(), 0.05);
+    double cx = 0, cy = 0, n = 0;
+    for (Index y = 0; y < G.h; ++y)
+      for (Index x = 0; x < G.w; ++x)
+        if (s[x + G.w * y] > thr) {
+          cx += x;
+          cy += y;
+          n += 1;
+        }
+    if (n == 0) continue;
+    const double x0 = cx / n - crop / 2.0, y0 = cy / n - crop / 2.0;
+    double in = 0;
+    for (Index y = 0; y < G.h; ++y)
+      for (Index x = 0; x < G.w; ++x)
+        if (s[x + G.w * y] > thr && x >= x0 && x < x0 + crop && y >= y0 && y < y0 + crop) in += 1;
+    sum += in / n;
+  }
+  return sum / static_cast<double>(G.train_b.size());
+}
+
+// ---------------------------------------------------------------------------------------- jobs
+struct Setting {
+  std::string name;  // main, crop32, ..., flip, em-sequential, 1mm-crop96
+  double spacing = 1.8;
+  Index crop = 128;
+  double flip = 0;
+  std::string em = "single";
+};
+
+struct Job {
+  Setting setting;
+  std::string model;
+  int seed = 1;
+  std::int64_t iters = 1500;
+  bool curve = false;  // evaluate every 250 iterations
+  std::string dir;
+  bool montage = false;  // write montage_<model>_<ab|ba>.png from its final evaluation
+};
+
+struct Width {
+  int ngf = 16, blocks = 4, ndf = 32;
+};
+
+/// One evaluation row: a model's output on one test slice in one direction.
+struct Row {
+  std::string setting, model;
+  int seed = 0;
+  std::int64_t iteration = 0;
+  std::string direction, slice;
+  double mse = 0, psnr = 0, ssim = 0, alpha = 0, alpha_ssim = 0, alpha_lo = 0, alpha_hi = 0, drift = 0;
+};
+const char* const kRowHeader = "setting,model,seed,iteration,direction,slice,mse,psnr,ssim,alpha,alpha_ssim,alpha_lo,alpha_hi,drift";
+
+std::string row_csv(const Row& r) {
+  char b[512];
+  std::snprintf(b, sizeof b, "%s,%s,%d,%lld,%s,%s,%.6f,%.4f,%.6f,%.4f,%.4f,%.4f,%.4f,%.4f\n", r.setting.c_str(),
+                r.model.c_str(), r.seed, static_cast<long long>(r.iteration), r.direction.c_str(), r.slice.c_str(), r.mse,
+                r.psnr, r.ssim, r.alpha, r.alpha_ssim, r.alpha_lo, r.alpha_hi, r.drift);
+  return b;
+}
+std::vector<Row> read_rows(const std::string& path) {
+  std::vector<Row> rows;
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    std::stringstream ss(line);
+    std::vector<std::string> f;
+    std::string c;
+    while (std::getline(ss, c, ',')) f.push_back(c);
+    if (f.size() != 14) continue;
+    Row r;
+    r.setting = f[0];
+    r.model = f[1];
+    r.seed = std::atoi(f[2].c_str());
+    r.iteration = std::atoll(f[3].c_str());
+    r.direction = f[4];
+    r.slice = f[5];
+    double* v[] = {&r.mse, &r.psnr, &r.ssim, &r.alpha, &r.alpha_ssim, &r.alpha_lo, &r.alpha_hi, &r.drift};
+    for (int i = 0; i < 8; ++i) *v[i] = std::strtod(f[6 + i].c_str(), nullptr);
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+/// dicyc-synth's 2-D path on a whole 1 mm volume: resample to the training spacing, normalise with
+/// the volume's own percentile map, translate every whole slice, map back with the target domain's
+/// map, resample onto the source grid.
+io::Volume synthesize_volume(model::ModelBase<2, float, Dev>& m, bool ab, const io::Volume& src, double spacing,
+                             const data::IntensityMap& target) {
+  io::Volume v = spacing == 1.0 ? src : data::resample(src, {spacing, spacing, spacing});
+  const auto own = data::IntensityMap::percentile(v.data);
+  own.apply(v.data);
+  const float background = *std::min_element(v.data.data(), v.data.data() + v.data.size());
+  const data::Translate tr = [&](const std::vector<float>& in, std::vector<float>& out, const std::array<Index, 4>& sh) {
+    out.resize(in.size());
+    ConstTensorMap<float, 4> xm(in.data(), 1, sh[0], sh[1], sh[3]);
+    TensorMap<float, 4> ym(out.data(), 1, sh[0], sh[1], sh[3]);
+    if (ab) m.translate_ab(xm, ym);
+    else m.translate_ba(xm, ym);
+  };
+  io::Volume out = v;
+  out.data = data::synthesize(v.data, background, 2, tr, 4);
+  target.invert(out.data);
+  return spacing == 1.0 ? out : data::resample_like(out, src);
+}
+
+struct TestView {
+  std::vector<Img> src, out, truth, other;  // the montage's slices (three), target-normalised
+};
+
+/// Scores a model at its current state on the test slab, both directions (+ the ITK slice for A -> B).
+std::vector<Row> evaluate(core::Context<Dev>& ctx, model::ModelBase<2, float, Dev>& m, const Data& D, const Geometry& G,
+                          const Job& job, std::int64_t iteration, std::map<std::string, TestView>* views) {
+  std::vector<Row> rows;
+  const Index W = 181, H = 217;
+  const eval::SsimOptions so(2.0);
+  const auto alpha_nmi = eval::AlphaOptions();
+  const auto alpha_ssim = eval::AlphaOptions().measure(eval::AlphaMeasure::Ssim).refine_iterations(0);
+  const int mont[3] = {0, (D.test_count - 1) / 2, D.test_count - 1};
+  for (bool ab : {true, false}) {
+    const io::Volume& src = ab ? D.pd : D.t1_warped;
+    const data::IntensityMap& tmap = ab ? G.map_b : G.map_a;
+    const io::Volume syn = synthesize_volume(m, ab, src, G.spacing, tmap);
+    TestView tv;
+    for (int t = 0; t < D.test_count; ++t) {
+      const Index k = D.test_first + t;
+      const Img out = mapped(tmap, slice_of(syn, k));
+      // truth: aligned with the source; `aligned`: the undeformed anatomy alpha is measured against
+      const Img truth = mapped(tmap, slice_of(ab ? D.t1 : D.pd_warped, k));
+      const Img aligned = mapped(tmap, slice_of(ab ? D.t1 : D.pd, k));
+      eval::Image<float, 2> o2(out.data(), W, H), t2(truth.data(), W, H), a2(aligned.data(), W, H);
+      Row r;
+      r.setting = job.setting.name;
+      r.model = job.model;
+      r.seed = job.seed;
+      r.iteration = iteration;
+      r.direction = ab ? "ab" : "ba";
+      r.slice = std::to_string(k);
+      r.mse = eval::mse(o2, t2);
+      r.psnr = eval::psnr(o2, t2, 2.0);
+      r.ssim = eval::ssim(o2, t2, so);
+      const auto an = eval::deformation_fraction<2>(ctx, D.domain, a2, o2, alpha_nmi);
+      r.alpha = an.alpha;
+      std::tie(r.alpha_lo, r.alpha_hi) = eval::alpha_interval(an, kAlphaTolerance);
+      r.alpha_ssim = eval::deformation_fraction<2>(ctx, D.domain, a2, o2, alpha_ssim).alpha;
+      r.drift = ab ? r.alpha : 1.0 - r.alpha;
+      rows.push_back(r);
+      if (views && (t == mont[0] || t == mont[1] || t == mont[2])) {
+        tv.src.push_back(mapped(ab ? G.map_a : G.map_b, slice_of(src, k)));
+        tv.out.push_back(out);
+        tv.truth.push_back(truth);
+        tv.other.push_back(mapped(tmap, slice_of(ab ? D.t1_warped : D.pd, k)));
+      }
+    }
+    if (views) (*views)[ab ? "ab" : "ba"] = std::move(tv);
+  }
+  {  // the real ITK PD slice, A -> B, as a one-slice volume on ch2's in-plane grid
+    io::Volume v = D.t1;
+    v.data = io::VolumeData::from_shape({std::size_t(W), std::size_t(H), std::size_t(1)});
+    std::copy(D.pd_itk.begin(), D.pd_itk.end(), v.data.data());
+    io::Volume in = v;
+    if (G.spacing != 1.0) {  // in-plane resampling only (one slice)
+      in = data::resample(v, {G.spacing, G.spacing, v.spacing[2]});
+    }
+    const auto own = data::IntensityMap::percentile(in.data);
+    own.apply(in.data);
+    const float bg = *std::min_element(in.data.data(), in.data.data() + in.data.size());
+    const data::Translate tr = [&](const std::vector<float>& x, std::vector<float>& y, const std::array<Index, 4>& sh) {
+      y.resize(x.size());
+      ConstTensorMap<float, 4> xm(x.data(), 1, sh[0], sh[1], sh[3]);
+      TensorMap<float, 4> ym(y.data(), 1, sh[0], sh[1], sh[3]);
+      m.translate_ab(xm, ym);
+    };
+    io::Volume out = in;
+    out.data = data::synthesize(in.data, bg, 2, tr, 1);
+    G.map_b.invert(out.data);
+    if (G.spacing != 1.0) out = data::resample_like(out, v);
+    const Img o = mapped(G.map_b, storage(out.data)), t = mapped(G.map_b, D.t1_itk);
+    eval::Image<float, 2> o2(o.data(), W, H), t2(t.data(), W, H);
+    Row r;
+    r.setting = job.setting.name;
+    r.model = job.model;
+    r.seed = job.seed;
+    r.iteration = iteration;
+    r.direction = "ab";
+    r.slice = "itk_pd";
+    r.mse = eval::mse(o2, t2);
+    r.psnr = eval::psnr(o2, t2, 2.0);
+    r.ssim = eval::ssim(o2, t2, so);
+    const auto an = eval::deformation_fraction<2>(ctx, D.domain, t2, o2, alpha_nmi);
+    r.alpha = an.alpha;
+    std::tie(r.alpha_lo, r.alpha_hi) = eval::alpha_interval(an, kAlphaTolerance);
+    r.alpha_ssim = eval::deformation_fraction<2>(ctx, D.domain, t2, o2, alpha_ssim).alpha;
+    r.drift = r.alpha;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+std::string eval_path(const Job& j, std::int64_t it) { return j.dir + "/eval_" + std::to_string(it) + ".csv"; }
+
+void write_rows(const std::string& path, const std::vector<Row>& rows) {
+  std::string s = std::string(kRowHeader) + "\n";
+  for (const auto& r : rows) s += row_csv(r);
+  io::write_file_atomic(path, s);
+}
+
+/// The montage of one model: rows = three test slices; columns: source, output, truth (aligned with
+/// the source), the truth in the other geometry, |output - truth|.
+void write_montage(const std::string& path, const TestView& v) {
+  std::vector<std::vector<io::Panel>> rows;
+  for (std::size_t r = 0; r < v.src.size(); ++r) {
+    Img diff(v.out[r].size());
+    for (std::size_t i = 0; i < diff.size(); ++i) diff[i] = std::abs(v.out[r][i] - v.truth[r][i]) - 1.0f;  // 0 -> black
+    rows.push_back({io::panel_of(v.src[r].data(), 181, 217), io::panel_of(v.out[r].data(), 181, 217),
+                    io::panel_of(v.truth[r].data(), 181, 217), io::panel_of(v.other[r].data(), 181, 217),
+                    io::panel_of(diff.data(), 181, 217)});
+  }
+  io::write_grid(path, rows, io::GridOptions{0, true});
+}
+
+/// Runs (or resumes, or skips) one job. The crops of the first batches are checked against a
+/// data::Sampler built from the same domains and settings (they must be its crops, bit for bit).
+void run_job(core::Context<Dev>& ctx, Data& D, const Job& job, const Width& wd, const std::string& out,
+             bool first_crops_check) {
+  const std::string final_eval = eval_path(job, job.iters);
+  if (fs::exists(final_eval)) {
+    std::printf("  %s/%s seed %d: done (%s)\n", job.setting.name.c_str(), job.model.c_str(), job.seed, final_eval.c_str());
+    return;
+  }
+  const Geometry& G = geometry(ctx, D, job.setting.spacing);
+  auto mo = model::ModelOptions::preset(job.model)
+                .generator(nn::GeneratorOptions().ngf(wd.ngf).n_blocks(wd.blocks))
+                .ndf(wd.ndf)
+                .seed(static_cast<std::uint64_t>(job.seed))
+                .em(job.setting.em == "sequential" ? model::EmMode::Sequential : model::EmMode::Single)
+                .schedule(optim::ScheduleOptions().iterations_per_epoch(1000000));
+  auto m = model::make_model<2, float, Dev>(ctx, mo);
+  train::ModelTrainable<2, float, Dev> trainable(ctx, *m);
+  data::SamplerOptions so;  // dicyc-train's sampler: 10 % foreground per crop, affine augmentation
+  so.dim = 2;
+  so.crop = {job.setting.crop, job.setting.crop, 1};
+  so.augment.flip = job.setting.flip;
+  train::SamplerSource source(G.dom_a, G.dom_b, so);
+  const std::string ckpt = job.dir + "/checkpoint.safetensors";
+  const bool resume = fs::exists(ckpt);
+  train::Trainer trainer(trainable, source,
+                         train::TrainerOptions()
+                             .out(job.dir)
+                             .max_iterations(job.iters)
+                             .checkpoint_every(250)
+                             .seed(static_cast<std::uint64_t>(job.seed))
+                             .log_every(250)
+                             .resume(resume)
+                             .user("experiment", "protocol " + job.setting.name));
+  trainer.hooks().log = [&](const model::StepLosses& L, const train::Progress& p) {
+    std::printf("  %s/%s seed %d %5lld: G %.4f (GAN %.3f/%.3f, cyc %.4f/%.4f, dicyc %.4f/%.4f, align %.4f/%.4f) D %.4f/%.4f, %.2f it/s\n",
+                job.setting.name.c_str(), job.model.c_str(), job.seed, static_cast<long long>(p.iteration), L.g_total,
+                L.gan_ab, L.gan_ba, L.cyc_a, L.cyc_b, L.dicyc_a, L.dicyc_b, L.align_a, L.align_b, L.d_a, L.d_b, p.rate());
+    std::fflush(stdout);
+  };
+  // The crops the trainer trains on are data::Sampler's with the same seed and settings.
+  std::vector<std::vector<float>> seen;
+  std::int64_t first = -1;
+  if (first_crops_check)
+    trainer.hooks().before_step = [&](data::Batch& b, std::int64_t next) {
+      if (first < 0) first = next - 1;
+      if (seen.size() < 6) {
+        seen.push_back(b.a);
+        seen.push_back(b.b);
+      }
+    };
+  std::map<std::string, TestView> views;
+  double eval_seconds = 0;
+  trainer.hooks().saved = [&](std::int64_t it) {
+    if (!(job.curve && it % 250 == 0) && it != job.iters) return;
+    if (fs::exists(eval_path(job, it))) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    write_rows(eval_path(job, it), evaluate(ctx, *m, D, G, job, it, it == job.iters && job.montage ? &views : nullptr));
+    const double e = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    eval_seconds += e;
+    std::printf("  %s/%s seed %d: evaluated at iteration %lld (%.1f s)\n", job.setting.name.c_str(), job.model.c_str(),
+                job.seed, static_cast<long long>(it), e);
+  };
+  fs::create_directories(job.dir);
+  const auto t0 = std::chrono::steady_clock::now();
+  const train::TrainResult r = trainer.fit();
+  DICYC_CHECK(r.outcome == train::Outcome::Done, NumericError,
+              "protocol: " << job.model << " seed " << job.seed << ": " << r.message << " (at iteration " << r.iteration + 1 << ")");
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (first_crops_check && !seen.empty()) {
+    data::SamplerOptions o = so;
+    o.seed = train::stream_seed(static_cast<std::uint64_t>(job.seed), 0);
+    o.first_batch = first;
+    data::Sampler ref(G.dom_a, G.dom_b, o);
+    bool same = true;
+    for (std::size_t i = 0; i + 1 < seen.size(); i += 2) {
+      const auto b = ref.next();
+      same = same && b.a == seen[i] && b.b == seen[i + 1];
+    }
+    std::printf("  %s/%s seed %d: the first %zu training batches equal data::Sampler's (seed %d, stream %llu, batch %lld on): %s\n",
+                job.setting.name.c_str(), job.model.c_str(), job.seed, seen.size() / 2, job.seed,
+                static_cast<unsigned long long>(o.seed), static_cast<long long>(first), same ? "yes" : "NO");
+    DICYC_CHECK(same, NumericError, "protocol: the trainer's crops are not the library sampler's");
+  }
+  if (job.montage && !views.empty()) {
+    write_montage(out + "/montage_" + job.model + "_ab.png", views["ab"]);
+    write_montage(out + "/montage_" + job.model + "_ba.png", views["ba"]);
+  }
+  char b[256];
+  // Training time alone: the evaluations (in the checkpoint hook) are taken out.
+  std::snprintf(b, sizeof b, "iterations %lld -> %lld, %.1f s, %.3f s/iteration, %d threads, %.1f s of evaluations\n",
+                static_cast<long long>(r.start_iteration), static_cast<long long>(r.iteration), secs,
+                r.steps ? (r.seconds - eval_seconds) / static_cast<double>(r.steps) : 0.0, ctx.num_threads(), eval_seconds);
+  std::ofstream(job.dir + "/job.txt", std::ios::app) << b;
+  std::printf("  %s/%s seed %d: %s", job.setting.name.c_str(), job.model.c_str(), job.seed, b);
+}
+
+// ---------------------------------------------------------------------------------------- report
+using eval::mean;
+double sd(const std::vector<double>& v) { return eval::sample_sd(v); }
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -154,317 +558,527 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+/// Seconds per iteration from a job's job.txt (the mean over its parts).
+double job_seconds_per_iteration(const std::string& dir) {
+  std::ifstream in(dir + "/job.txt");
+  std::string line;
+  double s = 0, n = 0;
+  while (std::getline(in, line)) {
+    const auto p = line.find(" s, ");
+    if (p == std::string::npos) continue;
+    const double v = std::strtod(line.c_str() + p + 4, nullptr);
+    if (v > 0) {
+      s += v;
+      n += 1;
+    }
+  }
+  return n > 0 ? s / n : std::nan("");
+}
+
+/// A line chart (SVG) of series of (x, y) points with error bars (y_lo, y_hi).
+struct Series {
+  std::string name, colour;
+  std::vector<std::array<double, 4>> pts;  // x, y, lo, hi
+};
+std::string svg_plot(const std::string& title, const std::string& xlabel, const std::string& ylabel,
+                     const std::vector<Series>& series, double ymin, double ymax) {
+  const double W = 560, H = 300, L = 56, R = 12, T = 30, B = 44;
+  double xmin = INFINITY, xmax = -INFINITY;
+  for (const auto& s : series)
+    for (const auto& p : s.pts) {
+      xmin = std::min(xmin, p[0]);
+      xmax = std::max(xmax, p[0]);
+    }
+  if (!(xmax > xmin)) {
+    xmin = 0;
+    xmax = 1;
+  }
+  auto px = [&](double x) { return L + (x - xmin) / (xmax - xmin) * (W - L - R); };
+  auto py = [&](double y) { return T + (ymax - std::clamp(y, ymin, ymax)) / (ymax - ymin) * (H - T - B); };
+  std::ostringstream s;
+  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H << "' font-family='sans-serif'>"
+    << "<rect width='100%' height='100%' fill='#fff'/><text x='" << L << "' y='18' font-size='13'>" << title << "</text>"
+    << "<rect x='" << L << "' y='" << T << "' width='" << W - L - R << "' height='" << H - T - B << "' fill='none' stroke='#999'/>";
+  char b[64];
+  for (int i = 0; i <= 4; ++i) {
+    const double y = ymin + (ymax - ymin) * i / 4.0;
+    std::snprintf(b, sizeof b, "%.2f", y);
+    s << "<text x='" << L - 34 << "' y='" << py(y) + 4 << "' font-size='10'>" << b << "</text><line x1='" << L << "' x2='"
+      << W - R << "' y1='" << py(y) << "' y2='" << py(y) << "' stroke='#eee'/>";
+    const double x = xmin + (xmax - xmin) * i / 4.0;
+    std::snprintf(b, sizeof b, "%.3g", x);
+    s << "<text x='" << px(x) - 10 << "' y='" << H - B + 14 << "' font-size='10'>" << b << "</text>";
+  }
+  s << "<text x='" << (L + W - R) / 2 - 40 << "' y='" << H - 8 << "' font-size='11'>" << xlabel << "</text>"
+    << "<text x='12' y='" << T + (H - T - B) / 2 << "' font-size='11' transform='rotate(-90 12 " << T + (H - T - B) / 2
+    << ")'>" << ylabel << "</text>";
+  for (std::size_t k = 0; k < series.size(); ++k) {
+    const auto& se = series[k];
+    s << "<polyline fill='none' stroke-width='1.8' stroke='" << se.colour << "' points='";
+    for (const auto& p : se.pts) s << px(p[0]) << "," << py(p[1]) << " ";
+    s << "'/>";
+    for (const auto& p : se.pts)
+      s << "<line x1='" << px(p[0]) << "' x2='" << px(p[0]) << "' y1='" << py(p[2]) << "' y2='" << py(p[3]) << "' stroke='"
+        << se.colour << "' stroke-opacity='0.5'/><circle cx='" << px(p[0]) << "' cy='" << py(p[1]) << "' r='2.5' fill='"
+        << se.colour << "'/>";
+    s << "<text x='" << L + 10 + 150 * static_cast<double>(k) << "' y='" << T + 14 << "' font-size='11' fill='" << se.colour
+      << "'>" << se.name << "</text>";
+  }
+  return s.str() + "</svg>\n";
+}
+
+struct Report {
+  const Data& D;
+  std::string out;
+  bool quick = false;
+  Width wd;
+  std::vector<std::string> models;
+  int seeds = 3;
+  std::int64_t iters = 1500, long_iters = 6000;
+  Setting main_setting;
+  std::map<std::string, Index> crops;  // setting -> crop (for the crop sweep)
+  std::map<std::string, std::string> job_dirs;  // "setting/model/seed" -> dir
+
+  std::vector<Row> rows_of(const std::string& setting, const std::string& model, int seed, std::int64_t it) const {
+    const auto k = job_dirs.find(setting + "/" + model + "/" + std::to_string(seed));
+    if (k == job_dirs.end()) return {};
+    return read_rows(k->second + "/eval_" + std::to_string(it) + ".csv");
+  }
+  static std::vector<double> metric(const std::vector<Row>& rows, const std::string& dir, int k, bool itk = false) {
+    std::vector<double> v;
+    for (const auto& r : rows)
+      if (r.direction == dir && (r.slice == "itk_pd") == itk) {
+        const double x[] = {r.mse, r.psnr, r.ssim, r.alpha, r.alpha_ssim, r.drift, r.alpha_lo, r.alpha_hi};
+        v.push_back(x[k]);
+      }
+    return v;
+  }
+
+  void write() const {
+    const char* mnames[] = {"MSE", "PSNR (dB)", "SSIM", "alpha (NMI)", "alpha (SSIM)", "drift"};
+    std::ostringstream md;
+    char b[1024];
+    md << "# Held-out simulated-deformation experiment, in the paper's geometry\n\n";
+    std::snprintf(b, sizeof b,
+                  "%s: %lld iterations per run, seeds 1-%d, ch2 resampled to %.1f mm, %lldx%lld training crops (dicyc-train's "
+                  "sampler: >= 10 %% foreground, affine augmentation, flip probability %.2f), whole-slice inference as "
+                  "dicyc-synth runs it, scored on the 1 mm grid; ngf %d, %d blocks, ndf %d, batch 1, constant lr 2e-4, "
+                  "EM %s.\n\n",
+                  quick ? "QUICK MODE (a smoke test; the numbers mean nothing)" : "Configuration",
+                  static_cast<long long>(iters), seeds, main_setting.spacing, static_cast<long long>(main_setting.crop),
+                  static_cast<long long>(main_setting.crop), main_setting.flip, wd.ngf, wd.blocks, wd.ndf, main_setting.em.c_str());
+    md << b;
+    std::snprintf(b, sizeof b,
+                  "Data: B = ch2 (real T1 anatomy); its training slices carry one domain TPS (4x4, 6 %% of the field of "
+                  "view) and a per-slice jitter. A = the same anatomy through a contrast map fitted on ITK's real PD "
+                  "slice (r = %.4f with it; ch2 itself: %.4f). Test: the 1 mm slab [%d, %d], no training slice within "
+                  "%d mm of it; A -> B from the undeformed PD-like slices (truth: the aligned T1), B -> A from the T1 "
+                  "under the domain warp (truth: the PD-like slices under the same warp); and the real ITK PD slice "
+                  "(truth: the real ITK T1). alpha: the share of the domain warp an output carries (NMI; SSIM beside "
+                  "it; [lo, hi]: the alphas within %.0f %% of the NMI score range of the best). drift: the share of the "
+                  "warp by which the output's geometry departs from its source's (A -> B: alpha; B -> A: 1 - alpha); "
+                  "0 = aligned with the source.\n\n",
+                  D.r_map, D.r_t1, D.test_first, D.test_first + D.test_count - 1, D.gap, 100 * kAlphaTolerance);
+    md << b;
+    std::string csv = std::string(kRowHeader) + "\n";
+    for (const std::string dir : {"ab", "ba"}) {
+      md << "## " << (dir == "ab" ? "A -> B (PD-like -> T1)" : "B -> A (warped T1 -> PD-like, warped)")
+         << ": mean (sd over seeds) of the per-seed means over the test slab\n\n| model | seeds | ";
+      for (int k : {0, 1, 2, 3, 4, 5}) md << mnames[k] << " | ";
+      md << "alpha interval | s / iteration |\n|---|---|---|---|---|---|---|---|---|---|\n";
+      for (const auto& name : models) {
+        std::vector<std::vector<double>> per(8);
+        int n = 0;
+        for (int s = 1; s <= seeds; ++s) {
+          const auto rows = rows_of("main", name, s, iters);
+          if (rows.empty()) continue;
+          ++n;
+          if (dir == "ab")
+            for (const auto& r : rows) csv += row_csv(r);
+          for (int k = 0; k < 8; ++k) per[static_cast<std::size_t>(k)].push_back(mean(metric(rows, dir, k)));
+        }
+        if (n == 0) {
+          md << "| " << name << " | 0 | not run yet |||||||\n";
+          continue;
+        }
+        md << "| " << name << " | " << n << " | ";
+        for (int k = 0; k < 6; ++k) {
+          std::snprintf(b, sizeof b, k == 1 ? "%.2f (%.2f) | " : "%.4f (%.4f) | ", mean(per[k]), sd(per[k]));
+          md << b;
+        }
+        std::snprintf(b, sizeof b, "[%.2f, %.2f] | %.3f |\n", mean(per[6]), mean(per[7]),
+                      job_seconds_per_iteration(job_dirs.count("main/" + name + "/1") ? job_dirs.at("main/" + name + "/1") : ""));
+        md << b;
+      }
+      md << "\n";
+    }
+    io::write_file_atomic(out + "/results.csv", csv);
+    md << "## The real ITK PD slice (truth: the real ITK T1), A -> B: mean (sd) over seeds\n\n| model | MSE | PSNR (dB) | SSIM | "
+          "alpha (NMI) |\n|---|---|---|---|---|\n";
+    for (const auto& name : models) {
+      std::vector<std::vector<double>> v(4);
+      for (int s = 1; s <= seeds; ++s) {
+        const auto rows = rows_of("main", name, s, iters);
+        if (rows.empty()) continue;
+        for (int k = 0; k < 4; ++k) v[static_cast<std::size_t>(k)].push_back(metric(rows, "ab", k, true).at(0));
+      }
+      if (v[0].empty()) continue;
+      std::snprintf(b, sizeof b, "| %s | %.4f (%.4f) | %.2f (%.2f) | %.4f (%.4f) | %.3f (%.3f) |\n", name.c_str(), mean(v[0]),
+                    sd(v[0]), mean(v[1]), sd(v[1]), mean(v[2]), sd(v[2]), mean(v[3]), sd(v[3]));
+      md << b;
+    }
+    write_tests(md);
+    write_margins(md);
+    write_sweeps(md);
+    md << "\nFiles: results.csv (main setting, every model, seed and test slice, both directions), curves.csv, crops.csv, "
+          "alpha_vs_crop.svg, alpha_vs_iteration.svg, montage_<model>_<ab|ba>.png (seed 1; rows: test slices "
+       << D.test_first << ", " << D.test_first + (D.test_count - 1) / 2 << ", " << D.test_first + D.test_count - 1
+       << "; columns: source, output, truth aligned with the source, the truth in the other geometry, |output - truth|); "
+          "runs/<setting>/<model>_seed<k>/ (checkpoint, losses.csv, eval_<iteration>.csv, job.txt).\n";
+    io::write_file_atomic(out + "/summary.md", md.str());
+  }
+
+  void write_tests(std::ostringstream& md) const {
+    const std::string dicyc = "nmi-dicyc";
+    if (std::find(models.begin(), models.end(), dicyc) == models.end()) return;
+    const char* names[] = {"MSE", "PSNR", "SSIM", "", "", "drift"};
+    char b[512];
+    md << "\n## Paired t-tests: NMI-DiCyc minus the best baseline per metric (the CycleGAN family), over the test slices\n\n"
+          "Neighbouring slices are correlated, so the effective sample size is below the slice count and these p-values "
+          "overstate the evidence. 'seed k': over the slices of seed k; 'seed mean': over the per-slice scores averaged "
+          "over the seeds.\n\n| direction | metric | best baseline | run | mean difference | t | p |\n|---|---|---|---|---|---|---|\n";
+    for (const std::string dir : {"ab", "ba"})
+      for (int k : {0, 1, 2, 5}) {
+        const bool lower = k == 0 || k == 5;
+        std::string best;
+        double bv = 0;
+        for (const auto& base : models) {
+          if (base.find("dicyc") != std::string::npos) continue;
+          std::vector<double> m;
+          for (int s = 1; s <= seeds; ++s) {
+            const auto rows = rows_of("main", base, s, iters);
+            if (!rows.empty()) m.push_back(mean(metric(rows, dir, k)));
+          }
+          if (m.empty()) continue;
+          if (best.empty() || (lower ? mean(m) < bv : mean(m) > bv)) {
+            best = base;
+            bv = mean(m);
+          }
+        }
+        if (best.empty()) continue;
+        std::vector<double> avg_d, avg_b;
+        int n = 0;
+        for (int s = 1; s <= seeds; ++s) {
+          const auto rd = rows_of("main", dicyc, s, iters), rb = rows_of("main", best, s, iters);
+          if (rd.empty() || rb.empty()) continue;
+          const auto d = metric(rd, dir, k), bb = metric(rb, dir, k);
+          if (avg_d.empty()) {
+            avg_d.assign(d.size(), 0.0);
+            avg_b.assign(d.size(), 0.0);
+          }
+          for (std::size_t i = 0; i < d.size(); ++i) {
+            avg_d[i] += d[i];
+            avg_b[i] += bb[i];
+          }
+          ++n;
+          try {
+            const auto tt = eval::ttest_rel(d, bb);
+            std::snprintf(b, sizeof b, "| %s | %s | %s | seed %d | %+.4f | %.2f | %.3g |\n", dir.c_str(), names[k], best.c_str(), s,
+                          tt.mean_difference, tt.t, tt.p);
+          } catch (const std::exception& e) {
+            std::snprintf(b, sizeof b, "| %s | %s | %s | seed %d | %s |||\n", dir.c_str(), names[k], best.c_str(), s, e.what());
+          }
+          md << b;
+        }
+        if (n > 1) {
+          for (auto& x : avg_d) x /= n;
+          for (auto& x : avg_b) x /= n;
+          try {
+            const auto tt = eval::ttest_rel(avg_d, avg_b);
+            std::snprintf(b, sizeof b, "| %s | %s | %s | seed mean | %+.4f | %.2f | %.3g |\n", dir.c_str(), names[k], best.c_str(),
+                          tt.mean_difference, tt.t, tt.p);
+            md << b;
+          } catch (const std::exception&) {
+          }
+        }
+      }
+  }
+
+  void write_margins(std::ostringstream& md) const {
+    const std::string dicyc = "nmi-dicyc";
+    if (std::find(models.begin(), models.end(), dicyc) == models.end()) return;
+    md << "\n## Against the paper's margins (NMI-DiCyc against the best CycleGAN-family baseline per metric)\n\n| direction | "
+          "metric | NMI-DiCyc | best baseline | relative improvement | paper |\n|---|---|---|---|---|---|\n";
+    const char* names[] = {"MSE", "PSNR", "SSIM"};
+    const char* paper[] = {">= 18 %", ">= 8 %", ">= 12 %"};
+    char b[512];
+    for (const std::string dir : {"ab", "ba"})
+      for (int k = 0; k < 3; ++k) {
+        auto overall = [&](const std::string& mdl) {
+          std::vector<double> m;
+          for (int s = 1; s <= seeds; ++s) {
+            const auto rows = rows_of("main", mdl, s, iters);
+            if (!rows.empty()) m.push_back(mean(metric(rows, dir, k)));
+          }
+          return m.empty() ? std::nan("") : mean(m);
+        };
+        const double d = overall(dicyc);
+        std::string best;
+        double bv = 0;
+        for (const auto& base : models) {
+          if (base.find("dicyc") != std::string::npos) continue;
+          const double v = overall(base);
+          if (!std::isfinite(v)) continue;
+          if (best.empty() || (k == 0 ? v < bv : v > bv)) {
+            best = base;
+            bv = v;
+          }
+        }
+        if (best.empty() || !std::isfinite(d)) continue;
+        const double rel = k == 0 ? (bv - d) / bv : (d - bv) / std::abs(bv);
+        std::snprintf(b, sizeof b, "| %s | %s | %.4f | %.4f (%s) | %+.1f %% | %s |\n", dir.c_str(), names[k], d, bv, best.c_str(),
+                      100 * rel, paper[k]);
+        md << b;
+      }
+  }
+
+  /// Crop share and training time: alpha and quality of CycleGAN and NMI-DiCyc (seed 1).
+  void write_sweeps(std::ostringstream& md) const {
+    char b[512];
+    const std::vector<std::pair<std::string, std::string>> two{{"cyclegan", "#d62728"}, {"nmi-dicyc", "#1f77b4"}};
+    // crops
+    std::string ccsv = "setting,model,spacing,crop,crop_share,direction,mse,psnr,ssim,alpha,alpha_ssim,alpha_lo,alpha_hi,drift\n";
+    std::vector<Series> cs;
+    md << "\n## When a CycleGAN copies the deformation: the training crop's share of the head (seed 1)\n\n"
+          "| setting | model | crop share | A -> B alpha [interval] | alpha (SSIM) | MSE | PSNR | SSIM | B -> A drift | MSE | s / it |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for (const auto& [mdl, colour] : two) {
+      Series se{mdl + " (A -> B)", colour, {}};
+      for (const auto& [setting, crop] : crops) {
+        const auto rows = rows_of(setting, mdl, 1, iters);
+        if (rows.empty()) continue;
+        const double spacing = setting == "1mm-crop96" ? 1.0 : main_setting.spacing;
+        const auto git = D.geometries.find(spacing);
+        const double share = git == D.geometries.end() ? std::nan("") : crop_share(git->second, crop);
+        for (const std::string dir : {"ab", "ba"}) {
+          std::snprintf(b, sizeof b, "%s,%s,%.1f,%lld,%.4f,%s", setting.c_str(), mdl.c_str(), spacing, static_cast<long long>(crop),
+                        share, dir.c_str());
+          ccsv += b;
+          for (int k : {0, 1, 2, 3, 4, 6, 7, 5}) {
+            std::snprintf(b, sizeof b, ",%.5f", mean(metric(rows, dir, k)));
+            ccsv += b;
+          }
+          ccsv += "\n";
+        }
+        std::snprintf(b, sizeof b, "| %s | %s | %.2f | %.3f [%.2f, %.2f] | %.3f | %.4f | %.2f | %.4f | %.3f | %.4f | %.3f |\n",
+                      setting.c_str(), mdl.c_str(), share, mean(metric(rows, "ab", 3)), mean(metric(rows, "ab", 6)),
+                      mean(metric(rows, "ab", 7)), mean(metric(rows, "ab", 4)), mean(metric(rows, "ab", 0)),
+                      mean(metric(rows, "ab", 1)), mean(metric(rows, "ab", 2)), mean(metric(rows, "ba", 5)),
+                      mean(metric(rows, "ba", 0)),
+                      job_seconds_per_iteration(job_dirs.count(setting + "/" + mdl + "/1") ? job_dirs.at(setting + "/" + mdl + "/1") : ""));
+        md << b;
+        if (setting != "1mm-crop96")
+          se.pts.push_back({share, mean(metric(rows, "ab", 3)), mean(metric(rows, "ab", 6)), mean(metric(rows, "ab", 7))});
+      }
+      std::sort(se.pts.begin(), se.pts.end());
+      cs.push_back(se);
+    }
+    io::write_file_atomic(out + "/crops.csv", ccsv);
+    io::write_file_atomic(out + "/alpha_vs_crop.svg",
+                          svg_plot("alpha (A -> B, NMI) against the training crop's share of the head, 1.8 mm, seed 1",
+                                   "share of the slice's foreground inside a training crop", "alpha", cs, -0.1, 1.0));
+    // training time
+    std::string tcsv = "setting,model,iteration,direction,mse,psnr,ssim,alpha,alpha_ssim,alpha_lo,alpha_hi,drift\n";
+    std::vector<Series> ts;
+    md << "\n## ... and against training time (seed 1, evaluated every 250 iterations)\n\n| model | iteration | A -> B alpha "
+          "[interval] | alpha (SSIM) | MSE | PSNR | SSIM | B -> A drift |\n|---|---|---|---|---|---|---|---|\n";
+    for (const auto& [mdl, colour] : two) {
+      Series se{mdl + " (A -> B)", colour, {}};
+      for (std::int64_t it = 250; it <= long_iters; it += 250) {
+        const auto rows = rows_of("main", mdl, 1, it);
+        if (rows.empty()) continue;
+        for (const std::string dir : {"ab", "ba"}) {
+          std::snprintf(b, sizeof b, "main,%s,%lld,%s", mdl.c_str(), static_cast<long long>(it), dir.c_str());
+          tcsv += b;
+          for (int k : {0, 1, 2, 3, 4, 6, 7, 5}) {
+            std::snprintf(b, sizeof b, ",%.5f", mean(metric(rows, dir, k)));
+            tcsv += b;
+          }
+          tcsv += "\n";
+        }
+        std::snprintf(b, sizeof b, "| %s | %lld | %.3f [%.2f, %.2f] | %.3f | %.4f | %.2f | %.4f | %.3f |\n", mdl.c_str(),
+                      static_cast<long long>(it), mean(metric(rows, "ab", 3)), mean(metric(rows, "ab", 6)),
+                      mean(metric(rows, "ab", 7)), mean(metric(rows, "ab", 4)), mean(metric(rows, "ab", 0)),
+                      mean(metric(rows, "ab", 1)), mean(metric(rows, "ab", 2)), mean(metric(rows, "ba", 5)));
+        md << b;
+        se.pts.push_back({static_cast<double>(it), mean(metric(rows, "ab", 3)), mean(metric(rows, "ab", 6)),
+                          mean(metric(rows, "ab", 7))});
+      }
+      ts.push_back(se);
+    }
+    io::write_file_atomic(out + "/curves.csv", tcsv);
+    io::write_file_atomic(out + "/alpha_vs_iteration.svg",
+                          svg_plot("alpha (A -> B, NMI) against training iterations, 1.8 mm, 128 crops, seed 1", "iteration",
+                                   "alpha", ts, -0.1, 1.0));
+    // the other settings, once each
+    md << "\n## Other settings (seed 1)\n\n| setting | model | A -> B alpha [interval] | MSE | PSNR | SSIM | B -> A drift | MSE "
+          "|\n|---|---|---|---|---|---|---|---|\n";
+    for (const std::string setting : {"flip", "em-sequential"})
+      for (const auto& mdl : {std::string("cyclegan"), std::string("nmi-dicyc")}) {
+        const auto rows = rows_of(setting, mdl, 1, iters);
+        if (rows.empty()) continue;
+        std::snprintf(b, sizeof b, "| %s | %s | %.3f [%.2f, %.2f] | %.4f | %.2f | %.4f | %.3f | %.4f |\n", setting.c_str(), mdl.c_str(),
+                      mean(metric(rows, "ab", 3)), mean(metric(rows, "ab", 6)), mean(metric(rows, "ab", 7)),
+                      mean(metric(rows, "ab", 0)), mean(metric(rows, "ab", 1)), mean(metric(rows, "ab", 2)),
+                      mean(metric(rows, "ba", 5)), mean(metric(rows, "ba", 0)));
+        md << b;
+      }
+  }
+};
+
 int main(int argc, char** argv) try {
   cxxopts::Options opts("protocol",
-                        "The held-out simulated-deformation experiment: CycleGAN, NMI-CycleGAN and NMI-DiCyc on ch2 slices "
-                        "never seen in training (PD-like A from a contrast map fitted on ITK's PD slice)");
+                        "The held-out simulated-deformation experiment in the paper's geometry: the seven models on ch2 slices "
+                        "never seen in training, both directions (PD-like A from a contrast map fitted on ITK's PD slice)");
   opts.add_options()("data", "data folder (scripts/fetch_data.sh)", cxxopts::value<std::string>()->default_value("data"))(
-      "quick", "smoke test: 40 iterations, one seed, 64x64 crops, ngf 8, 2 blocks, ndf 16")(
+      "quick", "smoke test: 30 iterations, one seed, three models, 64-pixel crops, ngf 8, 2 blocks, ndf 16")(
+      "part", "jobs to run: main, crops, long, flip, em, onemm or all (comma-separated)",
+      cxxopts::value<std::string>()->default_value("main"))(
+      "report-only", "write the report from the evaluations that exist; train nothing")(
       "iters", "training iterations per run", cxxopts::value<int>()->default_value("1500"))(
+      "long-iters", "iterations of the long runs (--part long)", cxxopts::value<int>()->default_value("6000"))(
       "seeds", "seeds per model (1, 2, ...)", cxxopts::value<int>()->default_value("3"))(
-      "models", "comma-separated presets", cxxopts::value<std::string>()->default_value("cyclegan,nmi-cyclegan,nmi-dicyc"))(
-      "size", "training crop size", cxxopts::value<int>()->default_value("96"))(
+      "models", "comma-separated presets (default: the seven)", cxxopts::value<std::string>()->default_value(""))(
+      "spacing", "training spacing in mm", cxxopts::value<double>()->default_value("1.8"))(
+      "crop", "training crop size", cxxopts::value<int>()->default_value("128"))(
+      "flip", "probability of a left-right flip of a training crop", cxxopts::value<double>()->default_value("0"))(
+      "em", "DiCyc's EM schedule: single (the paper's: two forward passes, one backward) or sequential",
+      cxxopts::value<std::string>()->default_value("single"))(
       "ngf", "generator width", cxxopts::value<int>()->default_value("16"))(
       "blocks", "residual blocks", cxxopts::value<int>()->default_value("4"))(
       "ndf", "discriminator width", cxxopts::value<int>()->default_value("32"))(
-      "test-first", "first slice of the test slab", cxxopts::value<int>()->default_value("84"))(
+      "test-first", "first slice of the test slab (1 mm)", cxxopts::value<int>()->default_value("84"))(
       "test-count", "slices in the test slab (>= 20 for the experiment)", cxxopts::value<int>()->default_value("20"))(
-      "gap", "slices left out on each side of the test slab", cxxopts::value<int>()->default_value("5"))(
-      "lo", "lowest slice used", cxxopts::value<int>()->default_value("30"))(
-      "hi", "highest slice used", cxxopts::value<int>()->default_value("150"))(
+      "gap", "mm left out on each side of the test slab", cxxopts::value<int>()->default_value("5"))(
+      "lo", "lowest slice used (1 mm)", cxxopts::value<int>()->default_value("30"))(
+      "hi", "highest slice used (1 mm)", cxxopts::value<int>()->default_value("150"))(
       "threads", "CPU threads", cxxopts::value<int>()->default_value("2"))(
       "data-seed", "seed of the domain deformation and the jitters", cxxopts::value<std::uint64_t>()->default_value("1"))(
-      "no-augment", "no random affine augmentation of the training crops (dicyc-train's --no-augment)")(
-      "flip", "probability of a left-right flip of a training crop (dicyc-train's --flip)",
-      cxxopts::value<double>()->default_value("0.5"))(
       "out", "output folder", cxxopts::value<std::string>()->default_value("protocol_out"))("h,help", "help");
   const auto a = opts.parse(argc, argv);
   if (a.count("help")) {
     std::cout << opts.help() << "\n";
     return 0;
   }
+  DICYC_CHECK(a.unmatched().empty(), ConfigError, "protocol: unexpected argument '" << a.unmatched().front() << "'");
   const bool quick = a.count("quick") > 0;
   auto pick = [&](const char* k, int q) { return quick && !a.count(k) ? q : a[k].as<int>(); };
-  const int iters = pick("iters", 40), seeds = pick("seeds", 1), size = pick("size", 64), ngf = pick("ngf", 8),
-            blocks = pick("blocks", 2), ndf = pick("ndf", 16);
+  Width wd{pick("ngf", 8), pick("blocks", 2), pick("ndf", 16)};
+  const int iters = pick("iters", 30), seeds = pick("seeds", 1), crop = pick("crop", 64), long_iters = a["long-iters"].as<int>();
   const std::string data = a["data"].as<std::string>(), out = a["out"].as<std::string>();
-  const auto models = split_list(a["models"].as<std::string>());
-  const std::uint64_t dseed = a["data-seed"].as<std::uint64_t>();
-  DICYC_CHECK(iters > 0 && seeds >= 1 && size >= 16 && size % 4 == 0 && size <= std::min(W, H) && ngf >= 1 && blocks >= 0 &&
-                  ndf >= 1 && !models.empty(),
+  std::vector<std::string> models = split_list(a["models"].as<std::string>());
+  if (models.empty()) {
+    if (quick) models = {"cyclegan", "nmi-cyclegan", "nmi-dicyc"};
+    else models.assign(std::begin(kSeven), std::end(kSeven));
+  }
+  const double spacing = a["spacing"].as<double>(), flip = a["flip"].as<double>();
+  const std::string em = a["em"].as<std::string>();
+  std::set<std::string> parts;
+  for (const auto& p : split_list(a["part"].as<std::string>())) {
+    DICYC_CHECK(p == "main" || p == "crops" || p == "long" || p == "flip" || p == "em" || p == "onemm" || p == "all",
+                ConfigError, "protocol: --part takes main, crops, long, flip, em, onemm or all, got '" << p << "'");
+    if (p == "all") parts.insert({"main", "crops", "long", "flip", "em", "onemm"});
+    else parts.insert(p);
+  }
+  DICYC_CHECK(iters > 0 && seeds >= 1 && crop >= 16 && crop % 4 == 0 && crop <= 256 && wd.ngf >= 1 && wd.blocks >= 0 &&
+                  wd.ndf >= 1 && long_iters >= iters && spacing >= 1 && spacing <= 4 && flip >= 0 && flip <= 1 &&
+                  (em == "single" || em == "sequential"),
               ConfigError,
-              "protocol: needs iters > 0, seeds >= 1, a crop size in [16, 180] that is a multiple of 4, ngf, ndf >= 1, "
-              "blocks >= 0 and at least one model");
+              "protocol: needs iters > 0, seeds >= 1, a crop in [16, 256] that is a multiple of 4, ngf, ndf >= 1, blocks >= 0, "
+              "--long-iters >= --iters, --spacing in [1, 4] mm, --flip in [0, 1] and --em single or sequential");
   for (const auto& m : models) (void)model::ModelOptions::preset(m);  // unknown names fail here, before any work
-  const auto split = data::SlabSplit::make(a["lo"].as<int>(), a["hi"].as<int>(), a["test-first"].as<int>(),
-                                           a["test-count"].as<int>(), a["gap"].as<int>());
-  DICYC_CHECK(split.test.front() >= 0 && split.test.back() < 181 && a["lo"].as<int>() >= 0 && a["hi"].as<int>() < 181,
-              ConfigError, "protocol: slices must lie in [0, 180]");
+  const int lo = a["lo"].as<int>(), hi = a["hi"].as<int>(), tf = a["test-first"].as<int>(), tc = a["test-count"].as<int>(),
+            gap = a["gap"].as<int>();
+  const auto split = data::SlabSplit::make(lo, hi, tf, tc, gap);  // checks the slab and the gap
+  DICYC_CHECK(split.test.front() >= 0 && split.test.back() < 181 && lo >= 0 && hi < 181, ConfigError,
+              "protocol: slices must lie in [0, 180]");
   core::Context<Dev> ctx(a["threads"].as<int>());
-  std::filesystem::create_directories(out);
 
-  // ---- data
-  const Volume ch2 = read_ch2(data + "/mricron/ch2.nii.gz");
-  const auto pd_real = read_png_values(data + "/itk/BrainProtonDensitySlice.png");
-  const auto t1_real = read_png_values(data + "/itk/BrainT1Slice.png");
-  const auto s94 = ch2.full_slice(kMapSlice);
-  const auto cmap = data::ContrastMap::fit(s94, pd_real, 256, 2.0);
-  const double r_map = data::pearson(cmap.apply(s94), pd_real), r_t1 = data::pearson(s94, pd_real),
-               r_itk_t1 = data::pearson(s94, t1_real);
-  std::printf("contrast map (fitted at ch2 slice %d): predicts the real PD slice with r = %.4f (ch2 itself: %.4f; "
-              "ITK T1 vs ch2: %.4f)\n",
-              kMapSlice, r_map, r_t1, r_itk_t1);
-  DICYC_CHECK(r_itk_t1 > 0.95, IoError,
-              "protocol: ITK's T1 slice does not match ch2's slice " << kMapSlice << " (r = " << r_itk_t1
-                                                                     << "); the data is not the expected ITK/mricron pair");
-  DICYC_CHECK(r_map >= 0.95, NumericError,
-              "protocol: the contrast map predicts the real PD slice with r = " << r_map << " < 0.95; A would not be PD-like");
-  Volume pdv = ch2;
-  pdv.v = cmap.apply(ch2.v);
-  const auto nb = Normaliser::of(ch2.v), na = Normaliser::of(pdv.v);
-  // The real pair: PD in the contrast map's units already (PD grey values); T1 calibrated onto ch2's.
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (std::size_t i = 0; i < s94.size(); ++i) {
-    sx += t1_real[i];
-    sy += s94[i];
-    sxx += double(t1_real[i]) * t1_real[i];
-    sxy += double(t1_real[i]) * s94[i];
+  Data D = load_data(ctx, data, a["data-seed"].as<std::uint64_t>());
+  D.lo = lo;
+  D.hi = hi;
+  D.test_first = tf;
+  D.test_count = tc;
+  D.gap = gap;
+  fs::create_directories(out);
+  {  // The B -> A truth and alpha: an identity "model" on the warped T1 carries all of the warp (alpha 1), on the
+     // aligned T1 none (alpha 0), measured against the undeformed PD-like anatomy as every B -> A output is.
+    const Index k = tf + tc / 2;
+    const auto m = data::IntensityMap::percentile(D.pd.data);
+    const Img pd = mapped(m, slice_of(D.pd, k)), t1w = slice_of(D.t1_warped, k), t1 = slice_of(D.t1, k);
+    eval::Image<float, 2> g(pd.data(), 181, 217), w(t1w.data(), 181, 217), u(t1.data(), 181, 217);
+    const double a1 = eval::deformation_fraction<2>(ctx, D.domain, g, w).alpha, a0 = eval::deformation_fraction<2>(ctx, D.domain, g, u).alpha;
+    std::printf("alpha check on slice %lld (the T1 itself as a B -> A output against the PD-like anatomy): warped %.3f, "
+                "aligned %.3f\n", static_cast<long long>(k), a1, a0);
+    DICYC_CHECK(std::abs(a1 - 1) <= 0.05 && std::abs(a0) <= 0.05, NumericError,
+                "protocol: the alpha measure does not recover the known warp (warped " << a1 << ", aligned " << a0 << ")");
   }
-  const double n94 = double(s94.size()), slope = (n94 * sxy - sx * sy) / (n94 * sxx - sx * sx),
-               icpt = (sy - slope * sx) / n94;
-  Img t1_cal = crop181(t1_real);
-  for (auto& v : t1_cal) v = float(slope * v + icpt);
-  const Img pd_itk = na(crop181(pd_real)), t1_itk = nb(t1_cal);
 
-  const auto domain = tps::simulate_deformation<2>(tps::DeformOptions().control(4).amplitude(0.06), dseed * 7919 + 1);
-  auto jitter = [&](std::uint64_t s) {
-    return tps::simulate_deformation<2>(tps::DeformOptions().control(4).amplitude(0.01).rotation(3).translation(0.02), s);
+  Setting main_setting{"main", spacing, crop, flip, em};
+  std::vector<Job> jobs;
+  Report rep{D, out, quick, wd, models, seeds, iters, long_iters, main_setting, {}, {}};
+  auto add = [&](const Setting& st, const std::string& mdl, int seed, std::int64_t n, bool curve, bool run) {
+    Job j{st, mdl, seed, n, curve, out + "/runs/" + st.name + "/" + mdl + "_seed" + std::to_string(seed),
+          st.name == "main" && seed == 1};
+    rep.job_dirs[st.name + "/" + mdl + "/" + std::to_string(seed)] = j.dir;
+    if (run) jobs.push_back(j);
   };
-  std::vector<Img> A, B;
-  for (int z : split.train) {
-    A.push_back(na(pdv.slice(z)));
-    B.push_back(warp(ctx, jitter(dseed * 1000 + 500 + std::uint64_t(z)), warp(ctx, domain, nb(ch2.slice(z)))));
-  }
-  auto dom_a = std::make_shared<data::Domain>(data::Domain::from_slices("A (PD-like)", A, W, H, na.map, 0.0));
-  auto dom_b = std::make_shared<data::Domain>(data::Domain::from_slices("B (T1, warped)", B, W, H, nb.map, 0.0));
-  data::SamplerOptions sampler;  // dicyc-train's defaults: 10 % foreground per crop, affine augmentation
-  sampler.dim = 2;
-  sampler.crop = {size, size, 1};
-  sampler.augment.enabled = a.count("no-augment") == 0;
-  sampler.augment.flip = a["flip"].as<double>();
-  DICYC_CHECK(sampler.augment.flip >= 0 && sampler.augment.flip <= 1, ConfigError, "protocol: --flip must be in [0, 1]");
-  struct Test {
-    std::string name;
-    Img src, gt, gt_warped;
-  };
-  std::vector<Test> tests;
-  for (int z : split.test) {
-    const Img gt = nb(ch2.slice(z));
-    tests.push_back({std::to_string(z), na(pdv.slice(z)), gt, warp(ctx, domain, gt)});
-  }
-  tests.push_back({"itk_pd", pd_itk, t1_itk, warp(ctx, domain, t1_itk)});
-  std::printf("split: %zu training slices ([%d, %d] outside the test slab and %d slices either side), test slab "
-              "[%d, %d] (%zu slices) + the real ITK PD slice\n",
-              split.train.size(), a["lo"].as<int>(), a["hi"].as<int>(), split.gap, split.test.front(), split.test.back(),
-              split.test.size());
-  // What the two extremes score: the aligned T1 itself, and a model that outputs the warped T1 exactly.
-  std::vector<double> ref_ssim, ref_alpha;
-  for (std::size_t t = 0; t + 1 < tests.size(); ++t) {
-    eval::Image<float, 2> g2(tests[t].gt.data(), W, H), w2(tests[t].gt_warped.data(), W, H);
-    ref_ssim.push_back(eval::ssim(w2, g2, eval::SsimOptions(2.0)));
-    ref_alpha.push_back(eval::deformation_fraction<2>(ctx, domain, g2, w2).alpha);
-  }
-  std::printf("the warped T1 as an output: SSIM vs the aligned T1 %.4f, alpha %.3f\n", mean(ref_ssim), mean(ref_alpha));
-
-  // ---- training and testing
-  std::vector<Row> rows;
-  std::map<std::string, double> sec_per_iter;
-  std::map<std::string, std::vector<std::vector<Img>>> montage_rows;
-  const std::size_t mont[3] = {0, (split.test.size() - 1) / 2, split.test.size() - 1};
-  for (const auto& name : models)
-    for (int s = 1; s <= seeds; ++s) {
-      const auto seed = static_cast<std::uint64_t>(s);
-      auto m = model::make_model<2, float, Dev>(
-          ctx, model::ModelOptions::preset(name)
-                   .generator(nn::GeneratorOptions().ngf(ngf).n_blocks(blocks))
-                   .ndf(ndf)
-                   .seed(seed)
-                   .schedule(optim::ScheduleOptions().iterations_per_epoch(1000000)));
-      // The data stream: dicyc-train's sampler, seeded by the seed (the same for every model).
-      train::SamplerSource source(dom_a, dom_b, sampler);
-      train::ModelTrainable<2, float, Dev> trainable(ctx, *m);
-      const std::string run = out + "/" + name + "_seed" + std::to_string(s);
-      train::Trainer trainer(trainable, source,
-                             train::TrainerOptions().out(run).max_iterations(iters).checkpoint_every(0).seed(seed).log_every(250));
-      trainer.hooks().log = [&](const model::StepLosses& L, const train::Progress& p) {
-        std::printf("%s seed %d %5lld: G %.4f (GAN %.3f/%.3f, cyc %.4f/%.4f, dicyc %.4f/%.4f, align %.4f/%.4f) D %.4f/%.4f\n",
-                    name.c_str(), s, static_cast<long long>(p.iteration), L.g_total, L.gan_ab, L.gan_ba, L.cyc_a, L.cyc_b,
-                    L.dicyc_a, L.dicyc_b, L.align_a, L.align_b, L.d_a, L.d_b);
-        std::fflush(stdout);
-      };
-      const auto t0 = std::chrono::steady_clock::now();
-      const train::TrainResult res = trainer.fit();
-      DICYC_CHECK(res.outcome == train::Outcome::Done, NumericError,
-                  "protocol: " << name << " seed " << s << ": " << res.message << " (at iteration " << res.iteration + 1 << ")");
-      const double spi = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
-      sec_per_iter[name] += spi / seeds;
-      for (std::size_t t = 0; t < tests.size(); ++t) {
-        const auto& T = tests[t];
-        Img syn(T.src.size());
-        ConstTensorMap<float, 4> im(T.src.data(), 1, W, H, 1);
-        TensorMap<float, 4> om(syn.data(), 1, W, H, 1);
-        m->translate_ab(im, om);
-        eval::Image<float, 2> s2(syn.data(), W, H), g2(T.gt.data(), W, H), w2(T.gt_warped.data(), W, H);
-        rows.push_back({name, seed, T.name, eval::mse(s2, g2), eval::psnr(s2, g2, 2.0), eval::ssim(s2, g2, eval::SsimOptions(2.0)),
-                        eval::ssim(s2, w2, eval::SsimOptions(2.0)), eval::deformation_fraction<2>(ctx, domain, g2, s2).alpha});
-        if (s == 1 && (t == mont[0] || t == mont[1] || t == mont[2])) {
-          Img diff(syn.size());
-          for (std::size_t i = 0; i < syn.size(); ++i) diff[i] = std::abs(syn[i] - T.gt[i]) - 1.0f;  // 0 -> black
-          montage_rows[name].push_back({T.src, syn, T.gt, T.gt_warped, diff});
-        }
+  const bool two_in = std::find(models.begin(), models.end(), "cyclegan") != models.end() &&
+                      std::find(models.begin(), models.end(), "nmi-dicyc") != models.end();
+  const std::vector<std::string> two{"cyclegan", "nmi-dicyc"};
+  for (int s = 1; s <= seeds; ++s)  // seed by seed: a partial run has every model of the first seeds
+    for (const auto& mdl : models)
+      add(main_setting, mdl, s, iters, s == 1 && (mdl == "cyclegan" || mdl == "nmi-dicyc"), parts.count("main") > 0);
+  rep.crops["main"] = crop;
+  if (two_in) {
+    for (Index c : {32, 48, 64, 96}) {
+      if (c == crop) continue;
+      Setting st{"crop" + std::to_string(c), spacing, c, flip, em};
+      rep.crops[st.name] = c;
+      for (const auto& mdl : two) add(st, mdl, 1, iters, false, parts.count("crops") > 0);
+    }
+    Setting onemm{"1mm-crop96", 1.0, 96, flip, em};
+    rep.crops[onemm.name] = 96;
+    for (const auto& mdl : two) add(onemm, mdl, 1, iters, false, parts.count("onemm") > 0);
+    Setting fl{"flip", spacing, crop, 0.5, em};
+    for (const auto& mdl : two) add(fl, mdl, 1, iters, false, parts.count("flip") > 0);
+    if (parts.count("long"))
+      for (const auto& mdl : two) {
+        Job j{main_setting, mdl, 1, long_iters, true, out + "/runs/main/" + mdl + "_seed1", false};
+        jobs.push_back(j);
       }
-      write_csv(out + "/results.csv", rows);
-      std::printf("%s seed %d: %.3f s/iteration, tested on %zu slices\n", name.c_str(), s, spi, tests.size());
-    }
-  for (const auto& [name, mr] : montage_rows) {
-    std::vector<std::vector<io::Panel>> grid;
-    for (const auto& r : mr) {
-      grid.emplace_back();
-      for (const auto& im : r) grid.back().push_back(io::panel_of(im.data(), W, H));
-    }
-    io::write_grid(out + "/montage_" + name + ".png", grid, io::GridOptions{0, false});
   }
+  Setting emseq{"em-sequential", spacing, crop, flip, em == "single" ? "sequential" : "single"};
+  if (std::find(models.begin(), models.end(), "nmi-dicyc") != models.end()) add(emseq, "nmi-dicyc", 1, iters, false, parts.count("em") > 0);
 
-  // ---- summary
-  const char* metric_names[5] = {"MSE", "PSNR (dB)", "SSIM", "SSIM vs the warped T1", "alpha"};
-  auto value = [](const Row& r, int k) { return k == 0 ? r.mse : k == 1 ? r.psnr : k == 2 ? r.ssim : k == 3 ? r.ssim_warped : r.alpha; };
-  // per (model, seed): per-slice values over the held-out ch2 slices, in slice order
-  auto per_slice = [&](const std::string& mdl, std::uint64_t sd_, int k) {
-    std::vector<double> v;
-    for (const auto& r : rows)
-      if (r.model == mdl && r.seed == sd_ && r.slice != "itk_pd") v.push_back(value(r, k));
-    return v;
-  };
-  auto itk = [&](const std::string& mdl, std::uint64_t sd_, int k) {
-    for (const auto& r : rows)
-      if (r.model == mdl && r.seed == sd_ && r.slice == "itk_pd") return value(r, k);
-    return 0.0;
-  };
-  std::ostringstream md;
-  char buf[512];
-  md << "# Held-out simulated-deformation experiment\n\n";
-  std::snprintf(buf, sizeof buf,
-                "%s: %d iterations per run, %d seed(s), %dx%d crops of the 1 mm slices (dicyc-train's sampler: >= 10 %% "
-                "foreground, %s), ngf %d, %d blocks, ndf %d, batch 1, constant lr 2e-4, %d threads.\n\n",
-                quick ? "QUICK MODE (a smoke test; the numbers mean nothing)" : "Configuration", iters, seeds, size, size,
-                sampler.augment.enabled ? ("affine augmentation, flip probability " + std::to_string(sampler.augment.flip).substr(0, 4)).c_str()
-                                        : "no augmentation",
-                ngf, blocks, ndf, a["threads"].as<int>());
-  md << buf;
-  std::snprintf(buf, sizeof buf,
-                "Data: B = ch2 axial slices (real T1 anatomy) under one domain TPS (4x4, 6 %% of the field of view) + a "
-                "per-slice jitter; A = the same slices through a contrast map fitted on ITK's real PD slice at ch2 slice %d "
-                "(A is a synthetic contrast of real anatomy): r = %.4f with the real PD slice (ch2 itself: %.4f). Training: "
-                "%zu slices of [%d, %d]; test: slab [%d, %d] (%zu slices), no training slice within %d slices of it; and the "
-                "real ITK PD slice with the real ITK T1 as ground truth.\n\n",
-                kMapSlice, r_map, r_t1, split.train.size(), a["lo"].as<int>(), a["hi"].as<int>(), split.test.front(),
-                split.test.back(), split.test.size(), split.gap);
-  md << buf;
-  std::snprintf(buf, sizeof buf,
-                "Reference: the warped T1 itself, taken as an output, scores SSIM %.4f against the aligned T1 and alpha "
-                "%.3f (alpha 0: aligned with the source; 1: the domain deformation copied).\n\n",
-                mean(ref_ssim), mean(ref_alpha));
-  md << buf;
-  md << "## Held-out ch2 slices: mean (sd over seeds) of the per-seed means\n\n| model | ";
-  for (int k = 0; k < 5; ++k) md << metric_names[k] << " | ";
-  md << "s / iteration |\n|---|---|---|---|---|---|---|\n";
-  for (const auto& name : models) {
-    md << "| " << name << " | ";
-    for (int k = 0; k < 5; ++k) {
-      std::vector<double> means;
-      for (int s = 1; s <= seeds; ++s) means.push_back(mean(per_slice(name, std::uint64_t(s), k)));
-      std::snprintf(buf, sizeof buf, k == 1 ? "%.2f (%.2f) | " : "%.4f (%.4f) | ", mean(means), sd(means));
-      md << buf;
-    }
-    std::snprintf(buf, sizeof buf, "%.3f |\n", sec_per_iter[name]);
-    md << buf;
+  const Geometry& G = geometry(ctx, D, spacing);
+  std::printf("geometry: %.1f mm, %lldx%lld slices, %zu training slices ([%d, %d] more than %d mm from the test slab [%d, %d]); "
+              "a %d-pixel crop holds %.0f %% of a training slice's foreground\n",
+              spacing, static_cast<long long>(G.w), static_cast<long long>(G.h), G.train_slices, lo, hi, gap, tf, tf + tc - 1,
+              crop, 100 * crop_share(G, crop));
+  if (a.count("report-only")) jobs.clear();
+  std::printf("%zu job(s) to run or check\n", jobs.size());
+  std::fflush(stdout);
+  for (const auto& j : jobs) {
+    run_job(ctx, D, j, wd, out, true);
+    rep.write();
   }
-  md << "\n## The real ITK PD slice (ground truth: the real ITK T1): mean (sd) over seeds\n\n| model | ";
-  for (int k = 0; k < 5; ++k) md << metric_names[k] << " | ";
-  md << "\n|---|---|---|---|---|---|\n";
-  for (const auto& name : models) {
-    md << "| " << name << " | ";
-    for (int k = 0; k < 5; ++k) {
-      std::vector<double> v;
-      for (int s = 1; s <= seeds; ++s) v.push_back(itk(name, std::uint64_t(s), k));
-      std::snprintf(buf, sizeof buf, k == 1 ? "%.2f (%.2f) | " : "%.4f (%.4f) | ", mean(v), sd(v));
-      md << buf;
-    }
-    md << "\n";
-  }
-  const std::string dicyc_name = "nmi-dicyc";
-  if (std::find(models.begin(), models.end(), dicyc_name) != models.end()) {
-    md << "\n## Paired t-tests, NMI-DiCyc minus each baseline, over the held-out slices\n\n"
-          "Neighbouring slices are correlated, so the effective sample size is below the slice count and these p-values "
-          "overstate the evidence. 'seed k': over the slices of seed k; 'seed mean': over the per-slice scores averaged "
-          "over the seeds.\n\n| baseline | metric | run | mean difference | t | p |\n|---|---|---|---|---|---|\n";
-    for (const auto& base : models) {
-      if (base == dicyc_name) continue;
-      for (int k : {0, 1, 2, 4}) {
-        std::vector<double> avg_d(split.test.size(), 0.0), avg_b(split.test.size(), 0.0);
-        for (int s = 1; s <= seeds; ++s) {
-          const auto d = per_slice(dicyc_name, std::uint64_t(s), k), b = per_slice(base, std::uint64_t(s), k);
-          for (std::size_t i = 0; i < d.size(); ++i) {
-            avg_d[i] += d[i] / seeds;
-            avg_b[i] += b[i] / seeds;
-          }
-          const auto tt = eval::ttest_rel(d, b);
-          std::snprintf(buf, sizeof buf, "| %s | %s | seed %d | %+.4f | %.2f | %.3g |\n", base.c_str(), metric_names[k], s,
-                        tt.mean_difference, tt.t, tt.p);
-          md << buf;
-        }
-        if (seeds > 1) {
-          const auto tt = eval::ttest_rel(avg_d, avg_b);
-          std::snprintf(buf, sizeof buf, "| %s | %s | seed mean | %+.4f | %.2f | %.3g |\n", base.c_str(), metric_names[k],
-                        tt.mean_difference, tt.t, tt.p);
-          md << buf;
-        }
-      }
-    }
-    // Against the paper's margins (DiCyc at least 18 % better MSE, 8 % PSNR, 12 % SSIM than the best baseline).
-    md << "\n## Against the paper's margins (best baseline per metric)\n\n| metric | NMI-DiCyc | best baseline | "
-          "relative improvement | paper |\n|---|---|---|---|---|\n";
-    const char* paper[3] = {">= 18 %", ">= 8 %", ">= 12 %"};
-    for (int k = 0; k < 3; ++k) {
-      auto overall = [&](const std::string& mdl) {
-        std::vector<double> means;
-        for (int s = 1; s <= seeds; ++s) means.push_back(mean(per_slice(mdl, std::uint64_t(s), k)));
-        return mean(means);
-      };
-      const double d = overall(dicyc_name);
-      std::string best;
-      double bv = 0;
-      for (const auto& base : models) {
-        if (base == dicyc_name) continue;
-        const double v = overall(base);
-        if (best.empty() || (k == 0 ? v < bv : v > bv)) {
-          best = base;
-          bv = v;
-        }
-      }
-      if (best.empty()) break;
-      const double rel = k == 0 ? (bv - d) / bv : (d - bv) / std::abs(bv);
-      std::snprintf(buf, sizeof buf, "| %s | %.4f | %.4f (%s) | %+.1f %% | %s |\n", metric_names[k], d, bv, best.c_str(),
-                    100 * rel, paper[k]);
-      md << buf;
-    }
-  }
-  md << "\nFiles: results.csv (one row per model, seed and test slice), montage_<model>.png (seed 1; rows: test slices "
-     << split.test[mont[0]] << ", " << split.test[mont[1]] << ", " << split.test[mont[2]]
-     << "; columns: source A, output, aligned T1, warped T1, |output - aligned T1|), <model>_seed<k>/ (checkpoint.safetensors, "
-        "losses.csv).\n";
-  io::write_file_atomic(out + "/summary.md", md.str());
-  std::cout << "\n" << md.str();
+  for (const auto& st : {std::string("1mm-crop96")})  // the crop-share table needs this geometry's slices
+    if (rep.job_dirs.count(st + "/cyclegan/1") && fs::exists(rep.job_dirs.at(st + "/cyclegan/1") + "/eval_" + std::to_string(iters) + ".csv"))
+      (void)geometry(ctx, D, 1.0);
+  rep.write();
+  std::ifstream in(out + "/summary.md");
+  std::cout << "\n" << in.rdbuf();
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "protocol: %s\n", e.what());

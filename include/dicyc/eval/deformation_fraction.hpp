@@ -11,9 +11,14 @@
 //   bracket [best - step, best + step] (clipped to [lo, hi]).
 // Alpha near 0: the output is aligned with its source; near 1: it copies the deformation.
 //   const auto r = eval::deformation_fraction<2>(ctx, domain, aligned, output);   // r.alpha
+// For blurry or partly aligned outputs the score is flat near its peak and estimators disagree:
+// alpha_interval(r, tol) gives the range of grid alphas whose score lies within tol of the grid's
+// score range (best - worst) of the best, a measure of how sure the estimate is.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "dicyc/eval/alignment.hpp"
@@ -59,6 +64,23 @@ struct AlphaResult {
   double score = 0;                 // the similarity there
   std::vector<double> grid, scores; // the grid search
 };
+
+/// [lo, hi]: the smallest and largest grid alphas whose score is at least best - tol (best - worst),
+/// with the refined alpha inside. tol in [0, 1].
+inline std::pair<double, double> alpha_interval(const AlphaResult& r, double tol = 0.05) {
+  DICYC_CHECK(!r.grid.empty() && r.grid.size() == r.scores.size() && tol >= 0 && tol <= 1, ConfigError,
+              "alpha_interval: needs a grid search's result and a tolerance in [0, 1]");
+  const double best = std::max(r.score, *std::max_element(r.scores.begin(), r.scores.end()));
+  const double worst = *std::min_element(r.scores.begin(), r.scores.end());
+  const double cut = best - tol * (best - worst);
+  double lo = r.alpha, hi = r.alpha;
+  for (std::size_t i = 0; i < r.grid.size(); ++i)
+    if (r.scores[i] >= cut) {
+      lo = std::min(lo, r.grid[i]);
+      hi = std::max(hi, r.grid[i]);
+    }
+  return {lo, hi};
+}
 
 /// T scaled by a: displacements a d, affine I + a (A - I).
 template <int Dim>

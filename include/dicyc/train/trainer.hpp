@@ -280,12 +280,15 @@ class Trainer {
       r.degenerate = degenerate_seen;
       return r;
     };
+    std::int64_t saved_at = -1;
     auto save = [&] {
       log.flush();
+      if (saved_at == m_.iteration()) return;  // the cadence saved this iteration already
       DICYC_CHECK(K == 1 || m_.ranks_consistent(), NumericError,
                   "the ranks' weights differ at iteration " << m_.iteration() << ": the gradient all-reduce did not give "
                   "every rank the same result; not saving (the last checkpoint is kept)");
       m_.save(ckpt, metadata());
+      saved_at = m_.iteration();
       r.checkpoint_written = true;
       if (root && hooks_.saved) hooks_.saved(m_.iteration());
     };
