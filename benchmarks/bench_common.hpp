@@ -1,8 +1,10 @@
 // Shared by the benchmark programs: the CPU thread-pool context (2 threads by default;
-// DICYC_BENCH_THREADS overrides), as PyTorch's reference runs with 2 threads.
+// DICYC_BENCH_THREADS overrides), as PyTorch's reference runs with 2 threads. DICYC_WINOGRAD=0 and
+// DICYC_COL2IM=0 switch those convolution paths off in it (ops::plan_conv), for comparison.
 #pragma once
 
 #include <cstdlib>
+#include <string>
 
 #include "dicyc/core/context.hpp"
 
@@ -15,6 +17,16 @@ inline dicyc::core::Context<Dev>& ctx() {
     const char* t = std::getenv("DICYC_BENCH_THREADS");
     return t ? std::atoi(t) : 2;
   }());
+  static const bool set = [] {
+    auto on = [](const char* n) {
+      const char* e = std::getenv(n);
+      return !(e && std::string(e) == "0");
+    };
+    c.set_winograd(on("DICYC_WINOGRAD"));
+    c.set_col2im(on("DICYC_COL2IM"));
+    return true;
+  }();
+  (void)set;
   return c;
 }
 

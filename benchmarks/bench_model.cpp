@@ -19,7 +19,7 @@
 
 #include <cstdlib>
 
-#include "dicyc/model/dicyc.hpp"
+#include "dicyc/model.hpp"
 
 using namespace dicyc;
 using dicyc_bench::ctx;

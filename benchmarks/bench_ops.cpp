@@ -93,7 +93,7 @@ static void BM_conv_winograd(benchmark::State& st) {
   auto dxm = dx.map();
   auto dwm = dw.map();
   const Index cc = C * C;
-  ops::set_winograd(false);
+  ctx().set_winograd(false);
   for (auto _ : st) {
     if (!wino) {
       if (pass == 0) ops::conv_forward<2>(ctx(), o, x.cmap(), w.cmap(), nullptr, ym);
@@ -113,7 +113,7 @@ static void BM_conv_winograd(benchmark::State& st) {
     }
     benchmark::DoNotOptimize(y.data());
   }
-  ops::set_winograd(true);
+  ctx().set_winograd(true);
   const double macs = double(C) * C * 9 * size * size;
   st.counters["GFLOP/s"] = benchmark::Counter(2 * macs * st.iterations(), benchmark::Counter::kIsRate,
                                               benchmark::Counter::kIs1000);
@@ -145,7 +145,7 @@ static void BM_conv_winograd3(benchmark::State& st) {
   auto dxm = dx.map();
   auto dwm = dw.map();
   const Index cc = C * C;
-  ops::set_winograd(false);
+  ctx().set_winograd(false);
   for (auto _ : st) {
     if (!wino) {
       if (pass == 0) ops::conv_forward<3>(ctx(), o, x.cmap(), w.cmap(), nullptr, ym);
@@ -166,7 +166,7 @@ static void BM_conv_winograd3(benchmark::State& st) {
     }
     benchmark::DoNotOptimize(y.data());
   }
-  ops::set_winograd(true);
+  ctx().set_winograd(true);
   const double macs = double(C) * C * 27 * size * size * size;
   st.counters["GFLOP/s"] = benchmark::Counter(2 * macs * st.iterations(), benchmark::Counter::kIsRate,
                                               benchmark::Counter::kIs1000);

@@ -311,12 +311,13 @@ std::vector<Row> read_rows(const std::string& path) {
   return rows;
 }
 
-/// dicyc-synth's 2-D path on a whole 1 mm volume: resample to the training spacing, normalise with
-/// the volume's own percentile map, translate every whole slice, map back with the target domain's
-/// map, resample onto the source grid.
-io::Volume synthesize_volume(model::ModelBase<2, float, Dev>& m, bool ab, const io::Volume& src, double spacing,
-                             const data::IntensityMap& target) {
-  io::Volume v = spacing == 1.0 ? src : data::resample(src, {spacing, spacing, spacing});
+/// dicyc-synth's 2-D path on a whole volume: resample to `spacing` (unless it is the volume's own),
+/// normalise with the volume's own percentile map, translate every whole slice, map back with the
+/// target domain's map, resample onto the source grid.
+io::Volume synthesize_volume(model::ModelBase<2, float, Dev>& m, bool ab, const io::Volume& src,
+                             const std::array<double, 3>& spacing, const data::IntensityMap& target) {
+  const bool same = spacing == src.spacing;
+  io::Volume v = same ? src : data::resample(src, spacing);
   const auto own = data::IntensityMap::percentile(v.data);
   own.apply(v.data);
   const float background = *std::min_element(v.data.data(), v.data.data() + v.data.size());
@@ -330,50 +331,56 @@ io::Volume synthesize_volume(model::ModelBase<2, float, Dev>& m, bool ab, const 
   io::Volume out = v;
   out.data = data::synthesize(v.data, background, 2, tr, 4);
   target.invert(out.data);
-  return spacing == 1.0 ? out : data::resample_like(out, src);
+  return same ? out : data::resample_like(out, src);
 }
 
 struct TestView {
   std::vector<Img> src, out, truth, other;  // the montage's slices (three), target-normalised
 };
 
+/// One row: the output against the truth (aligned with the source) and alpha against the
+/// undeformed anatomy `aligned`; all three in the target's normalised units, 181 x 217.
+Row score(core::Context<Dev>& ctx, const Data& D, const Job& job, std::int64_t iteration, bool ab, const std::string& slice,
+          const Img& out, const Img& truth, const Img& aligned) {
+  const eval::Image<float, 2> o2(out.data(), 181, 217), t2(truth.data(), 181, 217), a2(aligned.data(), 181, 217);
+  Row r;
+  r.setting = job.setting.name;
+  r.model = job.model;
+  r.seed = job.seed;
+  r.iteration = iteration;
+  r.direction = ab ? "ab" : "ba";
+  r.slice = slice;
+  r.mse = eval::mse(o2, t2);
+  r.psnr = eval::psnr(o2, t2, 2.0);
+  r.ssim = eval::ssim(o2, t2, eval::SsimOptions(2.0));
+  const auto an = eval::deformation_fraction<2>(ctx, D.domain, a2, o2);
+  r.alpha = an.alpha;
+  std::tie(r.alpha_lo, r.alpha_hi) = eval::alpha_interval(an, kAlphaTolerance);
+  r.alpha_ssim = eval::deformation_fraction<2>(ctx, D.domain, a2, o2,
+                                               eval::AlphaOptions().measure(eval::AlphaMeasure::Ssim).refine_iterations(0))
+                     .alpha;
+  r.drift = ab ? r.alpha : 1.0 - r.alpha;
+  return r;
+}
+
 /// Scores a model at its current state on the test slab, both directions (+ the ITK slice for A -> B).
 std::vector<Row> evaluate(core::Context<Dev>& ctx, model::ModelBase<2, float, Dev>& m, const Data& D, const Geometry& G,
                           const Job& job, std::int64_t iteration, std::map<std::string, TestView>* views) {
   std::vector<Row> rows;
-  const Index W = 181, H = 217;
-  const eval::SsimOptions so(2.0);
-  const auto alpha_nmi = eval::AlphaOptions();
-  const auto alpha_ssim = eval::AlphaOptions().measure(eval::AlphaMeasure::Ssim).refine_iterations(0);
+  const std::array<double, 3> sp{G.spacing, G.spacing, G.spacing};
   const int mont[3] = {0, (D.test_count - 1) / 2, D.test_count - 1};
   for (bool ab : {true, false}) {
     const io::Volume& src = ab ? D.pd : D.t1_warped;
     const data::IntensityMap& tmap = ab ? G.map_b : G.map_a;
-    const io::Volume syn = synthesize_volume(m, ab, src, G.spacing, tmap);
+    const io::Volume syn = synthesize_volume(m, ab, src, sp, tmap);
     TestView tv;
     for (int t = 0; t < D.test_count; ++t) {
       const Index k = D.test_first + t;
       const Img out = mapped(tmap, slice_of(syn, k));
       // truth: aligned with the source; `aligned`: the undeformed anatomy alpha is measured against
       const Img truth = mapped(tmap, slice_of(ab ? D.t1 : D.pd_warped, k));
-      const Img aligned = mapped(tmap, slice_of(ab ? D.t1 : D.pd, k));
-      eval::Image<float, 2> o2(out.data(), W, H), t2(truth.data(), W, H), a2(aligned.data(), W, H);
-      Row r;
-      r.setting = job.setting.name;
-      r.model = job.model;
-      r.seed = job.seed;
-      r.iteration = iteration;
-      r.direction = ab ? "ab" : "ba";
-      r.slice = std::to_string(k);
-      r.mse = eval::mse(o2, t2);
-      r.psnr = eval::psnr(o2, t2, 2.0);
-      r.ssim = eval::ssim(o2, t2, so);
-      const auto an = eval::deformation_fraction<2>(ctx, D.domain, a2, o2, alpha_nmi);
-      r.alpha = an.alpha;
-      std::tie(r.alpha_lo, r.alpha_hi) = eval::alpha_interval(an, kAlphaTolerance);
-      r.alpha_ssim = eval::deformation_fraction<2>(ctx, D.domain, a2, o2, alpha_ssim).alpha;
-      r.drift = ab ? r.alpha : 1.0 - r.alpha;
-      rows.push_back(r);
+      rows.push_back(score(ctx, D, job, iteration, ab, std::to_string(k), out, truth,
+                           ab ? truth : mapped(tmap, slice_of(D.pd, k))));
       if (views && (t == mont[0] || t == mont[1] || t == mont[2])) {
         tv.src.push_back(mapped(ab ? G.map_a : G.map_b, slice_of(src, k)));
         tv.out.push_back(out);
@@ -383,46 +390,13 @@ std::vector<Row> evaluate(core::Context<Dev>& ctx, model::ModelBase<2, float, De
     }
     if (views) (*views)[ab ? "ab" : "ba"] = std::move(tv);
   }
-  {  // the real ITK PD slice, A -> B, as a one-slice volume on ch2's in-plane grid
-    io::Volume v = D.t1;
-    v.data = io::VolumeData::from_shape({std::size_t(W), std::size_t(H), std::size_t(1)});
-    std::copy(D.pd_itk.begin(), D.pd_itk.end(), v.data.data());
-    io::Volume in = v;
-    if (G.spacing != 1.0) {  // in-plane resampling only (one slice)
-      in = data::resample(v, {G.spacing, G.spacing, v.spacing[2]});
-    }
-    const auto own = data::IntensityMap::percentile(in.data);
-    own.apply(in.data);
-    const float bg = *std::min_element(in.data.data(), in.data.data() + in.data.size());
-    const data::Translate tr = [&](const std::vector<float>& x, std::vector<float>& y, const std::array<Index, 4>& sh) {
-      y.resize(x.size());
-      ConstTensorMap<float, 4> xm(x.data(), 1, sh[0], sh[1], sh[3]);
-      TensorMap<float, 4> ym(y.data(), 1, sh[0], sh[1], sh[3]);
-      m.translate_ab(xm, ym);
-    };
-    io::Volume out = in;
-    out.data = data::synthesize(in.data, bg, 2, tr, 1);
-    G.map_b.invert(out.data);
-    if (G.spacing != 1.0) out = data::resample_like(out, v);
-    const Img o = mapped(G.map_b, storage(out.data)), t = mapped(G.map_b, D.t1_itk);
-    eval::Image<float, 2> o2(o.data(), W, H), t2(t.data(), W, H);
-    Row r;
-    r.setting = job.setting.name;
-    r.model = job.model;
-    r.seed = job.seed;
-    r.iteration = iteration;
-    r.direction = "ab";
-    r.slice = "itk_pd";
-    r.mse = eval::mse(o2, t2);
-    r.psnr = eval::psnr(o2, t2, 2.0);
-    r.ssim = eval::ssim(o2, t2, so);
-    const auto an = eval::deformation_fraction<2>(ctx, D.domain, t2, o2, alpha_nmi);
-    r.alpha = an.alpha;
-    std::tie(r.alpha_lo, r.alpha_hi) = eval::alpha_interval(an, kAlphaTolerance);
-    r.alpha_ssim = eval::deformation_fraction<2>(ctx, D.domain, t2, o2, alpha_ssim).alpha;
-    r.drift = r.alpha;
-    rows.push_back(r);
-  }
+  // The real ITK PD slice, A -> B, as a one-slice volume on ch2's in-plane grid (resampled in plane).
+  io::Volume v = D.t1;
+  v.data = io::VolumeData::from_shape({std::size_t(181), std::size_t(217), std::size_t(1)});
+  std::copy(D.pd_itk.begin(), D.pd_itk.end(), v.data.data());
+  const io::Volume syn = synthesize_volume(m, true, v, {G.spacing, G.spacing, v.spacing[2]}, G.map_b);
+  const Img t = mapped(G.map_b, D.t1_itk);
+  rows.push_back(score(ctx, D, job, iteration, true, "itk_pd", mapped(G.map_b, storage(syn.data)), t, t));
   return rows;
 }
 

@@ -1,5 +1,5 @@
 #define BOOST_TEST_MODULE core
-#include "test_util.hpp"
+#include "support/test_util.hpp"
 
 #include <set>
 

@@ -10,8 +10,8 @@
 #include <fstream>
 #include <iterator>
 
-#include "dicyc/model/cyclegan.hpp"
-#include "test_util.hpp"
+#include "dicyc/model.hpp"
+#include "support/test_util.hpp"
 
 using namespace dicyc;
 using Dev = Eigen::DefaultDevice;
@@ -51,7 +51,7 @@ model::CycleGanOptions tiny(std::uint64_t seed = 1) {
 
 
 template <int Dim>
-std::vector<double> train(model::CycleGan<Dim, float, Dev>& m, const std::array<Index, Dim>& sz, int iters, int start = 0) {
+std::vector<double> train_for(model::CycleGan<Dim, float, Dev>& m, const std::array<Index, Dim>& sz, int iters, int start = 0) {
   Shape<Dim + 2> s;
   s[0] = 1;
   for (int d = 0; d < Dim; ++d) s[d + 1] = sz[d];
@@ -84,7 +84,7 @@ std::vector<S> all_values(model::CycleGan<2, S, Dev>& m) {
 
 BOOST_AUTO_TEST_CASE(train_2d_cycle_loss_decreases) {
   model::CycleGan<2, float, Dev> m(cpu(), tiny());
-  const auto cyc = train<2>(m, {16, 16}, 40);
+  const auto cyc = train_for<2>(m, {16, 16}, 40);
   BOOST_TEST_MESSAGE("2-D cycle loss: first 5 " << mean(cyc, 0, 5) << ", last 5 " << mean(cyc, 35, 40));
   BOOST_CHECK_LT(mean(cyc, 35, 40), 0.7 * mean(cyc, 0, 5));
   BOOST_CHECK_EQUAL(m.iteration(), 40);
@@ -101,7 +101,7 @@ BOOST_AUTO_TEST_CASE(train_2d_cycle_loss_decreases) {
 
 BOOST_AUTO_TEST_CASE(train_3d_cycle_loss_decreases) {
   model::CycleGan<3, float, Dev> m(cpu(), tiny(2).n_layers(1));
-  const auto cyc = train<3>(m, {12, 12, 8}, 30);
+  const auto cyc = train_for<3>(m, {12, 12, 8}, 30);
   BOOST_TEST_MESSAGE("3-D cycle loss: first 5 " << mean(cyc, 0, 5) << ", last 5 " << mean(cyc, 25, 30));
   BOOST_CHECK_LT(mean(cyc, 25, 30), 0.8 * mean(cyc, 0, 5));
 }
@@ -171,14 +171,14 @@ BOOST_AUTO_TEST_CASE(resume_is_exact) {
   auto o = tiny(6);
   o.pool_size(3);  // the pools fill up and start swapping within the run
   model::CycleGan<2, float, Dev> straight(cpu(), o);
-  const auto c1 = train<2>(straight, {16, 16}, 9);
+  const auto c1 = train_for<2>(straight, {16, 16}, 9);
   model::CycleGan<2, float, Dev> first(cpu(), o);
-  train<2>(first, {16, 16}, 5);
+  train_for<2>(first, {16, 16}, 5);
   first.save(path);
   model::CycleGan<2, float, Dev> resumed(cpu(), tiny(99).pool_size(3));  // another seed: everything comes from the file
   resumed.load(path);
   BOOST_CHECK_EQUAL(resumed.iteration(), 5);
-  const auto c2 = train<2>(resumed, {16, 16}, 4, 5);
+  const auto c2 = train_for<2>(resumed, {16, 16}, 4, 5);
   for (int i = 0; i < 4; ++i) BOOST_CHECK_EQUAL(c1[5 + i], c2[i]);
   BOOST_CHECK(all_values(straight) == all_values(resumed));
   for (std::size_t i = 0; i < 4; ++i) {
@@ -195,7 +195,7 @@ BOOST_AUTO_TEST_CASE(resume_is_exact) {
 BOOST_AUTO_TEST_CASE(checkpoint_errors_leave_the_model_untouched) {
   const std::string path = "/tmp/dicyc_test_ckpt.safetensors", bad = "/tmp/dicyc_test_ckpt_bad.safetensors";
   model::CycleGan<2, float, Dev> m(cpu(), tiny(7));
-  train<2>(m, {16, 16}, 2);
+  train_for<2>(m, {16, 16}, 2);
   m.save(path);
   const auto good = dt::read_bytes(path);
   // A model of another configuration.
@@ -251,7 +251,7 @@ BOOST_AUTO_TEST_CASE(checkpoint_errors_leave_the_model_untouched) {
   BOOST_CHECK_EQUAL(w.optimizer(0).steps(), 0);
   {
     io::SafeTensorsWriter only;
-    io::add_parameters(only, cpu(), m.group("g_ba"));
+    train::add_parameters(only, cpu(), m.group("g_ba"));
     only.write(bad);
     model::CycleGan<2, float, Dev> v(cpu(), tiny(12));
     const std::vector<float> gab(v.group("g_ab").values(), v.group("g_ab").values() + v.group("g_ab").size());

@@ -7,8 +7,8 @@
 
 #include <set>
 
-#include "test_util.hpp"
-#include "tmp_dir.hpp"
+#include "support/test_util.hpp"
+#include "support/tmp_dir.hpp"
 #include "dicyc/data/dataset.hpp"
 
 namespace fs = std::filesystem;

@@ -8,10 +8,10 @@
 #include <map>
 #include <set>
 
-#include "dicyc/model/dicyc.hpp"
-#include "fixture.hpp"
-#include "nn_check.hpp"
-#include "test_util.hpp"
+#include "dicyc/model.hpp"
+#include "support/fixture.hpp"
+#include "support/nn_check.hpp"
+#include "support/test_util.hpp"
 
 using namespace dicyc;
 using Dev = Eigen::DefaultDevice;

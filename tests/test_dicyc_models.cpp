@@ -7,8 +7,8 @@
 #include <cmath>
 #include <cstdio>
 
-#include "dicyc/model/dicyc.hpp"
-#include "test_util.hpp"
+#include "dicyc/model.hpp"
+#include "support/test_util.hpp"
 
 using namespace dicyc;
 using Dev = Eigen::DefaultDevice;

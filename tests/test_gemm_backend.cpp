@@ -1,5 +1,5 @@
 #define BOOST_TEST_MODULE gemm_backend
-#include "test_util.hpp"
+#include "support/test_util.hpp"
 
 using namespace dicyc;
 

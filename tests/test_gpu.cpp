@@ -3,12 +3,12 @@
 // reports as skipped.
 #define BOOST_TEST_MODULE gpu
 #define BOOST_TEST_NO_MAIN
-#include "conv_cases.hpp"
+#include "support/conv_cases.hpp"
 #include "dicyc/loss.hpp"
 #include "dicyc/nn/offset.hpp"
 #include "dicyc/nn/stn.hpp"
 #include "dicyc/tps.hpp"
-#include "dicyc/model/dicyc.hpp"
+#include "dicyc/model.hpp"
 #include "gpu/gpu_api.hpp"
 #include "gpu/model_spec.hpp"
 

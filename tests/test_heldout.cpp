@@ -8,7 +8,7 @@
 
 #include "dicyc/data/contrast.hpp"
 #include "dicyc/eval/deformation_fraction.hpp"
-#include "test_util.hpp"
+#include "support/test_util.hpp"
 
 using namespace dicyc;
 using dt::expect_error;

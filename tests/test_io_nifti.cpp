@@ -11,7 +11,7 @@
 #include <iterator>
 #include <random>
 
-#include "tmp_dir.hpp"
+#include "support/tmp_dir.hpp"
 #include "dicyc/io/nifti.hpp"
 
 namespace fs = std::filesystem;

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "dicyc/loss.hpp"
-#include "fixture.hpp"
-#include "test_util.hpp"
+#include "support/fixture.hpp"
+#include "support/test_util.hpp"
 
 using namespace dicyc;
 using dt::expect_error;

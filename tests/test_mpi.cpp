@@ -22,9 +22,9 @@
 #include <iterator>
 
 #include "dicyc/dist/mpi.hpp"
-#include "dicyc/model/dicyc.hpp"
-#include "test_util.hpp"
-#include "tmp_dir.hpp"
+#include "dicyc/model.hpp"
+#include "support/test_util.hpp"
+#include "support/tmp_dir.hpp"
 
 using namespace dicyc;
 using Dev = Eigen::DefaultDevice;

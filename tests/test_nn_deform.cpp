@@ -13,8 +13,8 @@
 #include "dicyc/nn/patch_discriminator.hpp"
 #include "dicyc/nn/resnet_block.hpp"
 #include "dicyc/nn/stn.hpp"
-#include "nn_check.hpp"
-#include "test_util.hpp"
+#include "support/nn_check.hpp"
+#include "support/test_util.hpp"
 
 using namespace dicyc;
 using Dev = Eigen::DefaultDevice;

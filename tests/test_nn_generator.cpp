@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "dicyc/nn/generator.hpp"
-#include "nn_check.hpp"
-#include "test_util.hpp"
+#include "support/nn_check.hpp"
+#include "support/test_util.hpp"
 
 using namespace dicyc;
 using Dev = Eigen::DefaultDevice;

@@ -5,9 +5,9 @@
 #define BOOST_TEST_MODULE nn_parity
 #include <boost/test/unit_test.hpp>
 
-#include "dicyc/model/cyclegan.hpp"
-#include "fixture.hpp"
-#include "test_util.hpp"
+#include "dicyc/model.hpp"
+#include "support/fixture.hpp"
+#include "support/test_util.hpp"
 
 using namespace dicyc;
 using Dev = Eigen::DefaultDevice;

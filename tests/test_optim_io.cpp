@@ -8,11 +8,12 @@
 #include <iterator>
 
 #include "dicyc/io/checkpoint.hpp"
+#include "dicyc/train/checkpoint.hpp"
 #include "dicyc/model/image_pool.hpp"
 #include "dicyc/optim/adam.hpp"
 #include "dicyc/optim/schedule.hpp"
-#include "fixture.hpp"
-#include "test_util.hpp"
+#include "support/fixture.hpp"
+#include "support/test_util.hpp"
 
 using namespace dicyc;
 using Dev = Eigen::DefaultDevice;
@@ -301,7 +302,7 @@ BOOST_AUTO_TEST_CASE(parameter_groups_through_a_file) {
   core::Rng rng(9);
   g.allocate(cpu(), rng);
   io::SafeTensorsWriter w;
-  io::add_parameters(w, cpu(), g);
+  train::add_parameters(w, cpu(), g);
   const auto f = io::SafeTensorsFile::parse(w.serialize(), "mem");
   BOOST_CHECK(io::shape_string(f.info("g.conv.weight").shape) == "[4, 3, 5, 2]");
   nn::ParameterGroup<float, Dev> h("g");
@@ -309,7 +310,7 @@ BOOST_AUTO_TEST_CASE(parameter_groups_through_a_file) {
   h.declare("g.conv.bias", {4}, nn::Init::Zeros);
   core::Rng r2(1);
   h.allocate(cpu(), r2);
-  io::load_parameters(f, cpu(), h);
+  train::load_parameters(f, cpu(), h);
   BOOST_CHECK(std::equal(g.values(), g.values() + g.size(), h.values()));
   // A group expecting another shape or an extra tensor: clear errors, nothing changed.
   nn::ParameterGroup<float, Dev> k("g");
@@ -317,13 +318,13 @@ BOOST_AUTO_TEST_CASE(parameter_groups_through_a_file) {
   k.declare("g.conv.weight", {4, 3, 5, 2}, nn::Init::Zeros);
   core::Rng r3(1);
   k.allocate(cpu(), r3);
-  dt::expect_error<SerializationError>([&] { io::load_parameters(f, cpu(), k); },
+  dt::expect_error<SerializationError>([&] { train::load_parameters(f, cpu(), k); },
                                        "tensor 'g.conv.weight': expected F32 [4, 3, 2, 5], but found F32 [4, 3, 5, 2]");
   BOOST_CHECK_EQUAL(k.values()[0], 0.0f);  // the bias, staged first, was not committed
   nn::ParameterGroup<float, Dev> m("g");
   m.declare("g.other.weight", {1}, nn::Init::Zeros);
   core::Rng r4(1);
   m.allocate(cpu(), r4);
-  dt::expect_error<SerializationError>([&] { io::load_parameters(f, cpu(), m); },
+  dt::expect_error<SerializationError>([&] { train::load_parameters(f, cpu(), m); },
                                        "missing tensor 'g.other.weight' (expected F32 [1])");
 }

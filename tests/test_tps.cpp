@@ -11,8 +11,8 @@
 
 #include "dicyc/tps/deform.hpp"
 #include "dicyc/eval/metrics.hpp"
-#include "fixture.hpp"
-#include "test_util.hpp"
+#include "support/fixture.hpp"
+#include "support/test_util.hpp"
 
 using namespace dicyc;
 using dt::expect_error;

@@ -19,8 +19,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "test_util.hpp"
-#include "tmp_dir.hpp"
+#include "support/test_util.hpp"
+#include "support/tmp_dir.hpp"
 #include "dicyc/train.hpp"
 
 namespace fs = std::filesystem;

@@ -2,12 +2,25 @@
 // or Eigen::GpuDevice (included by tools_gpu_*.cu under nvcc).
 #pragma once
 
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "dicyc/model.hpp"
 #include "host_model.hpp"
 
 namespace tools {
+
+/// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 in the environment switch those convolution paths off in the
+/// tools' contexts (ops::plan_conv reads the context's settings), for comparison.
+inline void apply_env_switches(dicyc::core::ContextSettings& s) {
+  auto on = [](const char* n) {
+    const char* e = std::getenv(n);
+    return !(e && std::string(e) == "0");
+  };
+  s.set_winograd(on("DICYC_WINOGRAD"));
+  s.set_col2im(on("DICYC_COL2IM"));
+}
 
 template <int Dim, class S, class Device>
 class DeviceModel final : public HostModel<Dim, S> {
@@ -19,12 +32,15 @@ class DeviceModel final : public HostModel<Dim, S> {
   /// CPU: `arg` is the thread count; GPU: the device index.
   DeviceModel(const dicyc::model::ModelOptions& mo, int arg)
       : arg_(arg), mo_(mo), ctx_(std::make_unique<dicyc::core::Context<Device>>(arg)),
-        m_(dicyc::model::make_model<Dim, S, Device>(*ctx_, mo)) {}
+        m_(dicyc::model::make_model<Dim, S, Device>(*ctx_, mo)) {
+    apply_env_switches(*ctx_);
+  }
 
   std::size_t probe_memory(bool train, const Shape& s) const override { return probe_fresh(mo_, arg_, train, s); }
   /// probe_memory() without a model of one's own (the tools probe before they build theirs).
   static std::size_t probe_fresh(const dicyc::model::ModelOptions& mo, int arg, bool train, const Shape& s) {
     dicyc::core::Context<Device> ctx(arg);
+    apply_env_switches(ctx);
     {
       auto m = dicyc::model::make_model<Dim, S, Device>(ctx, mo);
       const auto sh = shape(s);

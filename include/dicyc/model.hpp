@@ -8,3 +8,4 @@
 #include "dicyc/model/dicyc.hpp"
 #include "dicyc/model/image_pool.hpp"
 #include "dicyc/model/options.hpp"
+#include "dicyc/train/checkpoint.hpp"  // ModelBase::save/load/load_weights

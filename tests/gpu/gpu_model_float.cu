@@ -1,6 +1,6 @@
 // GPU instantiation of the trainable models (CycleGan and DiCyc, 2-D float on Eigen::GpuDevice),
 // compiled by nvcc; test_gpu.cpp compares a few iterations with the CPU's.
-#include "dicyc/model/dicyc.hpp"
+#include "dicyc/model.hpp"
 #include "gpu/gpu_api.hpp"
 #include "gpu/model_spec.hpp"
 

@@ -40,9 +40,18 @@ struct is_gpu_device<Eigen::GpuDevice> : std::true_type {};
 template <class Device>
 constexpr bool is_gpu_v = is_gpu_device<Device>::value;
 
-/// Settings shared by every context.
+/// Settings shared by every context: the scratch bound of tiled ops, and the switches of the
+/// convolution paths that ops::plan_conv() reads (both on by default; the tools set them from
+/// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 in the environment).
 class ContextSettings {
  public:
+  /// Stride-1 3x3(x3) convs with >= 64 channels both ways on Winograd (CPU, float and double).
+  bool winograd() const { return winograd_; }
+  void set_winograd(bool on) { winograd_ = on; }
+  /// Conv input gradients and transposed-conv forwards on GEMM + col2im where the shapes suit it (CPU).
+  bool col2im() const { return col2im_; }
+  void set_col2im(bool on) { col2im_ = on; }
+
   /// Upper bound on the scratch memory of one tiled op (im2col columns): large convolutions are
   /// processed in column blocks that fit. Default 64 MiB.
   std::size_t workspace_limit() const { return workspace_limit_; }
@@ -53,6 +62,7 @@ class ContextSettings {
 
  private:
   std::size_t workspace_limit_ = std::size_t(64) << 20;
+  bool winograd_ = true, col2im_ = true;
 };
 
 namespace detail {

@@ -1,4 +1,5 @@
-// dicyc/io/checkpoint.hpp -- the pieces of a training checkpoint in a safetensors file.
+// dicyc/io/checkpoint.hpp -- the format pieces of a training checkpoint in a safetensors file
+// (what a checkpoint holds is decided in train/checkpoint.hpp).
 //
 // Parameters are stored under their dotted names in PyTorch's layout and shape, so
 // `model.load_state_dict(safetensors.torch.load_file(path))` works on the reference networks
@@ -24,7 +25,7 @@
 
 #include "dicyc/core/rng.hpp"
 #include "dicyc/io/safetensors.hpp"
-#include "dicyc/nn/parameter.hpp"
+#include "dicyc/core/types.hpp"
 
 namespace dicyc::io {
 
@@ -119,47 +120,6 @@ inline core::Rng::Snapshot parse_rng(const std::string& text, const std::string&
   s.spare = parse_double(spare, what);
   s.has_spare = flag == 1;
   return s;
-}
-
-// ------------------------------------------------------------------------------- parameter groups
-/// Adds every parameter of g under its name, in PyTorch's layout.
-template <class S, class Device>
-void add_parameters(SafeTensorsWriter& w, core::Context<Device>& ctx, nn::ParameterGroup<S, Device>& g) {
-  for (Index i = 0; i < g.count(); ++i) {
-    const auto& r = g.ref_of(i);
-    const auto host = core::to_host(ctx, g.value(r), r.size());
-    const auto t = to_torch_layout(host, r.shape);
-    w.add(g.name_of(i), dtype_of<S>(), torch_shape(r.shape), t.data());
-  }
-}
-
-/// Reads every parameter of g from f into host memory (dicyc's layout), checking that each is present
-/// with g's dtype and PyTorch shape; nothing in g changes. Commit with commit_parameters.
-template <class S, class Device>
-std::vector<std::vector<S>> stage_parameters(const SafeTensorsFile& f, const nn::ParameterGroup<S, Device>& g) {
-  std::vector<std::vector<S>> staged;
-  for (Index i = 0; i < g.count(); ++i) {
-    const auto& r = g.ref_of(i);
-    const auto ts = torch_shape(r.shape);
-    DICYC_CHECK(f.has(g.name_of(i)), SerializationError,
-                "checkpoint '" << f.label() << "': missing tensor '" << g.name_of(i) << "' (expected "
-                               << dtype_name(dtype_of<S>()) << " " << shape_string(ts) << ")");
-    std::vector<S> t(static_cast<std::size_t>(r.size()));
-    f.read_into(g.name_of(i), ts, t.data());
-    staged.push_back(from_torch_layout(t, r.shape));
-  }
-  return staged;
-}
-template <class S, class Device>
-void commit_parameters(core::Context<Device>& ctx, nn::ParameterGroup<S, Device>& g,
-                       const std::vector<std::vector<S>>& staged) {
-  for (Index i = 0; i < g.count(); ++i)
-    core::copy_from_host(ctx, staged.at(i).data(), g.ref_of(i).size(), g.value(g.ref_of(i)));
-}
-/// stage_parameters, then commit_parameters: g is untouched when anything is wrong.
-template <class S, class Device>
-void load_parameters(const SafeTensorsFile& f, core::Context<Device>& ctx, nn::ParameterGroup<S, Device>& g) {
-  commit_parameters(ctx, g, stage_parameters(f, g));
 }
 
 }  // namespace dicyc::io

@@ -6,20 +6,17 @@
 // DiCyc o_ab, o_ba (offset branches, updated in the M step with the generators) and s_ab, s_ba
 // (STNs, the E step). Every group is initialised N(0, 0.02) with zero biases (the offset branches'
 // and STNs' last layers zero) from the seed, in that order.
-// Checkpoints (safetensors): every parameter under its dotted name in PyTorch's layout, the Adam
-// moments ("adam.<group>.exp_avg|exp_avg_sq", step counts in the metadata), the schedule position,
-// the pools ("pool.a|b.<i>") with their RNG states, and the configuration. Writes are atomic;
-// load() checks format, version, model, dimension, scalar type, configuration and every tensor
-// before it changes anything, and a resumed run reproduces the uninterrupted one bit for bit.
+// Checkpoints: the model exposes its state (groups(), optimizer(i), schedule(), pool_a(), pool_b(),
+// communicator(), context()); train/checkpoint.hpp decides what a checkpoint holds and writes and
+// reads it. save(), load() and load_weights() here are thin calls into it (dicyc/model.hpp
+// includes it; this layer includes nothing from io/).
 //
 // Data parallelism (set_communicator): every rank trains on its own batches; after each backward,
 // each parameter group's flat gradient buffer is averaged over the ranks before its Adam step (the
 // generator, offset, STN and discriminator steps alike), so every rank keeps identical weights and
 // optimiser state; the loss terms are averaged too (the logs and the schedule see the mean, and a
 // non-finite term on any rank stops every rank). The image pools stay per rank (seeded by the
-// seed and the rank). save() and load() are then collective: rank 0 writes one checkpoint with
-// every rank's pools ("rank.<r>.pool.*" for r > 0, metadata "ranks"), and load() refuses a
-// checkpoint of another rank count.
+// seed and the rank). save() and load() are then collective (train/checkpoint.hpp).
 #pragma once
 
 #include <cmath>
@@ -33,12 +30,26 @@
 #include <vector>
 
 #include "dicyc/dist/device.hpp"
-#include "dicyc/io/checkpoint.hpp"
 #include "dicyc/loss/gan.hpp"
 #include "dicyc/model/image_pool.hpp"
 #include "dicyc/model/options.hpp"
 #include "dicyc/nn/generator.hpp"
 #include "dicyc/nn/patch_discriminator.hpp"
+
+namespace dicyc::model {
+template <int Dim, class S, class Device>
+class ModelBase;
+}  // namespace dicyc::model
+
+namespace dicyc::train {  // train/checkpoint.hpp (included by dicyc/model.hpp) defines them
+template <int Dim, class S, class Device>
+void save_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& path,
+                     const std::map<std::string, std::string>& user);
+template <int Dim, class S, class Device>
+void load_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& path);
+template <int Dim, class S, class Device>
+std::vector<std::string> load_weights(model::ModelBase<Dim, S, Device>& m, const std::string& path);
+}  // namespace dicyc::train
 
 namespace dicyc::model {
 
@@ -52,8 +63,6 @@ class ModelBase {
   using Group = nn::ParameterGroup<S, Device>;
   using Gen = nn::ResnetGenerator<Dim, S, Device>;
   using Disc = nn::PatchDiscriminator<Dim, S, Device>;
-  static constexpr const char* kFormat = "dicyc.checkpoint";
-  static constexpr int kFormatVersion = 1;
 
   virtual ~ModelBase() = default;
   ModelBase(const ModelBase&) = delete;
@@ -154,210 +163,25 @@ class ModelBase {
   void translate_ba(const CMap& y, Map& x) const { g_ba_.infer(*ctx_, y, x); }
 
   // ---------------------------------------------------------------------------------- checkpoints
-  /// Writes a checkpoint atomically. `extra` entries are stored as metadata "user.<key>" (the
-  /// tools keep the data preparation and the intensity maps there); load() ignores them.
-  /// Collective with several ranks: rank 0 writes, with every rank's pools; the others wait for
-  /// it, and a failed write throws on every rank.
+  /// Writes a checkpoint atomically (train::save_checkpoint). `extra` entries are stored as metadata
+  /// "user.<key>" (train::RunInfo keeps the data preparation and run settings there); load()
+  /// ignores them. Collective with several ranks.
   void save(const std::string& path, const std::map<std::string, std::string>& extra = {}) {
-    const int K = comm_->size(), rank = comm_->rank();
-    std::vector<std::vector<std::uint8_t>> theirs;
-    if (K > 1) {
-      io::SafeTensorsWriter pw;
-      if (rank != 0) {
-        save_pool(pw, rank_key(rank) + "pool.a", pool_a_);
-        save_pool(pw, rank_key(rank) + "pool.b", pool_b_);
-      }
-      const auto bytes = pw.serialize();
-      theirs = comm_->gather(std::vector<std::uint8_t>(bytes.begin(), bytes.end()), 0);
-      if (rank != 0) {
-        if (!dist::all_ok(*comm_, true))
-          throw dist::CommError("checkpoint '" + path + "': rank 0 could not write it (its own message says why)");
-        return;
-      }
-    }
-    std::exception_ptr failed;
-    try {
-      save_local(path, extra, theirs);
-    } catch (...) {
-      failed = std::current_exception();
-    }
-    if (K > 1) (void)dist::all_ok(*comm_, !failed);
-    if (failed) std::rethrow_exception(failed);
+    train::save_checkpoint(*this, path, extra);
   }
-
- private:
-  void save_local(const std::string& path, const std::map<std::string, std::string>& extra,
-                  const std::vector<std::vector<std::uint8_t>>& theirs) {
-    auto& ctx = *ctx_;
-    io::SafeTensorsWriter w;
-    for (const auto& [k, v] : extra) w.metadata("user." + k, v);
-    w.metadata("format", kFormat);
-    w.metadata("format_version", std::to_string(kFormatVersion));
-    w.metadata("model", o_.deformation() ? "dicyc" : "cyclegan");
-    w.metadata("dim", std::to_string(Dim));
-    w.metadata("scalar", io::dtype_name(io::dtype_of<S>()));
-    w.metadata("config", o_.to_json().dump());
-    w.metadata("iteration", std::to_string(iteration()));
-    const auto st = schedule_.state();
-    w.metadata("schedule", std::to_string(st.iteration) + " " + std::to_string(st.epoch) + " " +
-                               std::to_string(st.epoch_in_phase) + " " + std::to_string(static_cast<int>(st.phase)) +
-                               " " + io::hexfloat(st.best) + " " + std::to_string(st.since_best) + " " +
-                               io::hexfloat(st.epoch_sum) + " " + std::to_string(st.epoch_count));
-    auto gs = groups();
-    for (std::size_t i = 0; i < gs.size(); ++i) {
-      io::add_parameters(w, ctx, *gs[i]);
-      const Index n = gs[i]->size();
-      const auto m = core::to_host(ctx, adam_[i]->exp_avg(), n), v = core::to_host(ctx, adam_[i]->exp_avg_sq(), n);
-      w.add("adam." + gs[i]->name() + ".exp_avg", {n}, m.data());
-      w.add("adam." + gs[i]->name() + ".exp_avg_sq", {n}, v.data());
-      w.metadata("adam." + gs[i]->name() + ".steps", std::to_string(adam_[i]->steps()));
-    }
-    save_pool(w, "pool.a", pool_a_);
-    save_pool(w, "pool.b", pool_b_);
-    if (theirs.size() > 1) {
-      w.metadata("ranks", std::to_string(theirs.size()));
-      for (std::size_t r = 1; r < theirs.size(); ++r) {
-        const auto f = io::SafeTensorsFile::parse(std::vector<unsigned char>(theirs[r].begin(), theirs[r].end()),
-                                                  "rank " + std::to_string(r) + "'s pools");
-        for (const auto& [k, v] : f.metadata()) w.metadata(k, v);
-        for (const auto& n : f.names()) {
-          const auto& info = f.info(n);
-          w.add(n, info.dtype, info.shape, f.raw_bytes(n).data());
-        }
-      }
-    }
-    w.write(path);
-  }
-
- public:
-
-  /// Loads network weights only (a checkpoint of any of the models, or a weights file made from
-  /// PyTorch state dicts by scripts/checkpoint_torch.py import): every parameter group with a
-  /// tensor in the file must be complete there; the others, the optimiser state, the schedule and
-  /// the pools are left as they are. A DiCyc's generators (g_ab, g_ba) and a CycleGAN's are the
-  /// same networks, so their weights move between the two. Returns the names of the groups loaded.
-  std::vector<std::string> load_weights(const std::string& path) {
-    const auto f = io::SafeTensorsFile::open(path);
-    std::vector<Group*> present;
-    for (Group* g : groups())
-      for (Index i = 0; i < g->count(); ++i)
-        if (f.has(g->name_of(i))) {
-          present.push_back(g);
-          break;
-        }
-    DICYC_CHECK(!present.empty(), SerializationError,
-                "weights file '" << path << "': no parameter of this model's networks");
-    std::vector<std::vector<std::vector<S>>> staged;
-    for (Group* g : present) staged.push_back(io::stage_parameters(f, *g));
-    std::vector<std::string> names;
-    for (std::size_t i = 0; i < present.size(); ++i) {
-      io::commit_parameters(*ctx_, *present[i], staged[i]);
-      names.push_back(present[i]->name());
-    }
-    return names;
-  }
-
   /// Restores a checkpoint written by save() for the same configuration; nothing changes unless
-  /// everything in the file checks out (on every rank, when there are several: collective).
-  void load(const std::string& path) {
-    if (comm_->size() == 1) return stage_checkpoint(path)();
-    std::function<void()> commit;
-    std::exception_ptr failed;
-    try {
-      commit = stage_checkpoint(path);
-    } catch (...) {
-      failed = std::current_exception();
-    }
-    if (!dist::all_ok(*comm_, !failed)) {
-      if (failed) std::rethrow_exception(failed);
-      throw dist::CommError("checkpoint '" + path + "': another rank could not load it (its own message says why)");
-    }
-    commit();
-  }
+  /// everything in the file checks out (train::load_checkpoint; collective with several ranks).
+  void load(const std::string& path) { train::load_checkpoint(*this, path); }
+  /// Loads network weights only (train::load_weights): a checkpoint of any of the models, or a
+  /// weights file made from PyTorch state dicts. A DiCyc's generators (g_ab, g_ba) and a CycleGAN's
+  /// are the same networks, so their weights move between the two. Returns the groups loaded.
+  std::vector<std::string> load_weights(const std::string& path) { return train::load_weights(*this, path); }
 
- private:
-  /// Checks and stages a checkpoint on the host; the returned function commits it.
-  std::function<void()> stage_checkpoint(const std::string& path) {
-    const auto f = io::SafeTensorsFile::open(path);
-    const std::string L = "checkpoint '" + path + "'";
-    auto meta = [&](const std::string& k) -> const std::string& {
-      DICYC_CHECK(f.has_metadata(k), SerializationError, L << ": missing metadata '" << k << "' (not a dicyc checkpoint?)");
-      return f.metadata(k);
-    };
-    DICYC_CHECK(meta("format") == kFormat, SerializationError,
-                L << ": format '" << meta("format") << "', expected '" << kFormat << "'");
-    DICYC_CHECK(meta("format_version") == std::to_string(kFormatVersion), SerializationError,
-                L << ": format version " << meta("format_version") << ", this build reads version " << kFormatVersion);
-    const std::string kind = o_.deformation() ? "dicyc" : "cyclegan";
-    DICYC_CHECK(meta("model") == kind, SerializationError,
-                L << ": holds a '" << meta("model") << "' model, expected '" << kind << "'");
-    DICYC_CHECK(meta("dim") == std::to_string(Dim), SerializationError,
-                L << ": holds a " << meta("dim") << "-D model, expected " << Dim << "-D");
-    DICYC_CHECK(meta("scalar") == io::dtype_name(io::dtype_of<S>()), SerializationError,
-                L << ": holds " << meta("scalar") << " weights, expected " << io::dtype_name(io::dtype_of<S>()));
-    check_config(L, meta("config"));
-    const int K = comm_->size(), rank = comm_->rank();
-    const std::int64_t ranks = f.has_metadata("ranks") ? io::parse_int(f.metadata("ranks"), "ranks") : 1;
-    DICYC_CHECK(ranks == K, SerializationError,
-                L << ": written by a run of " << ranks << " rank" << (ranks == 1 ? "" : "s") << ", and this run has " << K
-                  << ": an exact resume needs the same number of ranks (each rank's image pools and batches are its "
-                     "own); resume with " << ranks << " rank" << (ranks == 1 ? "" : "s")
-                  << ", or start a new run from its weights (load_weights)");
-    // Stage everything on the host.
-    auto gs = groups();
-    std::vector<std::vector<std::vector<S>>> params;
-    std::vector<std::vector<acc_t<S>>> ms, vs;
-    std::vector<std::int64_t> steps;
-    for (Group* g : gs) {
-      params.push_back(io::stage_parameters(f, *g));
-      const std::vector<std::int64_t> n{g->size()};
-      ms.emplace_back(static_cast<std::size_t>(g->size()));
-      vs.emplace_back(static_cast<std::size_t>(g->size()));
-      f.read_into("adam." + g->name() + ".exp_avg", n, ms.back().data());
-      f.read_into("adam." + g->name() + ".exp_avg_sq", n, vs.back().data());
-      steps.push_back(io::parse_int(meta("adam." + g->name() + ".steps"), "adam." + g->name() + ".steps"));
-      DICYC_CHECK(steps.back() >= 0, SerializationError, L << ": negative Adam step count");
-    }
-    optim::Schedule::State st;
-    {
-      std::istringstream in(meta("schedule"));
-      std::string best, sum;
-      int phase = -1;
-      in >> st.iteration >> st.epoch >> st.epoch_in_phase >> phase >> best >> st.since_best >> sum >> st.epoch_count;
-      DICYC_CHECK(!in.fail() && phase >= 0 && phase <= 2, SerializationError,
-                  L << ": corrupt schedule state '" << meta("schedule") << "'");
-      st.phase = static_cast<optim::Phase>(phase);
-      st.best = io::parse_double(best, "schedule best loss");
-      st.epoch_sum = io::parse_double(sum, "schedule epoch sum");
-    }
-    optim::Schedule sched_check(o_.schedule());
-    try {
-      sched_check.restore(st);
-    } catch (const Error& e) {
-      DICYC_CHECK(false, SerializationError, L << ": " << e.what());
-    }
-    const std::string pk = rank_key(rank);
-    auto pa = std::make_shared<StagedPool>(stage_pool(f, L, pk + "pool.a", pool_a_));
-    auto pb = std::make_shared<StagedPool>(stage_pool(f, L, pk + "pool.b", pool_b_));
-    auto staged = std::make_shared<decltype(params)>(std::move(params));
-    auto sm = std::make_shared<decltype(ms)>(std::move(ms));
-    auto sv = std::make_shared<decltype(vs)>(std::move(vs));
-    return [this, gs, staged, sm, sv, steps, st, pa, pb] {
-      auto& ctx = *ctx_;
-      for (std::size_t i = 0; i < gs.size(); ++i) {
-        io::commit_parameters(ctx, *gs[i], (*staged)[i]);
-        const Index n = gs[i]->size();
-        core::copy_from_host(ctx, (*sm)[i].data(), n, adam_[i]->exp_avg());
-        core::copy_from_host(ctx, (*sv)[i].data(), n, adam_[i]->exp_avg_sq());
-        adam_[i]->set_steps(steps[i]);
-      }
-      schedule_.restore(st);
-      commit_pool(pool_a_, std::move(*pa));
-      commit_pool(pool_b_, std::move(*pb));
-    };
-  }
+  // ------------------------------------------------------------------- state, for checkpoints
+  core::Context<Device>& context() const { return *ctx_; }
+  ImagePool<S, Rank, Device>& pool_a() { return pool_a_; }
+  ImagePool<S, Rank, Device>& pool_b() { return pool_b_; }
 
- public:
 
  protected:
   ModelBase(core::Context<Device>& ctx, const ModelOptions& o)
@@ -416,7 +240,6 @@ class ModelBase {
     if (rank > 0) s ^= (rank * 0x9E3779B97F4A7C15ULL) ^ 0x5eedULL;
     return s;
   }
-  static std::string rank_key(int rank) { return rank == 0 ? "" : "rank." + std::to_string(rank) + "."; }
 
   std::size_t group_index(const std::string& name) const {
     for (std::size_t i = 0; i < groups_.size(); ++i)
@@ -547,74 +370,6 @@ class ModelBase {
     d.backward(ctx, real, cr, dr.cmap(), nullptr);
     d.backward(ctx, pooled.cmap(), cf, df.cmap(), nullptr);
     return v;
-  }
-
-  /// `key`: "pool.a", or "rank.<r>.pool.a" for rank r > 0's.
-  void save_pool(io::SafeTensorsWriter& w, const std::string& key, const ImagePool<S, Rank, Device>& p) {
-    w.metadata(key + ".size", std::to_string(p.size()));
-    w.metadata(key + ".rng", io::rng_text(p.rng()));
-    for (Index i = 0; i < p.size(); ++i) {
-      const auto& im = p.images()[static_cast<std::size_t>(i)];
-      const auto h = im.to_host();
-      std::vector<std::int64_t> shape;
-      for (int d = Rank; d-- > 0;) shape.push_back(im.shape()[d]);
-      w.add(key + "." + std::to_string(i), shape, h.data());
-    }
-  }
-  struct StagedPool {
-    std::vector<std::vector<S>> images;
-    Shape<Rank> shape;
-    core::Rng::Snapshot rng;
-  };
-  StagedPool stage_pool(const io::SafeTensorsFile& f, const std::string& L, const std::string& key,
-                        const ImagePool<S, Rank, Device>& p) const {
-    StagedPool s;
-    const std::string& tag = key;
-    DICYC_CHECK(f.has_metadata(key + ".size") && f.has_metadata(key + ".rng"), SerializationError,
-                L << ": missing metadata for image pool " << tag);
-    const auto n = io::parse_int(f.metadata(key + ".size"), key + ".size");
-    DICYC_CHECK(n >= 0 && n <= p.capacity(), SerializationError,
-                L << ": image pool " << tag << " holds " << n << " images, the capacity is " << p.capacity());
-    s.rng = io::parse_rng(f.metadata(key + ".rng"), key + ".rng");
-    for (std::int64_t i = 0; i < n; ++i) {
-      const std::string name = key + "." + std::to_string(i);
-      const auto& info = f.info(name);
-      DICYC_CHECK(static_cast<int>(info.shape.size()) == Rank && info.shape[0] == 1, SerializationError,
-                  L << ": tensor '" << name << "': expected a single image of rank " << Rank << ", found "
-                    << io::shape_string(info.shape));
-      Shape<Rank> sh;
-      for (int d = 0; d < Rank; ++d) sh[d] = info.shape[Rank - 1 - d];
-      if (i == 0) s.shape = sh;
-      DICYC_CHECK(sh == s.shape, SerializationError, L << ": pooled images of different shapes");
-      std::vector<S> h(static_cast<std::size_t>(num_elements(sh)));
-      f.read_into(name, info.shape, h.data());
-      s.images.push_back(std::move(h));
-    }
-    return s;
-  }
-  void commit_pool(ImagePool<S, Rank, Device>& p, StagedPool s) {
-    std::vector<T> ims;
-    for (auto& h : s.images) ims.push_back(T::from_host(*ctx_, s.shape, h));
-    p.restore(std::move(ims), s.rng);
-  }
-
-  void check_config(const std::string& L, const std::string& text) const {
-    nlohmann::json saved;
-    try {
-      saved = nlohmann::json::parse(text);
-    } catch (const std::exception& e) {
-      DICYC_CHECK(false, SerializationError, L << ": corrupt configuration metadata: " << e.what());
-    }
-    const nlohmann::json ours = nlohmann::json::parse(o_.to_json().dump());
-    // Architecture and training settings must match for an exact resume; the seed need not.
-    for (auto it = ours.begin(); it != ours.end(); ++it) {
-      if (it.key() == "seed") continue;
-      DICYC_CHECK(saved.contains(it.key()), SerializationError,
-                  L << ": configuration has no '" << it.key() << "' (expected " << it.value().dump() << ")");
-      DICYC_CHECK(saved[it.key()] == it.value(), SerializationError,
-                  L << ": configuration '" << it.key() << "' is " << saved[it.key()].dump() << ", but this model has "
-                    << it.value().dump());
-    }
   }
 
   core::Context<Device>* ctx_;

@@ -11,8 +11,11 @@
 // Backward computes the gradient of <y, dy> and ACCUMULATES (+=) into dx, dw and db. A null
 // destination skips that gradient (a frozen module, or no input gradient for the first layer).
 //
-// Stride-1 3x3 2-D convs with >= kWinogradMinChannels channels on both sides run on Winograd
-// F(4x4, 3x3) on the CPU instead (ops/winograd.hpp; forward, input and weight gradients).
+// plan_conv() chooses each pass's kernel (ConvPath) from the shapes and the context's settings:
+// stride-1 3x3 convs with >= kWinogradMinChannels channels on both sides run on Winograd on the
+// CPU (ops/winograd.hpp; forward, input and weight gradients; ctx.set_winograd(false) turns it
+// off), wide and thin input gradients / transposed forwards on GEMM + col2im (ctx.set_col2im(false)
+// turns it off). The measurements behind the thresholds are in docs/results/conv-paths.md.
 // Implementation of everything else: every product is a gather (ops/im2col.hpp, normal or transposed mode) followed
 // by a GEMM (ops/gemm.hpp); nothing scatters.
 //   conv forward        y  = W              x cols(x)             normal gather
@@ -585,20 +588,8 @@ void patch_gemm_wgrad(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S
   }
 }
 
-inline std::atomic<bool>& col2im_slot() {
-  static std::atomic<bool> on{env_switch_default("DICYC_COL2IM")};
-  return on;
-}
-inline bool col2im_enabled() { return col2im_slot().load(); }
-
 /// Input gradients (and transposed-conv forwards) with at least this many channels on both sides
-/// go to gemm_col2im on the CPU. bench_ops conv_layer, old and new alternating 4 times (2 threads,
-/// Zen 4 EPYC, fastest of 4, transposed gather / col2im, ms): 2-D PatchGAN input gradients 64 <-
-/// 128, 128 <- 256, 256 <- 512: 2.17 / 2.01, 2.39 / 1.55, 9.43 / 5.22; the 2-D generator's
-/// downsampling 128 <- 256 5.02 / 3.76, transposed 256 -> 128 4.72 / 3.70; with 64 channels on the
-/// image side (64 <- 128 at 128^2, transposed 128 -> 64) even: 5.18 / 5.30, 5.06 / 5.29. With 16-32
-/// channels there (the 3-D generators at 64^3) col2im was 5-20 % slower: its channel slices are
-/// short and fewer than the threads.
+/// go to gemm_col2im on the CPU (measured: docs/results/conv-paths.md, "col2im").
 constexpr Index kCol2imMinChannels = 64;
 
 /// dst (channels, image) += col2im(cols), the block of columns j0 .. j1 of g (normal mode): every
@@ -646,16 +637,8 @@ void col2im_add(Context<Device>& ctx, const PatchGeometry<Dim>& g, const S* cols
 
 /// With at most kCol2imThinMaxChannels channels on the image side, at least kCol2imThinMinDepth on
 /// the other (a deep enough GEMM) and a stride of at least 2 on every axis, the col2im is a gather
-/// per image pixel (col2im_gather_add) rather than the transposed gather. bench_ops conv_layer,
-/// old and new alternating 3 times (2 threads, Zen 4 EPYC, fastest of 3, transposed gather / thin
-/// col2im, ms): PatchGAN input gradients 1 <- 64 at 128^2 (2-D) 0.77 / 0.37, 1 <- 32 at 64^3 (3-D)
-/// 12.0 / 5.4; 3-D generator 16 <- 32 at 64^3 14.0 / 10.2, transposed 32 -> 16 at 32^3
-/// 13.7 / 10.8; a second round 0.79 / 0.37, 12.6 / 6.1, 14.9 / 12.3, 14.9 / 12.6, and at the demo's
-/// 2-D widths (96^2) 0.38 / 0.22 (PatchGAN stem, ndf 32), 0.52 / 0.33 and 0.54 / 0.33 (ngf 16:
-/// 16 <- 32, transposed 32 -> 16). Slower, so left to the gather: 32 channels on the image side (3-D 32 <- 64
-/// 4.08 / 4.62, transposed 64 -> 32 3.90 / 4.61, PatchGAN 32 <- 64 8.76 / 8.99) and stride 1
-/// (the 7x7(x7) stems' 1 <- 64 at 128^2 1.40 / 2.48, 1 <- 16 at 64^3 26.8 / 170: kvol entries of
-/// one channel per pixel, each with the gather's index work).
+/// per image pixel (col2im_gather_add) rather than the transposed gather (measured:
+/// docs/results/conv-paths.md, "thin col2im").
 constexpr Index kCol2imThinMaxChannels = 16;
 constexpr Index kCol2imThinMinDepth = 16;
 
@@ -815,8 +798,8 @@ struct Col2imProblem {
     return g.channels <= kCol2imThinMaxChannels && m >= kCol2imThinMinDepth &&
            std::all_of(g.stride.begin(), g.stride.end(), [](Index v) { return v >= 2; });
   }
-  /// Whether it goes to one of them on the CPU rather than the transposed gather.
-  bool applies() const { return col2im_enabled() && !g.trivial() && (wide() || thin()); }
+  /// Whether its shape suits one of them (on the CPU, with the context's col2im setting on).
+  bool applies() const { return !g.trivial() && (wide() || thin()); }
 };
 template <int Dim>
 Col2imProblem<Dim> col2im_problem(const ConvOptions<Dim>& o, const Shape<Dim + 2>& x, bool transposed) {
@@ -824,15 +807,11 @@ Col2imProblem<Dim> col2im_problem(const ConvOptions<Dim>& o, const Shape<Dim + 2
   return {geometry(o, o.in_channels(), x, conv_output_shape(o, x), false), o.out_channels()};
 }
 
-/// dst (+)= M^T src by gemm_col2im when the problem applies on this device (the CPU only), dst
-/// zeroed first unless accumulate; false, with nothing done, where it does not.
+/// dst (+)= M^T src by gemm_col2im or gemm_col2im_thin (plan_conv chose one), dst zeroed first
+/// unless accumulate. CPU only.
 template <int Dim, class S, class Device>
-bool try_gemm_col2im(Context<Device>& ctx, const Col2imProblem<Dim>& p, const S* M, const S* src, S* dst,
-                     bool accumulate) {
-  if constexpr (core::is_gpu_v<Device>) {
-    return false;
-  } else {
-    if (!p.applies()) return false;
+void run_gemm_col2im(Context<Device>& ctx, const Col2imProblem<Dim>& p, const S* M, const S* src, S* dst, bool accumulate) {
+  if constexpr (!core::is_gpu_v<Device>) {
     if (!accumulate) {
       TensorMap<S, 1> D(dst, p.g.channels * p.g.image_pixels() * p.g.batch);
       D.device(ctx.device()) = D.constant(S(0));
@@ -841,7 +820,6 @@ bool try_gemm_col2im(Context<Device>& ctx, const Col2imProblem<Dim>& p, const S*
       gemm_col2im<Dim>(ctx, p.g, M, p.m, src, dst);
     else
       gemm_col2im_thin<Dim>(ctx, p.g, M, p.m, src, dst);
-    return true;
   }
 }
 
@@ -946,22 +924,19 @@ void backward_via_float(Context<Device>& ctx, const ConstTensorMap<S, R>& x, con
 }
 
 /// Stride-1 3x3 2-D convs (3x3x3 in 3-D) with at least this many input and output channels go
-/// to Winograd F(4x4, 3x3) (F(2x2x2, 3x3x3)) on the CPU (ops/winograd.hpp). Below it the
-/// transforms' memory traffic outweighs the saved multiplies. bench_ops' conv_winograd (2 threads,
-/// AVX2 EPYC, C -> C channels, per pass, Winograd / im2col time; docs/results/bench-2026-12-03/):
-/// 2-D at 32^2-128^2: C = 16: 1.6-2.3, C = 32: 1.05-1.8, C = 64: 0.46-0.79, C = 128: 0.30-0.52,
-/// C = 256: 0.29-0.53; 3-D at 16^3 and 32^3, the three passes together: C = 8: 1.2-1.5, C = 16:
-/// 0.9-1.2, C = 32: 0.77-1.34, C = 64: 0.61-0.85, C = 128: 0.51-0.58.
+/// to Winograd F(4x4, 3x3) (F(2x2x2, 3x3x3)) on the CPU (ops/winograd.hpp); below it the
+/// transforms' memory traffic outweighs the saved multiplies (measured: docs/results/conv-paths.md,
+/// "Winograd").
 constexpr Index kWinogradMinChannels = 64;
 
 template <int Dim, class S, class Device>
 constexpr bool winograd_capable_v =
     (Dim == 2 || Dim == 3) && !core::is_gpu_v<Device> && (std::is_same_v<S, float> || std::is_same_v<S, double>);
 
-/// Whether conv o runs on Winograd (see kWinogradMinChannels; the switch is set_winograd).
+/// Whether conv o's shape suits Winograd (see kWinogradMinChannels).
 template <int Dim>
-bool use_winograd(const ConvOptions<Dim>& o) {
-  if (!winograd_enabled() || std::min(o.in_channels(), o.out_channels()) < kWinogradMinChannels) return false;
+bool winograd_shape(const ConvOptions<Dim>& o) {
+  if (std::min(o.in_channels(), o.out_channels()) < kWinogradMinChannels) return false;
   for (int d = 0; d < Dim; ++d)
     if (o.kernel_size()[d] != 3 || o.stride()[d] != 1 || o.padding()[d] > 2) return false;
   return true;
@@ -969,11 +944,47 @@ bool use_winograd(const ConvOptions<Dim>& o) {
 
 }  // namespace detail
 
-/// Whether CPU input gradients and transposed-conv forwards with >= 64 channels on both sides run
-/// as GEMM + col2im (the default) or as the transposed gather (process-wide; DICYC_COL2IM=0 in the
-/// environment at the first call turns it off). The tests compare the two paths with it.
-inline bool col2im_enabled() { return detail::col2im_enabled(); }
-inline void set_col2im(bool on) { detail::col2im_slot().store(on); }
+/// The passes of a convolution and of a transposed convolution.
+enum class ConvPass { Forward, InputGrad, WeightGrad, TransposedForward, TransposedInputGrad, TransposedWeightGrad };
+
+/// The kernels a pass can run on:
+///   Winograd          F(4x4, 3x3) / F(2x2x2, 3x3x3), CPU, float and double (ops/winograd.hpp);
+///   GemmCol2im        one GEMM with the weight as transposed operand, then col2im (CPU);
+///   GemmCol2imThin    one GEMM per block of grid planes, then a gather per image pixel (CPU);
+///   TransposedGather  the transposed gather + GEMM (every device);
+///   Gather            the normal gather + GEMM (every device; on the CPU, products with one output
+///                     row at stride 1 skip the gather: plane_gemv).
+enum class ConvPath { Winograd, GemmCol2im, GemmCol2imThin, TransposedGather, Gather };
+
+inline const char* conv_path_name(ConvPath p) {
+  switch (p) {
+    case ConvPath::Winograd: return "winograd";
+    case ConvPath::GemmCol2im: return "gemm_col2im";
+    case ConvPath::GemmCol2imThin: return "gemm_col2im_thin";
+    case ConvPath::TransposedGather: return "transposed_gather";
+    default: return "gather";
+  }
+}
+
+/// The one place that chooses a convolution's kernel: for pass `pass` of conv `o` on input shape
+/// `x` (the conv's input; a transposed conv's input for its passes), on this context. The shapes
+/// choose; the context's settings (ContextSettings::set_winograd, set_col2im) switch the Winograd
+/// and col2im paths off. Half on the CPU is planned as the float it computes in.
+template <int Dim, class S, class Device>
+ConvPath plan_conv(const Context<Device>& ctx, const ConvOptions<Dim>& o, ConvPass pass, const Shape<Dim + 2>& x) {
+  using P = ConvPass;
+  constexpr bool cpu = !core::is_gpu_v<Device>;
+  const bool conv = pass == P::Forward || pass == P::InputGrad || pass == P::WeightGrad;
+  if constexpr (detail::winograd_capable_v<Dim, S, Device>)
+    if (conv && ctx.winograd() && detail::winograd_shape(o)) return ConvPath::Winograd;
+  if (pass == P::Forward || pass == P::WeightGrad || pass == P::TransposedInputGrad || pass == P::TransposedWeightGrad)
+    return ConvPath::Gather;
+  if (cpu && ctx.col2im()) {  // the input gradient of a conv, the forward of a transposed conv
+    const auto p = detail::col2im_problem(o, x, pass == P::TransposedForward);
+    if (p.applies()) return p.wide() ? ConvPath::GemmCol2im : ConvPath::GemmCol2imThin;
+  }
+  return ConvPath::TransposedGather;
+}
 
 /// y = conv(x, w) + bias.
 template <int Dim, class S, class Device>
@@ -993,7 +1004,7 @@ void conv_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTe
     detail::assign_from_float(ctx, yf, y);
   } else {
     if constexpr (detail::winograd_capable_v<Dim, S, Device>) {
-      if (detail::use_winograd(o)) {
+      if (plan_conv<Dim, S>(ctx, o, ConvPass::Forward, x.dimensions()) == ConvPath::Winograd) {
         const Index cc = o.out_channels() * o.in_channels();
         const S* w0 = w.data();
         if constexpr (Dim == 2)
@@ -1035,7 +1046,7 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
     });
   } else {
     if constexpr (detail::winograd_capable_v<Dim, S, Device>) {
-      if (detail::use_winograd(o)) {
+      if (plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions()) == ConvPath::Winograd) {
         const Index px = o.padding()[0], py = o.padding()[1];
         const Index cc = o.out_channels() * o.in_channels();
         const S* w0 = w.data();
@@ -1064,11 +1075,13 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
       detail::patch_gemm_wgrad<Dim>(ctx, g, x.data(), dy.data(), o.out_channels(), dw->data());
     }
     if (dx) {
-      if (!detail::try_gemm_col2im<Dim>(ctx, detail::col2im_problem(o, x.dimensions(), false), w.data(), dy.data(),
-                                         dx->data(), true)) {
+      if (plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions()) == ConvPath::TransposedGather) {
         const auto g = detail::geometry(o, o.out_channels(), out, x.dimensions(), true);
         const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
         detail::patch_gemm<Dim>(ctx, g, dy.data(), wt.data(), o.in_channels(), dx->data(), true);
+      } else {
+        detail::run_gemm_col2im<Dim>(ctx, detail::col2im_problem(o, x.dimensions(), false), w.data(), dy.data(),
+                                     dx->data(), true);
       }
     }
   }
@@ -1092,11 +1105,13 @@ void conv_transpose_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, con
     detail::assign_from_float(ctx, yf, y);
   } else {
     // The transposed conv's forward is the input gradient of the conv from y's grid to x's.
-    if (!detail::try_gemm_col2im<Dim>(ctx, detail::col2im_problem(o, x.dimensions(), true), w.data(), x.data(),
-                                       y.data(), false)) {
+    if (plan_conv<Dim, S>(ctx, o, ConvPass::TransposedForward, x.dimensions()) == ConvPath::TransposedGather) {
       const auto g = detail::geometry(o, o.in_channels(), x.dimensions(), out, true);
       const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
       detail::patch_gemm<Dim>(ctx, g, x.data(), wt.data(), o.out_channels(), y.data(), false);
+    } else {
+      detail::run_gemm_col2im<Dim>(ctx, detail::col2im_problem(o, x.dimensions(), true), w.data(), x.data(), y.data(),
+                                   false);
     }
   }
   if (bias) detail::add_bias(ctx, *bias, y.data(), o.out_channels(), num_elements(out) / o.out_channels());

@@ -19,8 +19,9 @@
 // (one position per task, each on one thread), so the result does not depend on the thread
 // count. Edge tiles read zeros outside the input and drop the outputs past the edge.
 // Accuracy: F(4x4, 3x3) in float has errors of a few 1e-6 relative to the output's scale,
-// against ~1e-7 for the im2col path (tests/test_conv2d.cpp measures both against double).
-// DICYC_WINOGRAD=0 in the environment, or set_winograd(false), keeps every conv on im2col.
+// against ~1e-7 for the im2col path (tests/test_conv.cpp measures both against double).
+// ops::plan_conv() decides which convs use it; a context with set_winograd(false) keeps every conv
+// on im2col.
 #pragma once
 
 #include <algorithm>
@@ -33,23 +34,6 @@
 #include "dicyc/ops/gemm.hpp"
 
 namespace dicyc::ops {
-
-namespace detail {
-/// A process-wide path switch: on unless the environment variable `name` is "0" at the first call.
-inline bool env_switch_default(const char* name) {
-  const char* e = std::getenv(name);
-  return !(e && std::strcmp(e, "0") == 0);
-}
-inline std::atomic<bool>& winograd_slot() {
-  static std::atomic<bool> on{env_switch_default("DICYC_WINOGRAD")};
-  return on;
-}
-}  // namespace detail
-
-/// Whether stride-1 3x3 2-D convolutions on the CPU use Winograd F(4x4, 3x3) (process-wide; on
-/// unless DICYC_WINOGRAD=0 was in the environment at the first call).
-inline bool winograd_enabled() { return detail::winograd_slot().load(); }
-inline void set_winograd(bool on) { detail::winograd_slot().store(on); }
 
 namespace detail {
 

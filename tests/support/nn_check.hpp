@@ -1,5 +1,6 @@
-// Gradient-check helpers for the nn modules: parameter randomisation and central differences
-// against analytic gradients, for inputs and for parameter tensors in a group's buffers.
+// Gradient-check helpers for the nn modules: parameter randomisation, and dt::gradcheck (the one
+// finite-difference checker, support/test_util.hpp) in the modules' measure, for inputs and for
+// parameter tensors in a group's buffers.
 #pragma once
 
 #include <cmath>
@@ -8,7 +9,7 @@
 #include <vector>
 
 #include "dicyc/nn/parameter.hpp"
-#include "test_util.hpp"
+#include "support/test_util.hpp"
 
 namespace dt {
 
@@ -25,30 +26,17 @@ inline void randomise(dicyc::nn::ParameterGroup<double, Eigen::DefaultDevice>& g
   }
 }
 
-/// Central differences of f (a scalar of the parameters and inputs) against analytic gradients.
-/// h: the step; piecewise-linear models (ReLU, bilinear sampling) have kinks, and a step that
-/// straddles one spoils the difference, so a large model with many kinks wants a small step.
+/// dt::gradcheck against the gradient's scale (the nn modules' measure): tolerance 2e-6, step h,
+/// `probes` indices.
 inline void check(const std::string& what, std::vector<double>& x, const std::vector<double>& grad,
-           const std::function<double()>& f, double tol = 2e-6, double h = 1e-6, Index probes = 24) {
-  const double scale = std::max(max_abs(grad), 1e-12);
-  int checked = 0;
-  for (Index i : probe_indices(static_cast<Index>(x.size()), 5, probes)) {
-    const double keep = x[i];
-    x[i] = keep + h;
-    const double fp = f();
-    x[i] = keep - h;
-    const double fm = f();
-    x[i] = keep;
-    const double num = (fp - fm) / (2 * h);
-    ++checked;
-    // The absolute floor covers finite-difference noise (about 1e-9 at h = 1e-6, growing as 1/h) on
-    // gradients that are exactly 0, such as a conv bias followed by instance norm.
-    if (std::abs(num - grad[i]) > tol * scale + 1e-7 * (1e-6 / h)) {
-      BOOST_ERROR(what << "[" << i << "]: analytic " << grad[i] << ", numeric " << num << " (scale " << scale << ")");
-      return;
-    }
-  }
-  BOOST_CHECK(checked > 0);
+                  const std::function<double()>& f, double tol = 2e-6, double h = 1e-6, Index probes = 24) {
+  GradcheckOptions o;
+  o.tol = tol;
+  o.h = h;
+  o.probes = probes;
+  o.seed = 5;
+  o.relative_to_scale = true;
+  (void)gradcheck(x, grad, f, what, o);
 }
 
 /// The same for a parameter tensor living in the group's buffers.

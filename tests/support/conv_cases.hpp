@@ -1,7 +1,7 @@
 // Convolution tests, written once and compiled for Dim = 2 and 3 (test_conv2d.cpp, test_conv3d.cpp).
 #pragma once
 
-#include "test_util.hpp"
+#include "support/test_util.hpp"
 
 namespace dt {
 
@@ -210,7 +210,7 @@ void check_tiling_and_generic(const ConvCase<Dim>& c) {
 }
 
 /// The col2im paths (conv input gradients, transposed-conv forwards; wide: gemm_col2im, thin:
-/// gemm_col2im_thin) against the transposed gather they replace (set_col2im(false)): the `on`
+/// gemm_col2im_thin) against the transposed gather they replace (the context's set_col2im(false)): the `on`
 /// cases are eligible -- the float results differ from the gather's at rounding level, so the
 /// switch reaches them, and agree in double to 1e-12 --, the `off` ones are not and give the same
 /// bits either way. The pool (2 threads) agrees with one thread.
@@ -218,7 +218,7 @@ template <int Dim>
 void check_col2im_dispatch(const std::vector<ConvCase<Dim>>& on, const std::vector<ConvCase<Dim>>& off) {
   using namespace dicyc;
   auto& cx = contexts();
-  BOOST_REQUIRE(ops::col2im_enabled());
+  BOOST_REQUIRE(cx.pool.col2im());
   // What the switch changes: the input gradient of a conv, the forward of a transposed conv.
   auto result = [&](const ConvCase<Dim>& c, auto scalar, auto& ctx) {
     using S = decltype(scalar);
@@ -232,10 +232,19 @@ void check_col2im_dispatch(const std::vector<ConvCase<Dim>>& on, const std::vect
   for (const auto& c : on) {
     BOOST_TEST_CONTEXT(c.label) {
       BOOST_CHECK(ops::detail::col2im_problem(c.opts, c.in, c.transpose).applies());
+      const auto pass = c.transpose ? ops::ConvPass::TransposedForward : ops::ConvPass::InputGrad;
+      const auto planned = ops::plan_conv<Dim, float>(cx.pool, c.opts, pass, c.in);
+      BOOST_CHECK(planned == ops::ConvPath::GemmCol2im || planned == ops::ConvPath::GemmCol2imThin);
+      cx.pool.set_col2im(false);
+      const auto off = ops::plan_conv<Dim, float>(cx.pool, c.opts, pass, c.in);
+      const auto other = ops::plan_conv<Dim, float>(cx.cpu, c.opts, pass, c.in);
+      BOOST_CHECK(off == ops::ConvPath::TransposedGather);
+      BOOST_CHECK(other == planned);  // a setting of one context only
+      cx.pool.set_col2im(true);
       const auto a = result(c, float(), cx.pool), a1 = result(c, float(), cx.cpu), ad = result(c, double(), cx.pool);
-      ops::set_col2im(false);
+      cx.pool.set_col2im(false);
       const auto b = result(c, float(), cx.pool), bd = result(c, double(), cx.pool);
-      ops::set_col2im(true);
+      cx.pool.set_col2im(true);
       BOOST_CHECK(a != b);
       BOOST_CHECK_LT(max_abs_diff(a, a1), 1e-5 * std::max(1.0, max_abs(a1)));
       BOOST_CHECK_LT(max_abs_diff(a, b), 2e-5 * std::max(1.0, max_abs(b)));
@@ -245,10 +254,13 @@ void check_col2im_dispatch(const std::vector<ConvCase<Dim>>& on, const std::vect
   for (const auto& c : off) {
     BOOST_TEST_CONTEXT(c.label) {
       BOOST_CHECK(!ops::detail::col2im_problem(c.opts, c.in, c.transpose).applies());
+      const auto planned =
+          ops::plan_conv<Dim, float>(cx.pool, c.opts, c.transpose ? ops::ConvPass::TransposedForward : ops::ConvPass::InputGrad, c.in);
+      BOOST_CHECK(planned == ops::ConvPath::TransposedGather);
       const auto a = result(c, float(), cx.pool);
-      ops::set_col2im(false);
+      cx.pool.set_col2im(false);
       const auto b = result(c, float(), cx.pool);
-      ops::set_col2im(true);
+      cx.pool.set_col2im(true);
       BOOST_CHECK(a == b);
     }
   }

@@ -1,0 +1,377 @@
+// dicyc/train/checkpoint.hpp -- what a training checkpoint holds, and the one place that writes and
+// reads it: the model exposes its state (parameter groups, Adam moments and step counts, the
+// schedule, the image pools and their RNGs, the communicator); this component decides what a run
+// saves and restores and writes it through io/'s safetensors writer. model::ModelBase's save(),
+// load() and load_weights() are thin calls into it.
+//
+// The file: every parameter under its dotted name in PyTorch's layout, the Adam moments
+// ("adam.<group>.exp_avg|exp_avg_sq", step counts in the metadata), the schedule position, the
+// pools ("pool.a|b.<i>") with their RNG states, and metadata format, format_version, model, dim,
+// scalar, config (ModelOptions JSON) and iteration; "user.<key>" entries are the caller's
+// (train::RunInfo writes the data preparation and run settings there). Writes are atomic; a load
+// checks format, version, model, dimension, scalar type, configuration and every tensor before it
+// changes anything, and a resumed run reproduces the uninterrupted one bit for bit.
+// Several ranks (the model's communicator): save and load are collective; rank 0 writes one file
+// with every rank's pools ("rank.<r>.pool.*" for r > 0, metadata "ranks"), and a load refuses a
+// checkpoint of another rank count, on every rank.
+#pragma once
+
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dicyc/dist/device.hpp"
+#include "dicyc/io/checkpoint.hpp"
+#include "dicyc/io/safetensors.hpp"
+#include "dicyc/model/base.hpp"
+#include "dicyc/nn/parameter.hpp"
+
+namespace dicyc::train {
+
+inline constexpr const char* kCheckpointFormat = "dicyc.checkpoint";
+inline constexpr int kCheckpointFormatVersion = 1;
+
+namespace detail {
+
+// ------------------------------------------------------------------------------- parameter groups
+/// Adds every parameter of g under its name, in PyTorch's layout.
+template <class S, class Device>
+void add_parameters(io::SafeTensorsWriter& w, core::Context<Device>& ctx, nn::ParameterGroup<S, Device>& g) {
+  for (Index i = 0; i < g.count(); ++i) {
+    const auto& r = g.ref_of(i);
+    const auto host = core::to_host(ctx, g.value(r), r.size());
+    const auto t = io::to_torch_layout(host, r.shape);
+    w.add(g.name_of(i), io::dtype_of<S>(), io::torch_shape(r.shape), t.data());
+  }
+}
+
+/// Reads every parameter of g from f into host memory (dicyc's layout), checking that each is
+/// present with g's dtype and PyTorch shape; nothing in g changes. Commit with commit_parameters.
+template <class S, class Device>
+std::vector<std::vector<S>> stage_parameters(const io::SafeTensorsFile& f, const nn::ParameterGroup<S, Device>& g) {
+  std::vector<std::vector<S>> staged;
+  for (Index i = 0; i < g.count(); ++i) {
+    const auto& r = g.ref_of(i);
+    const auto ts = io::torch_shape(r.shape);
+    DICYC_CHECK(f.has(g.name_of(i)), SerializationError,
+                "checkpoint '" << f.label() << "': missing tensor '" << g.name_of(i) << "' (expected "
+                               << io::dtype_name(io::dtype_of<S>()) << " " << io::shape_string(ts) << ")");
+    std::vector<S> t(static_cast<std::size_t>(r.size()));
+    f.read_into(g.name_of(i), ts, t.data());
+    staged.push_back(io::from_torch_layout(t, r.shape));
+  }
+  return staged;
+}
+template <class S, class Device>
+void commit_parameters(core::Context<Device>& ctx, nn::ParameterGroup<S, Device>& g,
+                       const std::vector<std::vector<S>>& staged) {
+  for (Index i = 0; i < g.count(); ++i)
+    core::copy_from_host(ctx, staged.at(i).data(), g.ref_of(i).size(), g.value(g.ref_of(i)));
+}
+
+/// "pool.a", or "rank.<r>.pool.a" for rank r > 0's.
+inline std::string rank_key(int rank) { return rank == 0 ? "" : "rank." + std::to_string(rank) + "."; }
+
+template <int Rank, class Pool>
+void save_pool(io::SafeTensorsWriter& w, const std::string& key, Pool& p) {
+  w.metadata(key + ".size", std::to_string(p.size()));
+  w.metadata(key + ".rng", io::rng_text(p.rng()));
+  for (Index i = 0; i < p.size(); ++i) {
+    const auto& im = p.images()[static_cast<std::size_t>(i)];
+    const auto h = im.to_host();
+    std::vector<std::int64_t> shape;
+    for (int d = Rank; d-- > 0;) shape.push_back(im.shape()[d]);
+    w.add(key + "." + std::to_string(i), shape, h.data());
+  }
+}
+
+template <class S, int Rank>
+struct StagedPool {
+  std::vector<std::vector<S>> images;
+  Shape<Rank> shape;
+  core::Rng::Snapshot rng;
+};
+template <class S, int Rank, class Pool>
+StagedPool<S, Rank> stage_pool(const io::SafeTensorsFile& f, const std::string& L, const std::string& key, const Pool& p) {
+  StagedPool<S, Rank> s;
+  DICYC_CHECK(f.has_metadata(key + ".size") && f.has_metadata(key + ".rng"), SerializationError,
+              L << ": missing metadata for image pool " << key);
+  const auto n = io::parse_int(f.metadata(key + ".size"), key + ".size");
+  DICYC_CHECK(n >= 0 && n <= p.capacity(), SerializationError,
+              L << ": image pool " << key << " holds " << n << " images, the capacity is " << p.capacity());
+  s.rng = io::parse_rng(f.metadata(key + ".rng"), key + ".rng");
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::string name = key + "." + std::to_string(i);
+    const auto& info = f.info(name);
+    DICYC_CHECK(static_cast<int>(info.shape.size()) == Rank && info.shape[0] == 1, SerializationError,
+                L << ": tensor '" << name << "': expected a single image of rank " << Rank << ", found "
+                  << io::shape_string(info.shape));
+    Shape<Rank> sh;
+    for (int d = 0; d < Rank; ++d) sh[d] = info.shape[Rank - 1 - d];
+    if (i == 0) s.shape = sh;
+    DICYC_CHECK(sh == s.shape, SerializationError, L << ": pooled images of different shapes");
+    std::vector<S> h(static_cast<std::size_t>(num_elements(sh)));
+    f.read_into(name, info.shape, h.data());
+    s.images.push_back(std::move(h));
+  }
+  return s;
+}
+
+/// The saved configuration must match the model's (architecture and training settings; the seed
+/// may differ).
+inline void check_config(const std::string& L, const std::string& text, const model::ModelOptions& o) {
+  nlohmann::json saved;
+  try {
+    saved = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    DICYC_CHECK(false, SerializationError, L << ": corrupt configuration metadata: " << e.what());
+  }
+  const nlohmann::json ours = nlohmann::json::parse(o.to_json().dump());
+  for (auto it = ours.begin(); it != ours.end(); ++it) {
+    if (it.key() == "seed") continue;
+    DICYC_CHECK(saved.contains(it.key()), SerializationError,
+                L << ": configuration has no '" << it.key() << "' (expected " << it.value().dump() << ")");
+    DICYC_CHECK(saved[it.key()] == it.value(), SerializationError,
+                L << ": configuration '" << it.key() << "' is " << saved[it.key()].dump() << ", but this model has "
+                  << it.value().dump());
+  }
+}
+
+template <int Dim, class S, class Device>
+void write_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& path,
+                      const std::map<std::string, std::string>& user,
+                      const std::vector<std::vector<std::uint8_t>>& other_ranks_pools) {
+  auto& ctx = m.context();
+  const auto& o = m.options();
+  io::SafeTensorsWriter w;
+  for (const auto& [k, v] : user) w.metadata("user." + k, v);
+  w.metadata("format", kCheckpointFormat);
+  w.metadata("format_version", std::to_string(kCheckpointFormatVersion));
+  w.metadata("model", o.deformation() ? "dicyc" : "cyclegan");
+  w.metadata("dim", std::to_string(Dim));
+  w.metadata("scalar", io::dtype_name(io::dtype_of<S>()));
+  w.metadata("config", o.to_json().dump());
+  w.metadata("iteration", std::to_string(m.iteration()));
+  const auto st = m.schedule().state();
+  w.metadata("schedule", std::to_string(st.iteration) + " " + std::to_string(st.epoch) + " " +
+                             std::to_string(st.epoch_in_phase) + " " + std::to_string(static_cast<int>(st.phase)) + " " +
+                             io::hexfloat(st.best) + " " + std::to_string(st.since_best) + " " + io::hexfloat(st.epoch_sum) +
+                             " " + std::to_string(st.epoch_count));
+  auto gs = m.groups();
+  for (std::size_t i = 0; i < gs.size(); ++i) {
+    add_parameters(w, ctx, *gs[i]);
+    auto& adam = m.optimizer(i);
+    const Index n = gs[i]->size();
+    const auto mo = core::to_host(ctx, adam.exp_avg(), n), v = core::to_host(ctx, adam.exp_avg_sq(), n);
+    w.add("adam." + gs[i]->name() + ".exp_avg", {n}, mo.data());
+    w.add("adam." + gs[i]->name() + ".exp_avg_sq", {n}, v.data());
+    w.metadata("adam." + gs[i]->name() + ".steps", std::to_string(adam.steps()));
+  }
+  save_pool<Dim + 2>(w, "pool.a", m.pool_a());
+  save_pool<Dim + 2>(w, "pool.b", m.pool_b());
+  if (other_ranks_pools.size() > 1) {
+    w.metadata("ranks", std::to_string(other_ranks_pools.size()));
+    for (std::size_t r = 1; r < other_ranks_pools.size(); ++r) {
+      const auto f = io::SafeTensorsFile::parse(
+          std::vector<unsigned char>(other_ranks_pools[r].begin(), other_ranks_pools[r].end()),
+          "rank " + std::to_string(r) + "'s pools");
+      for (const auto& [k, v] : f.metadata()) w.metadata(k, v);
+      for (const auto& n : f.names()) {
+        const auto& info = f.info(n);
+        w.add(n, info.dtype, info.shape, f.raw_bytes(n).data());
+      }
+    }
+  }
+  w.write(path);
+}
+
+/// Checks and stages a checkpoint on the host; the returned function commits it into m.
+template <int Dim, class S, class Device>
+std::function<void()> stage_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& path) {
+  constexpr int Rank = Dim + 2;
+  const auto f = io::SafeTensorsFile::open(path);
+  const std::string L = "checkpoint '" + path + "'";
+  const auto& o = m.options();
+  auto meta = [&](const std::string& k) -> const std::string& {
+    DICYC_CHECK(f.has_metadata(k), SerializationError, L << ": missing metadata '" << k << "' (not a dicyc checkpoint?)");
+    return f.metadata(k);
+  };
+  DICYC_CHECK(meta("format") == kCheckpointFormat, SerializationError,
+              L << ": format '" << meta("format") << "', expected '" << kCheckpointFormat << "'");
+  DICYC_CHECK(meta("format_version") == std::to_string(kCheckpointFormatVersion), SerializationError,
+              L << ": format version " << meta("format_version") << ", this build reads version " << kCheckpointFormatVersion);
+  const std::string kind = o.deformation() ? "dicyc" : "cyclegan";
+  DICYC_CHECK(meta("model") == kind, SerializationError, L << ": holds a '" << meta("model") << "' model, expected '" << kind << "'");
+  DICYC_CHECK(meta("dim") == std::to_string(Dim), SerializationError,
+              L << ": holds a " << meta("dim") << "-D model, expected " << Dim << "-D");
+  DICYC_CHECK(meta("scalar") == io::dtype_name(io::dtype_of<S>()), SerializationError,
+              L << ": holds " << meta("scalar") << " weights, expected " << io::dtype_name(io::dtype_of<S>()));
+  check_config(L, meta("config"), o);
+  auto& comm = m.communicator();
+  const int K = comm.size(), rank = comm.rank();
+  const std::int64_t ranks = f.has_metadata("ranks") ? io::parse_int(f.metadata("ranks"), "ranks") : 1;
+  DICYC_CHECK(ranks == K, SerializationError,
+              L << ": written by a run of " << ranks << " rank" << (ranks == 1 ? "" : "s") << ", and this run has " << K
+                << ": an exact resume needs the same number of ranks (each rank's image pools and batches are its "
+                   "own); resume with " << ranks << " rank" << (ranks == 1 ? "" : "s")
+                << ", or start a new run from its weights (load_weights)");
+  // Stage everything on the host.
+  auto gs = m.groups();
+  std::vector<std::vector<std::vector<S>>> params;
+  std::vector<std::vector<acc_t<S>>> ms, vs;
+  std::vector<std::int64_t> steps;
+  for (auto* g : gs) {
+    params.push_back(stage_parameters(f, *g));
+    const std::vector<std::int64_t> n{g->size()};
+    ms.emplace_back(static_cast<std::size_t>(g->size()));
+    vs.emplace_back(static_cast<std::size_t>(g->size()));
+    f.read_into("adam." + g->name() + ".exp_avg", n, ms.back().data());
+    f.read_into("adam." + g->name() + ".exp_avg_sq", n, vs.back().data());
+    steps.push_back(io::parse_int(meta("adam." + g->name() + ".steps"), "adam." + g->name() + ".steps"));
+    DICYC_CHECK(steps.back() >= 0, SerializationError, L << ": negative Adam step count");
+  }
+  optim::Schedule::State st;
+  {
+    std::istringstream in(meta("schedule"));
+    std::string best, sum;
+    int phase = -1;
+    in >> st.iteration >> st.epoch >> st.epoch_in_phase >> phase >> best >> st.since_best >> sum >> st.epoch_count;
+    DICYC_CHECK(!in.fail() && phase >= 0 && phase <= 2, SerializationError,
+                L << ": corrupt schedule state '" << meta("schedule") << "'");
+    st.phase = static_cast<optim::Phase>(phase);
+    st.best = io::parse_double(best, "schedule best loss");
+    st.epoch_sum = io::parse_double(sum, "schedule epoch sum");
+  }
+  optim::Schedule sched_check(o.schedule());
+  try {
+    sched_check.restore(st);
+  } catch (const Error& e) {
+    DICYC_CHECK(false, SerializationError, L << ": " << e.what());
+  }
+  const std::string pk = rank_key(rank);
+  auto pa = std::make_shared<StagedPool<S, Rank>>(stage_pool<S, Rank>(f, L, pk + "pool.a", m.pool_a()));
+  auto pb = std::make_shared<StagedPool<S, Rank>>(stage_pool<S, Rank>(f, L, pk + "pool.b", m.pool_b()));
+  auto staged = std::make_shared<decltype(params)>(std::move(params));
+  auto sm = std::make_shared<decltype(ms)>(std::move(ms));
+  auto sv = std::make_shared<decltype(vs)>(std::move(vs));
+  return [&m, gs, staged, sm, sv, steps, st, pa, pb] {
+    auto& ctx = m.context();
+    for (std::size_t i = 0; i < gs.size(); ++i) {
+      commit_parameters(ctx, *gs[i], (*staged)[i]);
+      auto& adam = m.optimizer(i);
+      const Index n = gs[i]->size();
+      core::copy_from_host(ctx, (*sm)[i].data(), n, adam.exp_avg());
+      core::copy_from_host(ctx, (*sv)[i].data(), n, adam.exp_avg_sq());
+      adam.set_steps(steps[i]);
+    }
+    m.schedule().restore(st);
+    auto commit_pool = [&](auto& p, StagedPool<S, Rank>& s) {
+      std::vector<typename model::ModelBase<Dim, S, Device>::T> ims;
+      for (auto& h : s.images) ims.push_back(model::ModelBase<Dim, S, Device>::T::from_host(ctx, s.shape, h));
+      p.restore(std::move(ims), s.rng);
+    };
+    commit_pool(m.pool_a(), *pa);
+    commit_pool(m.pool_b(), *pb);
+  };
+}
+
+}  // namespace detail
+
+/// Writes m's whole training state to `path` atomically, with `user` as "user.<key>" metadata.
+/// Collective with several ranks: rank 0 writes, with every rank's pools; the others wait for it,
+/// and a failed write throws on every rank.
+template <int Dim, class S, class Device>
+void save_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& path,
+                     const std::map<std::string, std::string>& user) {
+  auto& comm = m.communicator();
+  const int K = comm.size(), rank = comm.rank();
+  std::vector<std::vector<std::uint8_t>> theirs;
+  if (K > 1) {
+    io::SafeTensorsWriter pw;
+    if (rank != 0) {
+      detail::save_pool<Dim + 2>(pw, detail::rank_key(rank) + "pool.a", m.pool_a());
+      detail::save_pool<Dim + 2>(pw, detail::rank_key(rank) + "pool.b", m.pool_b());
+    }
+    const auto bytes = pw.serialize();
+    theirs = comm.gather(std::vector<std::uint8_t>(bytes.begin(), bytes.end()), 0);
+    if (rank != 0) {
+      if (!dist::all_ok(comm, true))
+        throw dist::CommError("checkpoint '" + path + "': rank 0 could not write it (its own message says why)");
+      return;
+    }
+  }
+  std::exception_ptr failed;
+  try {
+    detail::write_checkpoint(m, path, user, theirs);
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  if (K > 1) (void)dist::all_ok(comm, !failed);
+  if (failed) std::rethrow_exception(failed);
+}
+
+/// Restores a save_checkpoint() of the same configuration; nothing changes unless everything in
+/// the file checks out (on every rank, when there are several: collective).
+template <int Dim, class S, class Device>
+void load_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& path) {
+  auto& comm = m.communicator();
+  if (comm.size() == 1) return detail::stage_checkpoint(m, path)();
+  std::function<void()> commit;
+  std::exception_ptr failed;
+  try {
+    commit = detail::stage_checkpoint(m, path);
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  if (!dist::all_ok(comm, !failed)) {
+    if (failed) std::rethrow_exception(failed);
+    throw dist::CommError("checkpoint '" + path + "': another rank could not load it (its own message says why)");
+  }
+  commit();
+}
+
+/// Loads network weights only (a checkpoint of any of the models, or a weights file made from
+/// PyTorch state dicts by scripts/checkpoint_torch.py import): every parameter group with a tensor
+/// in the file must be complete there; the others, the optimiser state, the schedule and the pools
+/// are left as they are. Returns the names of the groups loaded.
+template <int Dim, class S, class Device>
+std::vector<std::string> load_weights(model::ModelBase<Dim, S, Device>& m, const std::string& path) {
+  const auto f = io::SafeTensorsFile::open(path);
+  std::vector<nn::ParameterGroup<S, Device>*> present;
+  for (auto* g : m.groups())
+    for (Index i = 0; i < g->count(); ++i)
+      if (f.has(g->name_of(i))) {
+        present.push_back(g);
+        break;
+      }
+  DICYC_CHECK(!present.empty(), SerializationError, "weights file '" << path << "': no parameter of this model's networks");
+  std::vector<std::vector<std::vector<S>>> staged;
+  for (auto* g : present) staged.push_back(detail::stage_parameters(f, *g));
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < present.size(); ++i) {
+    detail::commit_parameters(m.context(), *present[i], staged[i]);
+    names.push_back(present[i]->name());
+  }
+  return names;
+}
+
+/// One group's parameters from a safetensors file (PyTorch's layout, checked names, dtypes and
+/// shapes); g is untouched when anything is wrong.
+template <class S, class Device>
+void load_parameters(const io::SafeTensorsFile& f, core::Context<Device>& ctx, nn::ParameterGroup<S, Device>& g) {
+  detail::commit_parameters(ctx, g, detail::stage_parameters(f, g));
+}
+
+/// One group's parameters into a safetensors writer, in PyTorch's layout (weights files of one's own).
+template <class S, class Device>
+void add_parameters(io::SafeTensorsWriter& w, core::Context<Device>& ctx, nn::ParameterGroup<S, Device>& g) {
+  detail::add_parameters(w, ctx, g);
+}
+
+}  // namespace dicyc::train
