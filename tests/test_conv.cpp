@@ -201,6 +201,34 @@ void check_winograd_dispatch(const ConvCase<Dim>& c, std::uint64_t seed, Direct&
   }
 }
 
+
+/// A Winograd kernel run in float (`run(ctx, y, dx, dw)`) on one thread, on 3 threads and in
+/// blocks of one tile, against the double references yref (forward), rx and rw (gradients):
+/// within tol of them, the same bits on 1 and 3 threads, and within 1e-5 with blocks of one tile
+/// (the weight gradient sums in another order).
+template <class Run>
+void check_winograd_float(Run&& run, const std::vector<double>& yref, const std::vector<double>& rx,
+                          const std::vector<double>& rw, double tol) {
+  auto& cx = contexts();
+  Ctx<Eigen::ThreadPoolDevice> pool3{3};
+  Ctx<Eigen::DefaultDevice> small;
+  small.set_workspace_limit(4096);  // one tile per block
+  const double sy = std::max(1.0, max_abs(yref)), sx = std::max(1.0, max_abs(rx)), sw = std::max(1.0, max_abs(rw));
+  std::vector<double> fy, fx, fw, py, px, pw, ty, tx, tw;
+  run(cx.cpu, fy, fx, fw);
+  run(pool3, py, px, pw);
+  run(small, ty, tx, tw);
+  BOOST_CHECK_LT(max_abs_diff(fy, yref), tol * sy);
+  BOOST_CHECK_LT(max_abs_diff(fx, rx), tol * sx);
+  BOOST_CHECK_LT(max_abs_diff(fw, rw), tol * sw);
+  BOOST_CHECK(py == fy);
+  BOOST_CHECK(px == fx);
+  BOOST_CHECK(pw == fw);
+  BOOST_CHECK_LT(max_abs_diff(ty, fy), 1e-5 * sy);
+  BOOST_CHECK_LT(max_abs_diff(tx, fx), 1e-5 * sx);
+  BOOST_CHECK_LT(max_abs_diff(tw, fw), 1e-5 * sw);
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(forward_matches_naive, D, Dims) {
@@ -304,9 +332,6 @@ void winograd_run(Ctx<Dev>& ctx, const WinoCase& k, const std::vector<double>& x
 BOOST_AUTO_TEST_CASE(winograd_kernels) {
   using namespace dicyc;
   auto& cx = contexts();
-  Ctx<Eigen::ThreadPoolDevice> pool3{3};
-  Ctx<Eigen::DefaultDevice> small;
-  small.set_workspace_limit(4096);  // one tile per block
   for (const auto& k : std::vector<WinoCase>{{1, 1, 3, 3, 1, 0},
                                              {1, 2, 1, 1, 1, 1},
                                              {3, 1, 5, 7, 2, 1},
@@ -330,19 +355,12 @@ BOOST_AUTO_TEST_CASE(winograd_kernels) {
       BOOST_CHECK_LT(max_abs_diff(dx, rx), 1e-12 * sx);
       BOOST_CHECK_LT(max_abs_diff(dx2, rx), 1e-12 * sx);
       BOOST_CHECK_LT(max_abs_diff(dw, rw), 1e-12 * sw);
-      std::vector<double> fy, fx, fw, py, px, pw, ty, tx, tw, unused;
-      winograd_run<float>(cx.cpu, k, d.x, d.w, g, fy, fx, fw, unused);
-      winograd_run<float>(pool3, k, d.x, d.w, g, py, px, pw, unused);
-      winograd_run<float>(small, k, d.x, d.w, g, ty, tx, tw, unused);
-      BOOST_CHECK_LT(max_abs_diff(fy, yref), 2e-5 * sy);
-      BOOST_CHECK_LT(max_abs_diff(fx, rx), 2e-5 * sx);
-      BOOST_CHECK_LT(max_abs_diff(fw, rw), 2e-5 * sw);
-      BOOST_CHECK(py == fy);  // the same bits on 1 and 3 threads
-      BOOST_CHECK(px == fx);
-      BOOST_CHECK(pw == fw);
-      BOOST_CHECK_LT(max_abs_diff(ty, fy), 1e-5 * sy);  // blocks of one tile: the weight
-      BOOST_CHECK_LT(max_abs_diff(tx, fx), 1e-5 * sx);  // gradient sums in another order
-      BOOST_CHECK_LT(max_abs_diff(tw, fw), 1e-5 * sw);
+      check_winograd_float(
+          [&](auto& ctx, auto& fy, auto& fx, auto& fw) {
+            std::vector<double> unused;
+            winograd_run<float>(ctx, k, d.x, d.w, g, fy, fx, fw, unused);
+          },
+          yref, rx, rw, 2e-5);
     }
   }
 }
@@ -415,9 +433,6 @@ void winograd3_run(Ctx<Dev>& ctx, const WinoCase3& k, const std::vector<double>&
 BOOST_AUTO_TEST_CASE(winograd3d_kernels) {
   using namespace dicyc;
   auto& cx = contexts();
-  Ctx<Eigen::ThreadPoolDevice> pool3{3};
-  Ctx<Eigen::DefaultDevice> small;
-  small.set_workspace_limit(4096);  // one tile per block
   for (const auto& k : std::vector<WinoCase3>{{1, 1, 3, 3, 3, 1, 0},
                                               {1, 2, 1, 1, 1, 1, 1},
                                               {3, 1, 5, 4, 3, 2, 1},
@@ -441,19 +456,8 @@ BOOST_AUTO_TEST_CASE(winograd3d_kernels) {
       BOOST_CHECK_LT(max_abs_diff(y, yref), 1e-12 * sy);
       BOOST_CHECK_LT(max_abs_diff(dx, rx), 1e-12 * sx);
       BOOST_CHECK_LT(max_abs_diff(dw, rw), 1e-12 * sw);
-      std::vector<double> fy, fx, fw, py, px, pw, ty, tx, tw;
-      winograd3_run<float>(cx.cpu, k, d.x, d.w, g, fy, fx, fw);
-      winograd3_run<float>(pool3, k, d.x, d.w, g, py, px, pw);
-      winograd3_run<float>(small, k, d.x, d.w, g, ty, tx, tw);
-      BOOST_CHECK_LT(max_abs_diff(fy, yref), 1e-5 * sy);
-      BOOST_CHECK_LT(max_abs_diff(fx, rx), 1e-5 * sx);
-      BOOST_CHECK_LT(max_abs_diff(fw, rw), 1e-5 * sw);
-      BOOST_CHECK(py == fy);  // the same bits on 1 and 3 threads
-      BOOST_CHECK(px == fx);
-      BOOST_CHECK(pw == fw);
-      BOOST_CHECK_LT(max_abs_diff(ty, fy), 1e-5 * sy);  // blocks of one tile: the weight
-      BOOST_CHECK_LT(max_abs_diff(tx, fx), 1e-5 * sx);  // gradient sums in another order
-      BOOST_CHECK_LT(max_abs_diff(tw, fw), 1e-5 * sw);
+      check_winograd_float([&](auto& ctx, auto& fy, auto& fx, auto& fw) { winograd3_run<float>(ctx, k, d.x, d.w, g, fy, fx, fw); },
+                           yref, rx, rw, 1e-5);
     }
   }
 }
