@@ -5,11 +5,12 @@
 #     2-D, CycleGAN and NMI-DiCyc trained with dicyc-train for the same budget, ch2 synthesized
 #     into a pseudo-CT (in Hounsfield units, on ch2's own grid) with dicyc-synth, and the
 #     alignment metrics (NMI, foreground Dice) plus checkerboards from dicyc-eval.
-#  2. The held-out simulated-deformation experiment (examples/protocol.cpp) in its quick mode:
-#     CycleGAN, NMI-CycleGAN and NMI-DiCyc on ch2 slices (B, under one domain warp) and a PD-like
-#     contrast of them (A), tested on a slab of slices never seen in training and on the real ITK
-#     PD slice: MSE/PSNR/SSIM, the deformation fraction alpha, t-tests. The quick mode is a smoke
-#     test of the pipeline (40 iterations); the full run (PROTOCOL_FULL=1, about 80 minutes) is
+#  2. The held-out simulated-deformation experiment (examples/protocol.cpp, docs/experiment.md) in
+#     its quick mode: CycleGAN, NMI-CycleGAN and NMI-DiCyc on ch2 at 1.8 mm (B, under one domain
+#     warp) and a PD-like contrast of it (A), tested in both directions on a slab never seen in
+#     training and on the real ITK PD slice: MSE/PSNR/SSIM, alpha with its interval, t-tests. The
+#     quick mode is a smoke test of the pipeline (30 iterations); the full grid (PROTOCOL_FULL=1:
+#     the seven models x 3 seeds and the sweeps, several hours; resumable) is
 #     the one whose numbers the README reports.
 # Outputs land in demo_out/. DEMO_ITERS (default 300) sets the training budget of every model.
 set -euo pipefail
@@ -38,12 +39,12 @@ for model in cyclegan dicyc; do
 done
 
 if [[ "${PROTOCOL_FULL:-0}" == 1 ]]; then
-  echo; echo "=== 2. Held-out simulated-deformation experiment, full run (3 models x 3 seeds) ==="
-  "$BIN/protocol" --out "$OUT/protocol" --threads "$(nproc)" "$@"
+  echo; echo "=== 2. Held-out simulated-deformation experiment, the full grid (resumable; see docs/experiment.md) ==="
+  "$BIN/protocol" --part all --out "$OUT/protocol" --threads "$(nproc)" "$@"
 else
   echo; echo "=== 2. Held-out simulated-deformation experiment, quick mode (a smoke test) ==="
   "$BIN/protocol" --quick --out "$OUT/protocol" --threads "$(nproc)" "$@"
 fi
 echo
 echo "demo: outputs in $OUT/: mrct_<model>/{report.html, samples/, pseudo_ct/ch2.nii.gz, eval/checker_ch2.png},"
-echo "      protocol/{results.csv, summary.md, montage_<model>.png}"
+echo "      protocol/{results.csv, summary.md, montage_<model>_<ab|ba>.png, alpha_vs_crop.svg, alpha_vs_iteration.svg, runs/}"
