@@ -37,7 +37,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-REF = os.path.join(ROOT, "..", "shared", "bench", "torch_reference.py")
+REF = os.path.join(HERE, "torch_reference.py")
 REF3 = os.path.join(HERE, "torch_reference3d.py")
 NAMES = ["G_fwd", "G_fwd_bwd", "D_fwd_bwd", "cyclegan_step", "dicyc_step"]
 NAMES3 = ["G3_fwd", "G3_fwd_bwd", "D3_fwd_bwd", "cyclegan3_step", "dicyc3_step"]
@@ -72,8 +72,10 @@ def torch_times(ref, size, runs):
         D.zero_grad(set_to_none=True)
         D(x).mean().backward()
     out["D_fwd_bwd"] = ref.timeit(dfb, runs)["median_ms"]
-    out["cyclegan_step"] = ref.bench_cyclegan(size, max(3, runs // 2))["median_ms"]
-    out["dicyc_step"] = ref.bench_dicyc(size, 3)["median_ms"]
+    import argparse
+    widths = dict(size=size, ngf=64, blocks=6, ndf=64)
+    out["cyclegan_step"] = ref.bench_cyclegan(argparse.Namespace(runs=max(3, runs // 2), **widths))["median_ms"]
+    out["dicyc_step"] = ref.bench_dicyc(argparse.Namespace(runs=3, **widths))["median_ms"]
     return out
 
 

@@ -21,7 +21,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-REF = os.path.join(ROOT, "..", "shared", "bench", "torch_reference.py")
+REF = os.path.join(HERE, "torch_reference.py")
 sys.path.insert(0, HERE)
 import anchor  # noqa: E402  (the PyTorch anchor: checked, then named above the table)
 

@@ -3,7 +3,7 @@
 
     PY benchmarks/compare_torch.py [--build build/release] [--repeats 3]
 
-PyTorch side: ../shared/bench/torch_reference.py --only convs (conv 3x3 256->256 at 32x32 and conv
+PyTorch side: benchmarks/torch_reference.py --only convs (conv 3x3 256->256 at 32x32 and conv
 3x3x3 32->32 at 32^3, forward and forward+backward), plus, timed here the same way, the transposed
 conv 256->128 at 32x32 -> 64x64 and instance norm 256x32x32 that the reference does not cover.
 A ratio below 1 means dicyc is faster. Both sides use 2 threads. The whole comparison is repeated
@@ -19,7 +19,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-REF = os.path.join(ROOT, "..", "shared", "bench", "torch_reference.py")
+REF = os.path.join(HERE, "torch_reference.py")
 sys.path.insert(0, HERE)
 import anchor  # noqa: E402  (the PyTorch anchor: checked, then named above the table)
 

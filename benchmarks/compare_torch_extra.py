@@ -3,7 +3,7 @@
 
     PY benchmarks/compare_torch_extra.py [--build build/bench] [--repeats 3]
 
-PyTorch side: nmi() of shared/bench/torch_reference.py (soft NMI, 32 bins) at 128x128 and 64^3,
+PyTorch side: nmi() of the Python package (dicyc.nn, via benchmarks/torch_reference.py) (soft NMI, 32 bins) at 128x128 and 64^3,
 benchmarks/torch_losses.py's MIND and gradient correlation at 128x128 (each a forward and a
 backward to both inputs); F.grid_sample (bilinear, border, align_corners=False) forward and
 backward to input and grid on a 256x32x32 map and a 1x128x128 image; the reference TPSGrid (6x6
@@ -24,7 +24,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-REF = os.path.join(ROOT, "..", "shared", "bench", "torch_reference.py")
+REF = os.path.join(HERE, "torch_reference.py")
 sys.path.insert(0, HERE)
 import anchor  # noqa: E402  (the PyTorch anchor: checked, then named above the table)
 sys.path.insert(0, HERE)

@@ -2,7 +2,7 @@
 the definitions in include/dicyc/loss/mind.hpp and gcc.hpp. They serve as independent references:
 tests/fixtures/make_loss_eval_fixtures.py stores their values and autograd gradients, and
 benchmarks/compare_torch_losses.py times them against dicyc. Tensors are (N, C, [D,] H, W); dicyc's
-x axis is the last one. The soft NMI reference is nmi() in shared/bench/torch_reference.py.
+x axis is the last one. The soft NMI reference is nmi() in python/dicyc/nn.py.
 """
 import torch
 import torch.nn.functional as F

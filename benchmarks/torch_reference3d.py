@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""PyTorch 3-D reference for dicyc's speed comparisons: ../shared/bench/torch_reference.py's networks
-and training steps with their 3-D layers, mirroring dicyc's Dim = 3 models (bench_model3d).
+"""PyTorch 3-D reference for dicyc's speed comparisons: torch_reference.py's training steps with the
+3-D networks of the Python package (dicyc.nn, dim=3), mirroring dicyc's Dim = 3 models (bench_model3d).
 
     python benchmarks/torch_reference3d.py --threads 2 --size 64 --ngf 16 --blocks 3 --ndf 32 --runs 3
 
@@ -25,160 +25,33 @@ Prints JSON: the torch version, threads, BLAS libraries mapped, and for each of 
 D3_fwd_bwd, cyclegan3_step, dicyc3_step the median, minimum and maximum in ms.
 """
 import argparse
-import importlib.util
 import json
 import os
 import sys
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REF_PATH = os.environ.get("DICYC_TORCH_REFERENCE",
-                          os.path.join(HERE, "..", "..", "shared", "bench", "torch_reference.py"))
+sys.path.insert(0, HERE)
+import torch_reference as ref  # noqa: E402  (its import finds dicyc.nn: installed, or ../python)
+
+dnn = ref.dnn
 
 
-def load_ref():
-    """The 2-D reference (its BLAS check runs on import: the reference BLAS is refused)."""
-    if not os.path.exists(REF_PATH):
-        sys.exit("torch_reference3d: %s not found (set DICYC_TORCH_REFERENCE to torch_reference.py)" % REF_PATH)
-    spec = importlib.util.spec_from_file_location("torch_reference", REF_PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ref = load_ref()
-
-
-class ResnetBlock3d(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.ReflectionPad3d(1), nn.Conv3d(dim, dim, 3), nn.InstanceNorm3d(dim), nn.ReLU(True),
-            nn.ReflectionPad3d(1), nn.Conv3d(dim, dim, 3), nn.InstanceNorm3d(dim))
-
-    def forward(self, x):
-        return x + self.block(x)
-
-
-def base_grid(shape):
-    """Voxel-centre coordinates in [-1, 1] (align_corners = False), (1, D, H, W, 3) as (x, y, z)."""
-    d, h, w = shape
-    lin = [torch.linspace(-1 + 1 / n, 1 - 1 / n, n) for n in (d, h, w)]
-    zs, ys, xs = torch.meshgrid(*lin, indexing="ij")
-    return torch.stack((xs, ys, zs), -1).unsqueeze(0)
-
-
-class OffsetBranch3d(nn.Module):
-    def __init__(self, ch, hidden=32):
-        super().__init__()
-        self.c1 = nn.Conv3d(ch, hidden, 3, padding=1)
-        self.c2 = nn.Conv3d(hidden, 3, 3, padding=1)
-        nn.init.zeros_(self.c2.weight)
-        nn.init.zeros_(self.c2.bias)
-        self.bases = {}
-
-    def forward(self, x):
-        u = self.c2(F.leaky_relu(self.c1(x), 0.2))  # (N, 3, D, H, W) voxels, (dx, dy, dz)
-        d, h, w = x.shape[-3:]
-        if (d, h, w) not in self.bases:
-            self.bases[(d, h, w)] = base_grid((d, h, w))
-        scale = torch.tensor([2.0 / w, 2.0 / h, 2.0 / d])
-        grid = self.bases[(d, h, w)] + u.permute(0, 2, 3, 4, 1) * scale
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-class Generator3d(nn.Module):
-    def __init__(self, in_ch=1, out_ch=1, ngf=16, n_blocks=3, offsets=False):
-        super().__init__()
-        self.stem = nn.Sequential(nn.ReflectionPad3d(3), nn.Conv3d(in_ch, ngf, 7), nn.InstanceNorm3d(ngf), nn.ReLU(True))
-        self.down1 = nn.Sequential(nn.Conv3d(ngf, ngf * 2, 3, 2, 1), nn.InstanceNorm3d(ngf * 2), nn.ReLU(True))
-        self.down2 = nn.Sequential(nn.Conv3d(ngf * 2, ngf * 4, 3, 2, 1), nn.InstanceNorm3d(ngf * 4), nn.ReLU(True))
-        self.res = nn.Sequential(*[ResnetBlock3d(ngf * 4) for _ in range(n_blocks)])
-        self.dec = nn.Sequential(
-            nn.ConvTranspose3d(ngf * 4, ngf * 2, 3, 2, 1, output_padding=1), nn.InstanceNorm3d(ngf * 2), nn.ReLU(True),
-            nn.ConvTranspose3d(ngf * 2, ngf, 3, 2, 1, output_padding=1), nn.InstanceNorm3d(ngf), nn.ReLU(True),
-            nn.ReflectionPad3d(3), nn.Conv3d(ngf, out_ch, 7), nn.Tanh())
-        self.off = (nn.ModuleList([OffsetBranch3d(in_ch), OffsetBranch3d(ngf), OffsetBranch3d(ngf * 2),
-                                   OffsetBranch3d(ngf * 4)]) if offsets else None)
-
-    def encode(self, x, deformed=False):
-        for i, step in enumerate((self.stem, self.down1, self.down2, self.res)):
-            if deformed:
-                x = self.off[i](x)
-            x = step(x)
-        return x
-
-    def decode(self, f):
-        return self.dec(f)
-
-    def forward(self, x):
-        return self.decode(self.encode(x))
+def Generator3d(in_ch=1, out_ch=1, ngf=16, n_blocks=3, offsets=False):
+    return dnn.Generator(in_ch, out_ch, ngf, n_blocks, offsets=offsets, dim=3)
 
 
 def patchgan3d(in_ch=1, ndf=32):
-    return nn.Sequential(
-        nn.Conv3d(in_ch, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True),
-        nn.Conv3d(ndf, ndf * 2, 4, 2, 1), nn.InstanceNorm3d(ndf * 2), nn.LeakyReLU(0.2, True),
-        nn.Conv3d(ndf * 2, ndf * 4, 4, 2, 1), nn.InstanceNorm3d(ndf * 4), nn.LeakyReLU(0.2, True),
-        nn.Conv3d(ndf * 4, ndf * 8, 4, 1, 1), nn.InstanceNorm3d(ndf * 8), nn.LeakyReLU(0.2, True),
-        nn.Conv3d(ndf * 8, 1, 4, 1, 1))
+    return dnn.patchgan(in_ch, ndf, 3, dim=3)
 
 
-def init_normal(m):
-    if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)):
-        nn.init.normal_(m.weight, 0.0, 0.02)
-        nn.init.zeros_(m.bias)
+def STN3d(ch, g=6):
+    return dnn.STN(ch, g, dim=3)
 
 
-class TPSGrid3d(nn.Module):
-    """g^3 control points inset half a cell, x fastest; kernel U(r) = r; dense grid = base + M disp."""
-
-    def __init__(self, g, shape):
-        super().__init__()
-        c = torch.linspace(-1 + 1 / g, 1 - 1 / g, g, dtype=torch.float64)
-        cz, cy, cx = torch.meshgrid(c, c, c, indexing="ij")
-        ctrl = torch.stack((cx.flatten(), cy.flatten(), cz.flatten()), 1)  # (K, 3), x fastest
-        k = ctrl.shape[0]
-        L = torch.zeros(k + 4, k + 4, dtype=torch.float64)
-        L[:k, :k] = torch.cdist(ctrl, ctrl)
-        L[:k, k] = 1
-        L[:k, k + 1:] = ctrl
-        L[k, :k] = 1
-        L[k + 1:, :k] = ctrl.t()
-        pts = base_grid(shape).reshape(-1, 3).double()
-        rep = torch.cat((torch.cdist(pts, ctrl), torch.ones(pts.shape[0], 1, dtype=torch.float64), pts), 1)
-        M = rep @ torch.linalg.inv(L)[:, :k]  # (P, K)
-        self.register_buffer("Mt", M.t().float().contiguous())
-        self.register_buffer("base", pts.float().view(1, *shape, 3))
-        self.shape = shape
-
-    def forward(self, disp):  # disp (N, K, 3)
-        n = disp.shape[0]
-        return self.base + (disp.transpose(1, 2) @ self.Mt).transpose(1, 2).reshape(n, *self.shape, 3)
-
-
-class STN3d(nn.Module):
-    def __init__(self, ch, g=6):
-        super().__init__()
-        self.g = g
-        self.body = nn.Sequential(nn.Conv3d(2 * ch, 128, 3, 2, 1), nn.LeakyReLU(0.2, True),
-                                  nn.Conv3d(128, 64, 3, 2, 1), nn.LeakyReLU(0.2, True),
-                                  nn.AdaptiveAvgPool3d(1), nn.Flatten())
-        self.fc = nn.Linear(64, g ** 3 * 3)
-        nn.init.zeros_(self.fc.weight)
-        nn.init.zeros_(self.fc.bias)
-        self.grids = {}
-
-    def forward(self, f_src, f_tgt):
-        disp = self.fc(self.body(torch.cat((f_src, f_tgt), 1))).view(-1, self.g ** 3, 3)
-        shape = tuple(f_src.shape[-3:])
-        if shape not in self.grids:
-            self.grids[shape] = TPSGrid3d(self.g, shape)
-        grid = self.grids[shape](disp)
-        return F.grid_sample(f_src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+init_normal = dnn.init_normal
 
 
 def make_nets(a, offsets):
@@ -188,11 +61,8 @@ def make_nets(a, offsets):
     D_a, D_b = patchgan3d(ndf=a.ndf), patchgan3d(ndf=a.ndf)
     for m in (G_ab, G_ba, D_a, D_b):
         m.apply(init_normal)
-    if offsets:
-        for g in (G_ab, G_ba):
-            for br in g.off:
-                nn.init.zeros_(br.c2.weight)
-                nn.init.zeros_(br.c2.bias)
+    for g in (G_ab, G_ba):
+        dnn.zero_offsets(g)
     return G_ab, G_ba, D_a, D_b
 
 
@@ -293,9 +163,10 @@ def main():
     ap.add_argument("--only", nargs="*", default=["nets", "cyclegan", "dicyc"])
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    ref.anchor.check("torch_reference3d")
     torch.set_num_threads(a.threads)
     res = {"torch": torch.__version__, "threads": torch.get_num_threads(), "size": a.size, "ngf": a.ngf,
-           "blocks": a.blocks, "ndf": a.ndf, "blas": ref.BLAS}
+           "blocks": a.blocks, "ndf": a.ndf, "blas": ref.blas()}
     if "nets" in a.only:
         res.update(bench_nets(a))
     if "cyclegan" in a.only:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages dicyc needs, only those missing. Safe to run again.
 #   scripts/setup.sh            everything: build, tests, benchmarks, and the Python reference
-#   scripts/setup.sh --minimal  what building and testing need (no Python)
+#   scripts/setup.sh --minimal  what building and testing need (the Python package's tests included)
 set -euo pipefail
 
 BUILD_PKGS=(build-essential cmake ninja-build pkg-config
@@ -11,12 +11,15 @@ BUILD_PKGS=(build-essential cmake ninja-build pkg-config
 # libopenmpi-dev, openmpi-bin: dicyc::mpi (data-parallel training under mpirun) and its ctest label mpi.
 # ocl-icd-opencl-dev: Debian's dnnl-config.cmake requires OpenCL (its GPU runtime); it is only a
 # Recommends of libdnnl-dev, which --no-install-recommends skips.
-PY_PKGS=(python3 python3-numpy python3-scipy python3-skimage python3-torch libopenblas0-pthread)
+# The Python package's tests (scripts/python_tests.sh): Debian's PyTorch, pytest and venv.
+TEST_PY_PKGS=(python3 python3-numpy python3-torch python3-pytest python3-venv python3-setuptools python3-wheel
+  libopenblas0-pthread)
+PY_PKGS=(python3-scipy python3-skimage)
 # libopenblas0-pthread: Debian's python3-torch runs its GEMMs (transposed convolutions, mm) on the
 # libblas.so.3 alternative, the reference BLAS unless an optimised one is installed; the PyTorch
 # anchor of every benchmark must be configured as users have it (torch_reference.py refuses it).
 
-pkgs=("${BUILD_PKGS[@]}")
+pkgs=("${BUILD_PKGS[@]}" "${TEST_PY_PKGS[@]}")
 if [[ "${1:-}" != "--minimal" ]]; then pkgs+=("${PY_PKGS[@]}"); fi
 
 missing=()

@@ -1,0 +1,247 @@
+#!/usr/bin/python3
+"""PyTorch reference for dicyc's speed comparisons: the same networks (the Python package's dicyc.nn,
+wired as dicyc's C++ layers) and training steps, on the CPU.
+
+    /usr/bin/python3 benchmarks/torch_reference.py --threads 2 --size 128 --runs 10 --json out.json
+    build/torch-venv/bin/python benchmarks/torch_reference.py ...     (PyTorch 2.x from PyPI, scripts/torch_venv.sh)
+
+It times, batch 1, single-channel images (--ngf, --blocks, --ndf: the widths; default the paper's 64, 6, 64):
+  conv_3x3_256_32x32      one 3x3 conv 256->256 at 32x32, forward and forward+backward
+  conv3d_3x3x3_32_32^3    one 3x3x3 conv 32->32 at 32^3, forward and forward+backward
+  G_fwd / G_fwd_bwd       the ResNet generator
+  D_fwd_bwd               the 70x70 PatchGAN
+  cyclegan_step           one CycleGAN iteration (G step, then D step)
+  dicyc_step              one DiCyc iteration (dicyc-spec section 5, EM "single"): undeformed + deformed
+                          pass, one backward, E (STN) and M (generator) updates, D step; TPS STN on the
+                          latent map, four shared-offset branches, NMI alignment loss, deformed cycle
+  dicyc_step_sequential   the same with a separate E step first (--only dicyc_sequential)
+  G_infer_volume          inference of one generator over 181 slices of 181x217 (a ch2-sized volume)
+
+Each figure is the median of --runs timed runs after warm-up, with the minimum and maximum. The
+anchor is refused when PyTorch runs on the reference BLAS (benchmarks/anchor.py).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+try:
+    import dicyc.nn as dnn  # the installed package (pip install ./python)
+except ImportError:
+    sys.path.insert(0, os.path.join(HERE, "..", "python"))
+    import dicyc.nn as dnn
+
+sys.path.insert(0, HERE)
+import anchor  # noqa: E402
+
+Generator, OffsetBranch, STN, TPSGrid = dnn.Generator, dnn.OffsetBranch, dnn.STN, dnn.TPSGrid
+init_normal, gan_loss, nmi, set_rg = dnn.init_normal, dnn.gan_loss, dnn.nmi, dnn.set_requires_grad
+
+
+def patchgan70(in_ch=1, ndf=64):
+    return dnn.patchgan(in_ch, ndf, 3, dim=2)
+
+
+def blas():
+    return anchor.blas_libraries()
+
+
+def timeit(fn, runs, warmup=2):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return {"median_ms": 1e3 * statistics.median(ts), "min_ms": 1e3 * min(ts), "max_ms": 1e3 * max(ts), "runs": runs}
+
+
+def _conv_case(conv, x, runs):
+    with torch.no_grad():
+        fwd = timeit(lambda: conv(x), runs)
+
+    def fb():
+        x.grad = None
+        conv.zero_grad(set_to_none=True)
+        conv(x).sum().backward()
+    return fwd, timeit(fb, runs)
+
+
+def bench_convs(runs):
+    out = {}
+    cases = (("conv_3x3_256_32x32", torch.nn.Conv2d(256, 256, 3, padding=1, bias=False),
+              torch.randn(1, 256, 32, 32, requires_grad=True), 256 * 256 * 9 * 32 * 32, runs * 5),
+             ("conv3d_3x3x3_32_32^3", torch.nn.Conv3d(32, 32, 3, padding=1, bias=False),
+              torch.randn(1, 32, 32, 32, 32, requires_grad=True), 32 * 32 * 27 * 32 ** 3, runs * 2))
+    for key, conv, x, macs, n in cases:
+        out[key + "_fwd"], out[key + "_fwd_bwd"] = _conv_case(conv, x, n)
+        out[key + "_fwd"]["gflops"] = 2 * macs / out[key + "_fwd"]["median_ms"] / 1e6
+        out[key + "_fwd_bwd"]["gflops"] = 6 * macs / out[key + "_fwd_bwd"]["median_ms"] / 1e6
+    return out
+
+
+def make_nets(a, offsets):
+    torch.manual_seed(0)
+    G_ab = Generator(ngf=a.ngf, n_blocks=a.blocks, offsets=offsets)
+    G_ba = Generator(ngf=a.ngf, n_blocks=a.blocks, offsets=offsets)
+    D_a, D_b = patchgan70(ndf=a.ndf), patchgan70(ndf=a.ndf)
+    for m in (G_ab, G_ba, D_a, D_b):
+        m.apply(init_normal)
+    for g in (G_ab, G_ba):
+        dnn.zero_offsets(g)
+    return G_ab, G_ba, D_a, D_b
+
+
+def adam(params):
+    return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+
+
+def bench_models(a):
+    out = {}
+    x = torch.randn(1, 1, a.size, a.size)
+    G = Generator(ngf=a.ngf, n_blocks=a.blocks)
+    G.apply(init_normal)
+    D = patchgan70(ndf=a.ndf)
+    D.apply(init_normal)
+    with torch.no_grad():
+        out["G_fwd"] = timeit(lambda: G(x), a.runs)
+
+    def gfb():
+        G.zero_grad(set_to_none=True)
+        G(x).mean().backward()
+    out["G_fwd_bwd"] = timeit(gfb, a.runs)
+
+    def dfb():
+        D.zero_grad(set_to_none=True)
+        D(x).mean().backward()
+    out["D_fwd_bwd"] = timeit(dfb, a.runs)
+    vol = torch.randn(181, 1, 181, 217)
+
+    def infer():
+        with torch.no_grad():
+            for i in range(0, 181, 8):
+                G(vol[i:i + 8])
+    out["G_infer_volume"] = timeit(infer, max(2, a.runs // 5), warmup=1)
+    return out
+
+
+def d_step(opt_d, D_a, D_b, x, y, fake_a, fake_b):
+    """The discriminators' LSGAN step on the real images and the detached fakes."""
+    set_rg([D_a, D_b], True)
+    opt_d.zero_grad(set_to_none=True)
+    ld = 0.5 * (gan_loss(D_b(y), True) + gan_loss(D_b(fake_b.detach()), False)) \
+        + 0.5 * (gan_loss(D_a(x), True) + gan_loss(D_a(fake_a.detach()), False))
+    ld.backward()
+    opt_d.step()
+
+
+def bench_cyclegan(a, shape=None):
+    G_ab, G_ba, D_a, D_b = make_nets(a, False)
+    opt_g = adam(list(G_ab.parameters()) + list(G_ba.parameters()))
+    opt_d = adam(list(D_a.parameters()) + list(D_b.parameters()))
+    shape = shape or (1, 1, a.size, a.size)
+    x, y = torch.randn(*shape), torch.randn(*shape)
+
+    def step():
+        fake_b, fake_a = G_ab(x), G_ba(y)
+        rec_a, rec_b = G_ba(fake_b), G_ab(fake_a)
+        set_rg([D_a, D_b], False)
+        opt_g.zero_grad(set_to_none=True)
+        loss = (gan_loss(D_b(fake_b), True) + gan_loss(D_a(fake_a), True)
+                + 10 * F.l1_loss(rec_a, x) + 10 * F.l1_loss(rec_b, y))
+        loss.backward()
+        opt_g.step()
+        d_step(opt_d, D_a, D_b, x, y, fake_a, fake_b)
+    return timeit(step, a.runs)
+
+
+def bench_dicyc(a, em="single"):
+    """One DiCyc iteration. em="single": undeformed + deformed pass, one backward of the total loss, then
+    the STN (E) and generator (M) optimisers step, then the D step; em="sequential": a separate E step first."""
+    G_ab, G_ba, D_a, D_b = make_nets(a, True)
+    S_ab, S_ba = STN(4 * a.ngf), STN(4 * a.ngf)
+    opt_g = adam(list(G_ab.parameters()) + list(G_ba.parameters()))
+    opt_s = adam(list(S_ab.parameters()) + list(S_ba.parameters()))
+    opt_d = adam(list(D_a.parameters()) + list(D_b.parameters()))
+    x, y = torch.randn(1, 1, a.size, a.size), torch.randn(1, 1, a.size, a.size)
+
+    def deformed_terms(f_x, f_y):
+        y_hat = G_ab.decode(S_ab(G_ab.encode(x, deformed=True), f_y))
+        x_hat = G_ba.decode(S_ba(G_ba.encode(y, deformed=True), f_x))
+        back_x = G_ba.decode(S_ba(G_ba.encode(y_hat, deformed=True), f_x))
+        back_y = G_ab.decode(S_ab(G_ab.encode(x_hat, deformed=True), f_y))
+        gan = gan_loss(D_b(y_hat), True) + gan_loss(D_a(x_hat), True)
+        return gan, F.l1_loss(back_x, x) + F.l1_loss(back_y, y), y_hat, x_hat
+
+    def step():
+        set_rg([D_a, D_b], False)
+        if em == "sequential":  # E step on its own passes: STNs only
+            set_rg([G_ab, G_ba], False)
+            opt_s.zero_grad(set_to_none=True)
+            gan, dicyc, _, _ = deformed_terms(G_ab.encode(x), G_ba.encode(y))
+            (gan + 10 * dicyc).backward()
+            opt_s.step()
+            set_rg([G_ab, G_ba], True)
+            set_rg([S_ab, S_ba], False)
+        opt_g.zero_grad(set_to_none=True)
+        opt_s.zero_grad(set_to_none=True)
+        f_x, f_y = G_ab.encode(x), G_ba.encode(y)
+        y_til, x_til = G_ab.decode(f_x), G_ba.decode(f_y)
+        cyc = F.l1_loss(G_ba(y_til), x) + F.l1_loss(G_ab(x_til), y)
+        align = (1 - nmi(x, y_til)) + (1 - nmi(y, x_til))
+        gan, dicyc, y_hat, x_hat = deformed_terms(f_x, f_y)
+        (gan + 10 * cyc + 10 * dicyc + 0.9 * align).backward()
+        if em == "sequential":
+            set_rg([S_ab, S_ba], True)
+        else:
+            opt_s.step()
+        opt_g.step()
+        d_step(opt_d, D_a, D_b, x, y, x_hat, y_hat)
+    return timeit(step, a.runs)
+
+
+def parser():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--ngf", type=int, default=64)
+    ap.add_argument("--blocks", type=int, default=6)
+    ap.add_argument("--ndf", type=int, default=64)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--only", nargs="*", default=["convs", "models", "cyclegan", "dicyc"])
+    ap.add_argument("--json", default=None)
+    return ap
+
+
+def main():
+    a = parser().parse_args()
+    anchor.check("torch_reference")
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    res = {"torch": torch.__version__, "threads": torch.get_num_threads(), "size": a.size, "ngf": a.ngf,
+           "blocks": a.blocks, "ndf": a.ndf, "onednn": torch.backends.mkldnn.is_available(), "blas": blas()}
+    if "convs" in a.only:
+        res.update(bench_convs(a.runs))
+    if "models" in a.only:
+        res.update(bench_models(a))
+    if "cyclegan" in a.only:
+        res["cyclegan_step"] = bench_cyclegan(a)
+    if "dicyc" in a.only:
+        res["dicyc_step"] = bench_dicyc(a)
+    if "dicyc_sequential" in a.only:
+        res["dicyc_step_sequential"] = bench_dicyc(a, em="sequential")
+    print(json.dumps(res, indent=1))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

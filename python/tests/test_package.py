@@ -1,0 +1,186 @@
+"""The Python package against dicyc's own tools: checkpoints load strictly, the PyTorch generators
+reproduce dicyc-synth's volumes, export/import round-trips, and damaged files are refused."""
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import dicyc
+from dicyc import integrity, safetensors
+from conftest import ROOT, run
+
+
+def synth_cli(tools, ckpt, src_dir, out_dir, direction, extra=()):
+    run([os.path.join(tools, "dicyc-synth"), "--checkpoint", ckpt, "--in", str(src_dir), "--out", str(out_dir),
+         "--direction", direction, "--threads", "1"] + list(extra))
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("model", ["cyclegan", "nmi-dicyc"])
+def test_checkpoint_loads_strictly(trained, dim, model):
+    need(trained, dim, model)
+    m = dicyc.load_checkpoint(trained[(dim, model)])
+    assert m.dim == dim and m.iteration is not None
+    assert m.g_ab is not None and m.g_ba is not None and m.d_a is not None and m.d_b is not None
+    assert (m.s_ab is not None) == (model == "nmi-dicyc")
+    assert (m.g_ab.off is not None) == (model == "nmi-dicyc")
+    assert m.map_b.kind == "percentile" and m.map_b.a < -900  # the CT-like domain's units are HU
+    meta, tensors = safetensors.read(trained[(dim, model)])
+    n = sum(1 for k in tensors if k.split(".")[0] in ("g_ab", "g_ba", "d_a", "d_b", "s_ab", "s_ba"))
+    assert n == sum(len(getattr(m, k).state_dict()) for k in ("g_ab", "g_ba", "d_a", "d_b", "s_ab", "s_ba")
+                    if getattr(m, k) is not None)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("model", ["cyclegan", "nmi-dicyc"])
+@pytest.mark.parametrize("direction", ["ab", "ba"])
+def test_synthesize_matches_dicyc_synth(trained, data, tmp_path, dim, model, direction):
+    """dicyc.synthesize (prepare, translate, map back, resample onto the input grid) equals dicyc-synth's
+    output within 1e-4 of the target range, on a held-out volume in another orientation and spacing."""
+    ckpt = need(trained, dim, model)
+    src_dir = data / ("a" if direction == "ab" else "b")
+    synth_cli(tools_dir(), ckpt, src_dir, tmp_path, direction)
+    m = dicyc.load_checkpoint(ckpt)
+    target = m.map_b if direction == "ab" else m.map_a
+    for name in ("subj0", "subj1"):
+        vol = dicyc.read_nifti(str(src_dir / (name + ".nii.gz")))
+        ours = dicyc.synthesize(m, vol, direction)
+        theirs = dicyc.read_nifti(str(tmp_path / (name + ".nii.gz")))
+        assert ours.shape == theirs.data.shape
+        assert np.allclose(theirs.affine, vol.affine, atol=1e-4)
+        err = np.abs(ours - theirs.data).max() / (target.b - target.a) * 2
+        assert err < 1e-4, "%s %s: max difference %.3g of the normalised range" % (name, direction, err)
+
+
+def need(trained, dim, model):
+    if (dim, model) not in trained:
+        pytest.skip("the tools were built with 2-D float models only (DICYC_TOOLS_VARIANTS=2d-float)")
+    return trained[(dim, model)]
+
+
+def tools_dir():
+    from conftest import find_bin
+    return find_bin()
+
+
+def test_translate_shapes(trained):
+    m = dicyc.load_checkpoint(trained[(2, "cyclegan")])
+    x = np.random.default_rng(0).uniform(-1, 1, (24, 16)).astype(np.float32)
+    y = m.translate(x, "ab")
+    assert y.shape == x.shape and np.all(np.abs(y) <= 1)
+    yb = m.translate(np.stack([x, x], -1), "ab")
+    assert np.allclose(yb[..., 1], y, atol=1e-6)
+    with pytest.raises(ValueError):
+        m.translate(np.zeros((2, 3, 4, 5)), "ab")
+    with pytest.raises(ValueError):
+        m.translate(x, "sideways")
+
+
+def test_export_import_roundtrip(trained, tmp_path):
+    ckpt = trained[(2, "nmi-dicyc")]
+    r = subprocess.run([sys.executable, "-m", "dicyc", "export", ckpt, str(tmp_path / "pt")], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    nets = sorted(f[:-3] for f in os.listdir(tmp_path / "pt"))
+    assert nets == ["d_a", "d_b", "g_ab", "g_ba", "s_ab", "s_ba"]
+    out = str(tmp_path / "back.safetensors")
+    r = subprocess.run([sys.executable, "-m", "dicyc", "import", out] +
+                       ["%s=%s" % (n, tmp_path / "pt" / (n + ".pt")) for n in nets], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    _, orig = safetensors.read(ckpt)
+    meta, back = safetensors.read(out)
+    assert integrity.verify(out, meta, back)
+    want = {k: v for k, v in orig.items() if k.split(".")[0] in nets}
+    assert sorted(want) == sorted(back)
+    for k in want:
+        assert want[k].dtype == back[k].dtype and np.array_equal(want[k], back[k]), k
+
+
+def test_weights_only_file_translates(trained, tmp_path):
+    """A file of generator weights alone (what load_weights reads) still gives the same translation."""
+    ckpt = trained[(2, "cyclegan")]
+    meta, tensors = safetensors.read(ckpt)
+    keep = {k: v for k, v in tensors.items() if k.startswith(("g_ab.", "g_ba."))}
+    small = {k: meta[k] for k in ("config", "dim", "scalar", "model")}
+    p = str(tmp_path / "weights.safetensors")
+    safetensors.write(p, keep, integrity.add_checksums(small, keep))
+    a, b = dicyc.load_checkpoint(ckpt), dicyc.load_checkpoint(p)
+    assert b.d_a is None and b.data is None
+    x = np.random.default_rng(1).uniform(-1, 1, (16, 20)).astype(np.float32)
+    assert np.array_equal(a.translate(x), b.translate(x))
+    with pytest.raises(ValueError, match="data preparation"):
+        dicyc.synthesize(b, np.zeros((8, 8, 8), np.float32))
+
+
+def _checksummed_copy(ckpt, path):
+    meta, tensors = safetensors.read(ckpt)
+    meta = {k: v for k, v in meta.items() if k not in ("checksums", "metadata_checksum")}
+    safetensors.write(path, tensors, integrity.add_checksums(meta, tensors))
+    return path
+
+
+def test_damage_is_refused(trained, tmp_path):
+    good = _checksummed_copy(trained[(2, "nmi-dicyc")], str(tmp_path / "good.safetensors"))
+    dicyc.load_checkpoint(good)
+    raw = bytearray(open(good, "rb").read())
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    b0 = header["g_ab.res.0.block.1.weight"]["data_offsets"][0] + 8 + n
+    flipped = bytearray(raw)
+    flipped[b0 + 5] ^= 0x40
+    p = str(tmp_path / "flip.safetensors")
+    open(p, "wb").write(flipped)
+    with pytest.raises(dicyc.IntegrityError, match="g_ab.res.0.block.1.weight"):
+        dicyc.load_checkpoint(p)
+    p = str(tmp_path / "trunc.safetensors")
+    open(p, "wb").write(raw[:len(raw) - 100])
+    with pytest.raises(ValueError, match="truncated"):
+        dicyc.load_checkpoint(p)
+    hdr = raw[8:8 + n].decode().replace('"scalar":"F32"', '"scalar":"Q99"')
+    p = str(tmp_path / "meta.safetensors")
+    open(p, "wb").write(raw[:8] + hdr.encode() + raw[8 + n:])
+    with pytest.raises(dicyc.IntegrityError, match="metadata"):
+        dicyc.load_checkpoint(p)
+
+
+def test_files_without_checksums_still_load(trained):
+    meta, _ = safetensors.read(trained[(2, "cyclegan")])
+    m = dicyc.load_checkpoint(trained[(2, "cyclegan")])
+    assert m.g_ab is not None
+    assert integrity.has_checksums(meta) in (True, False)
+
+
+def test_wrong_config_is_named(trained, tmp_path):
+    meta, tensors = safetensors.read(trained[(2, "cyclegan")])
+    cfg = json.loads(meta["config"])
+    cfg["ngf"] = 8
+    meta = dict(meta, config=json.dumps(cfg))
+    meta.pop("checksums", None)
+    meta.pop("metadata_checksum", None)
+    p = str(tmp_path / "bad.safetensors")
+    safetensors.write(p, tensors, meta)
+    with pytest.raises(dicyc.CheckpointError, match="g_a"):
+        dicyc.load_checkpoint(p)
+
+
+def test_nifti_roundtrip_and_geometry(tmp_path):
+    from conftest import phantom
+    v = phantom((10, 12, 8), 1.5, True, True, 3)
+    p = str(tmp_path / "v.nii.gz")
+    dicyc.write_nifti(p, v)
+    w = dicyc.read_nifti(p)
+    assert np.array_equal(v.data, w.data) and np.allclose(v.affine, w.affine)
+    from dicyc.volume import reorient_canonical, resample, resample_like
+    c = reorient_canonical(w)
+    assert np.array_equal(c.data, w.data[::-1]) and c.affine[0, 0] > 0
+    # a world point keeps its voxel value through reorientation
+    assert np.allclose(c.affine @ [0, 0, 0, 1], w.affine @ [9, 0, 0, 1])
+    r = resample(c, (3.0, 3.0, 3.0))
+    assert r.data.shape == (5, 6, 4)
+    back = resample_like(c, w)
+    assert np.allclose(back.data, w.data, atol=1e-4)
