@@ -1,5 +1,5 @@
 // Network and model benchmarks on the CPU thread pool (2 threads by default; DICYC_BENCH_THREADS
-// overrides), at the sizes of shared/bench/torch_reference.py: batch 1, one channel, 128x128
+// overrides), at the sizes of benchmarks/torch_reference.py: batch 1, one channel, 128x128
 // (DICYC_BENCH_SIZE overrides), ResNet-6 generator with ngf 64, 70x70 PatchGAN.
 //   G_fwd          generator inference (no caches kept)
 //   G_fwd_bwd      generator forward with caches, then backward of mean(G(x)) into the parameters

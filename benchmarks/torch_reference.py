@@ -18,7 +18,9 @@ It times, batch 1, single-channel images (--ngf, --blocks, --ndf: the widths; de
   G_infer_volume          inference of one generator over 181 slices of 181x217 (a ch2-sized volume)
 
 Each figure is the median of --runs timed runs after warm-up, with the minimum and maximum. The
-anchor is refused when PyTorch runs on the reference BLAS (benchmarks/anchor.py).
+anchor is refused when PyTorch runs on the reference BLAS (benchmarks/anchor.py). --device cuda
+runs the same on a GPU (cuDNN, synchronised around every timed run); --flops adds each step's
+floating-point operations (torch.utils.flop_counter, PyTorch >= 2.1) and GFLOP/s.
 """
 import argparse
 import json
@@ -52,13 +54,23 @@ def blas():
     return anchor.blas_libraries()
 
 
+DEVICE = torch.device("cpu")
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def timeit(fn, runs, warmup=2):
     for _ in range(warmup):
         fn()
     ts = []
     for _ in range(runs):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         ts.append(time.perf_counter() - t0)
     return {"median_ms": 1e3 * statistics.median(ts), "min_ms": 1e3 * min(ts), "max_ms": 1e3 * max(ts), "runs": runs}
 
@@ -96,33 +108,61 @@ def make_nets(a, offsets):
         m.apply(init_normal)
     for g in (G_ab, G_ba):
         dnn.zero_offsets(g)
-    return G_ab, G_ba, D_a, D_b
+    return tuple(m.to(DEVICE) for m in (G_ab, G_ba, D_a, D_b))
+
+
+def rand(*shape):
+    return torch.randn(*shape, device=DEVICE)
+
+
+def count_flops(step):
+    """Floating-point operations of one call of step (None where PyTorch cannot count them)."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:
+        return None
+    with FlopCounterMode(display=False) as fc:
+        step()
+    return fc.get_total_flops()
+
+
+def with_flops(res, step, flops):
+    if flops:
+        n = count_flops(step)
+        if n:
+            res["flops"] = n
+            res["gflops_per_s"] = n / res["median_ms"] / 1e6
+    return res
 
 
 def adam(params):
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
 
 
-def bench_models(a):
-    out = {}
-    x = torch.randn(1, 1, a.size, a.size)
-    G = Generator(ngf=a.ngf, n_blocks=a.blocks)
+def time_nets(G, D, x, runs, prefix="G", dprefix="D"):
+    """A generator's forward and forward+backward, a discriminator's forward+backward, on x."""
     G.apply(init_normal)
-    D = patchgan70(ndf=a.ndf)
     D.apply(init_normal)
+    G, D = G.to(DEVICE), D.to(DEVICE)
+    out = {}
     with torch.no_grad():
-        out["G_fwd"] = timeit(lambda: G(x), a.runs)
+        out[prefix + "_fwd"] = timeit(lambda: G(x), runs)
 
     def gfb():
         G.zero_grad(set_to_none=True)
         G(x).mean().backward()
-    out["G_fwd_bwd"] = timeit(gfb, a.runs)
+    out[prefix + "_fwd_bwd"] = timeit(gfb, runs)
 
     def dfb():
         D.zero_grad(set_to_none=True)
         D(x).mean().backward()
-    out["D_fwd_bwd"] = timeit(dfb, a.runs)
-    vol = torch.randn(181, 1, 181, 217)
+    out[dprefix + "_fwd_bwd"] = timeit(dfb, runs)
+    return out, G
+
+
+def bench_models(a):
+    out, G = time_nets(Generator(ngf=a.ngf, n_blocks=a.blocks), patchgan70(ndf=a.ndf), rand(1, 1, a.size, a.size), a.runs)
+    vol = rand(181, 1, 181, 217)
 
     def infer():
         with torch.no_grad():
@@ -142,12 +182,12 @@ def d_step(opt_d, D_a, D_b, x, y, fake_a, fake_b):
     opt_d.step()
 
 
-def bench_cyclegan(a, shape=None):
+def bench_cyclegan(a, shape=None, flops=False):
     G_ab, G_ba, D_a, D_b = make_nets(a, False)
     opt_g = adam(list(G_ab.parameters()) + list(G_ba.parameters()))
     opt_d = adam(list(D_a.parameters()) + list(D_b.parameters()))
     shape = shape or (1, 1, a.size, a.size)
-    x, y = torch.randn(*shape), torch.randn(*shape)
+    x, y = rand(*shape), rand(*shape)
 
     def step():
         fake_b, fake_a = G_ab(x), G_ba(y)
@@ -159,18 +199,18 @@ def bench_cyclegan(a, shape=None):
         loss.backward()
         opt_g.step()
         d_step(opt_d, D_a, D_b, x, y, fake_a, fake_b)
-    return timeit(step, a.runs)
+    return with_flops(timeit(step, a.runs), step, flops)
 
 
-def bench_dicyc(a, em="single"):
+def bench_dicyc(a, em="single", flops=False):
     """One DiCyc iteration. em="single": undeformed + deformed pass, one backward of the total loss, then
     the STN (E) and generator (M) optimisers step, then the D step; em="sequential": a separate E step first."""
     G_ab, G_ba, D_a, D_b = make_nets(a, True)
-    S_ab, S_ba = STN(4 * a.ngf), STN(4 * a.ngf)
+    S_ab, S_ba = STN(4 * a.ngf).to(DEVICE), STN(4 * a.ngf).to(DEVICE)
     opt_g = adam(list(G_ab.parameters()) + list(G_ba.parameters()))
     opt_s = adam(list(S_ab.parameters()) + list(S_ba.parameters()))
     opt_d = adam(list(D_a.parameters()) + list(D_b.parameters()))
-    x, y = torch.randn(1, 1, a.size, a.size), torch.randn(1, 1, a.size, a.size)
+    x, y = rand(1, 1, a.size, a.size), rand(1, 1, a.size, a.size)
 
     def deformed_terms(f_x, f_y):
         y_hat = G_ab.decode(S_ab(G_ab.encode(x, deformed=True), f_y))
@@ -204,7 +244,7 @@ def bench_dicyc(a, em="single"):
             opt_s.step()
         opt_g.step()
         d_step(opt_d, D_a, D_b, x, y, x_hat, y_hat)
-    return timeit(step, a.runs)
+    return with_flops(timeit(step, a.runs), step, flops)
 
 
 def parser():
@@ -217,26 +257,37 @@ def parser():
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--only", nargs="*", default=["convs", "models", "cyclegan", "dicyc"])
     ap.add_argument("--json", default=None)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--flops", action="store_true", help="count each step's FLOPs (PyTorch >= 2.1)")
     return ap
 
 
 def main():
     a = parser().parse_args()
-    anchor.check("torch_reference")
+    global DEVICE
+    DEVICE = torch.device(a.device)
+    if DEVICE.type == "cpu":
+        anchor.check("torch_reference")
+    elif not torch.cuda.is_available():
+        sys.exit("torch_reference: --device cuda, but this PyTorch sees no GPU")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     res = {"torch": torch.__version__, "threads": torch.get_num_threads(), "size": a.size, "ngf": a.ngf,
-           "blocks": a.blocks, "ndf": a.ndf, "onednn": torch.backends.mkldnn.is_available(), "blas": blas()}
+           "blocks": a.blocks, "ndf": a.ndf, "device": str(DEVICE)}
+    if DEVICE.type == "cpu":
+        res.update({"onednn": torch.backends.mkldnn.is_available(), "blas": blas()})
+    else:
+        res.update({"gpu": torch.cuda.get_device_name(DEVICE), "cudnn": torch.backends.cudnn.version()})
     if "convs" in a.only:
         res.update(bench_convs(a.runs))
     if "models" in a.only:
         res.update(bench_models(a))
     if "cyclegan" in a.only:
-        res["cyclegan_step"] = bench_cyclegan(a)
+        res["cyclegan_step"] = bench_cyclegan(a, flops=a.flops)
     if "dicyc" in a.only:
-        res["dicyc_step"] = bench_dicyc(a)
+        res["dicyc_step"] = bench_dicyc(a, flops=a.flops)
     if "dicyc_sequential" in a.only:
-        res["dicyc_step_sequential"] = bench_dicyc(a, em="sequential")
+        res["dicyc_step_sequential"] = bench_dicyc(a, em="sequential", flops=a.flops)
     print(json.dumps(res, indent=1))
     if a.json:
         with open(a.json, "w") as f:

@@ -55,6 +55,11 @@ init_normal = dnn.init_normal
 
 
 def make_nets(a, offsets):
+    nets = _make_nets(a, offsets)
+    return tuple(m.to(ref.DEVICE) for m in nets)
+
+
+def _make_nets(a, offsets):
     torch.manual_seed(0)
     G_ab = Generator3d(ngf=a.ngf, n_blocks=a.blocks, offsets=offsets)
     G_ba = Generator3d(ngf=a.ngf, n_blocks=a.blocks, offsets=offsets)
@@ -71,24 +76,8 @@ def adam(params):
 
 
 def bench_nets(a):
-    out = {}
-    x = torch.randn(1, 1, a.size, a.size, a.size)
-    G = Generator3d(ngf=a.ngf, n_blocks=a.blocks)
-    G.apply(init_normal)
-    D = patchgan3d(ndf=a.ndf)
-    D.apply(init_normal)
-    with torch.no_grad():
-        out["G3_fwd"] = ref.timeit(lambda: G(x), a.runs)
-
-    def gfb():
-        G.zero_grad(set_to_none=True)
-        G(x).mean().backward()
-    out["G3_fwd_bwd"] = ref.timeit(gfb, a.runs)
-
-    def dfb():
-        D.zero_grad(set_to_none=True)
-        D(x).mean().backward()
-    out["D3_fwd_bwd"] = ref.timeit(dfb, a.runs)
+    out, _ = ref.time_nets(Generator3d(ngf=a.ngf, n_blocks=a.blocks), patchgan3d(ndf=a.ndf),
+                           ref.rand(1, 1, a.size, a.size, a.size), a.runs, "G3", "D3")
     return out
 
 
@@ -107,7 +96,7 @@ def bench_cyclegan(a):
     G_ab, G_ba, D_a, D_b = make_nets(a, False)
     opt_g = adam(list(G_ab.parameters()) + list(G_ba.parameters()))
     opt_d = adam(list(D_a.parameters()) + list(D_b.parameters()))
-    x, y = torch.randn(1, 1, a.size, a.size, a.size), torch.randn(1, 1, a.size, a.size, a.size)
+    x, y = ref.rand(1, 1, a.size, a.size, a.size), ref.rand(1, 1, a.size, a.size, a.size)
     gl = ref.gan_loss
 
     def step():
@@ -119,16 +108,16 @@ def bench_cyclegan(a):
         loss.backward()
         opt_g.step()
         d_step(opt_d, D_a, D_b, x, y, fake_a, fake_b)
-    return ref.timeit(step, a.runs, warmup=1)
+    return ref.with_flops(ref.timeit(step, a.runs, warmup=1), step, a.flops)
 
 
 def bench_dicyc(a):
     G_ab, G_ba, D_a, D_b = make_nets(a, True)
-    S_ab, S_ba = STN3d(4 * a.ngf), STN3d(4 * a.ngf)
+    S_ab, S_ba = STN3d(4 * a.ngf).to(ref.DEVICE), STN3d(4 * a.ngf).to(ref.DEVICE)
     opt_g = adam(list(G_ab.parameters()) + list(G_ba.parameters()))
     opt_s = adam(list(S_ab.parameters()) + list(S_ba.parameters()))
     opt_d = adam(list(D_a.parameters()) + list(D_b.parameters()))
-    x, y = torch.randn(1, 1, a.size, a.size, a.size), torch.randn(1, 1, a.size, a.size, a.size)
+    x, y = ref.rand(1, 1, a.size, a.size, a.size), ref.rand(1, 1, a.size, a.size, a.size)
     gl = ref.gan_loss
 
     def step():
@@ -149,7 +138,7 @@ def bench_dicyc(a):
         opt_s.step()
         opt_g.step()
         d_step(opt_d, D_a, D_b, x, y, x_hat, y_hat)
-    return ref.timeit(step, a.runs, warmup=1)
+    return ref.with_flops(ref.timeit(step, a.runs, warmup=1), step, a.flops)
 
 
 def main():
@@ -162,11 +151,19 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", nargs="*", default=["nets", "cyclegan", "dicyc"])
     ap.add_argument("--json", default=None)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--flops", action="store_true", help="count each step's FLOPs (PyTorch >= 2.1)")
     a = ap.parse_args()
-    ref.anchor.check("torch_reference3d")
+    ref.DEVICE = torch.device(a.device)
+    if ref.DEVICE.type == "cpu":
+        ref.anchor.check("torch_reference3d")
+    elif not torch.cuda.is_available():
+        sys.exit("torch_reference3d: --device cuda, but this PyTorch sees no GPU")
     torch.set_num_threads(a.threads)
     res = {"torch": torch.__version__, "threads": torch.get_num_threads(), "size": a.size, "ngf": a.ngf,
-           "blocks": a.blocks, "ndf": a.ndf, "blas": ref.blas()}
+           "blocks": a.blocks, "ndf": a.ndf, "device": a.device}
+    if ref.DEVICE.type == "cpu":
+        res["blas"] = ref.blas()
     if "nets" in a.only:
         res.update(bench_nets(a))
     if "cyclegan" in a.only:

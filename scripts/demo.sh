@@ -25,7 +25,8 @@ BIN=build/release/examples
 scripts/mrct_data.sh "$BIN" "$OUT"
 
 echo; echo "=== 1. MR <-> CT (ch2 T1 vs InVesalius CT, unpaired), $ITERS iterations per model ==="
-COMMON=(-a "$OUT/mr" -b "$OUT/ct" --spacing 1.8 --crop 96 --ngf 16 --blocks 4 --ndf 32 --threads "$(nproc)"
+# --window-b: the CT's HU range -1024..3000 maps to [-1, 1] (percentiles would clip dense bone).
+COMMON=(-a "$OUT/mr" -b "$OUT/ct" --window-b -1024,3000 --spacing 1.8 --crop 96 --ngf 16 --blocks 4 --ndf 32 --threads "$(nproc)"
         --max-iters "$ITERS" --iters-per-epoch 100000 --epochs 1 --decay-epochs 0
         --checkpoint-every 100 --sample-every 100 --log-every 50 --seed 1)
 for model in cyclegan dicyc; do
@@ -36,6 +37,16 @@ done
 for model in cyclegan dicyc; do
   echo; echo "--- alignment of ch2 and its pseudo-CT, $model ---"
   "$BIN/dicyc-eval" --pred "$OUT/mrct_$model/pseudo_ct" --source "$OUT/mr" --out "$OUT/mrct_$model/eval"
+  # No paired CT exists for ch2, so SynthRAD's metrics do not apply; the HU content does.
+  PYTHONPATH=python python3 -c "
+import numpy as np, dicyc
+ct = dicyc.read_nifti('$OUT/ct/' + sorted(__import__('os').listdir('$OUT/ct'))[0]).data
+p = dicyc.read_nifti('$OUT/mrct_$model/pseudo_ct/ch2.nii.gz').data
+for name, v in (('pseudo-CT', p), ('real CT (another head)', ct)):
+    head = v[v > -500]
+    print('%-24s max %6.0f HU, 99.9th percentile %6.0f HU, head voxels above 700 HU (bone) %5.1f %%, below -500 HU (air) %5.1f %%'
+          % (name, v.max(), np.percentile(v, 99.9), 100 * (head > 700).mean(), 100 * (v < -500).mean()))
+" || echo "(the HU summary needs python3-numpy)"
 done
 
 if [[ "${PROTOCOL_FULL:-0}" == 1 ]]; then

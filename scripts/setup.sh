@@ -7,7 +7,8 @@ set -euo pipefail
 BUILD_PKGS=(build-essential cmake ninja-build pkg-config
   libeigen3-dev libboost-test-dev libboost-math-dev libcxxopts-dev libbenchmark-dev
   libdnnl-dev ocl-icd-opencl-dev libnifti2-dev xtensor-dev nlohmann-json3-dev libpng-dev zlib1g-dev clang
-  libopenmpi-dev openmpi-bin)
+  libopenmpi-dev openmpi-bin xz-utils)
+# xz-utils: scripts/gpu_check.sh packs its bundle with xz.
 # libopenmpi-dev, openmpi-bin: dicyc::mpi (data-parallel training under mpirun) and its ctest label mpi.
 # ocl-icd-opencl-dev: Debian's dnnl-config.cmake requires OpenCL (its GPU runtime); it is only a
 # Recommends of libdnnl-dev, which --no-install-recommends skips.

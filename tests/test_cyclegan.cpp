@@ -5,6 +5,8 @@
 #define BOOST_TEST_MODULE cyclegan
 #include <boost/test/unit_test.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -211,11 +213,19 @@ BOOST_AUTO_TEST_CASE(checkpoint_errors_leave_the_model_untouched) {
   // Edits of the header: a wrong version, a missing tensor, a wrong shape or dtype.
   std::uint64_t n;
   std::memcpy(&n, good.data(), 8);
-  auto edit = [&](const std::string& from, const std::string& to) {
+  // keep_sums false: the edited file as one written before checksums existed (the checks behind
+  // them are what is tested); true: as damage to a file with checksums.
+  auto edit = [&](const std::string& from, const std::string& to, bool keep_sums = false) {
     std::string h(reinterpret_cast<const char*>(good.data() + 8), n);
     const auto pos = h.find(from);
     BOOST_REQUIRE_MESSAGE(pos != std::string::npos, "header has no " << from);
     h.replace(pos, from.size(), to);
+    if (!keep_sums) {
+      auto j = nlohmann::json::parse(h);
+      j["__metadata__"].erase("checksums");
+      j["__metadata__"].erase("metadata_checksum");
+      h = j.dump();
+    }
     BOOST_REQUIRE(h.size() <= n);
     h.resize(n, ' ');
     std::vector<unsigned char> r(good);
@@ -224,6 +234,10 @@ BOOST_AUTO_TEST_CASE(checkpoint_errors_leave_the_model_untouched) {
   };
   model::CycleGan<2, float, Dev> fresh(cpu(), tiny(8));
   const auto fresh_before = all_values(fresh);
+  edit("\"format_version\":\"1\"", "\"format_version\":\"7\"", true);
+  dt::expect_error<SerializationError>([&] { fresh.load(bad); }, "the metadata checksum does not match");
+  edit("\"g_ba.dec.7.bias\"", "\"g_ba.dec.7.bia_\"", true);
+  dt::expect_error<SerializationError>([&] { fresh.load(bad); }, "tensor 'g_ba.dec.7.bias' has a checksum but is missing");
   edit("\"format_version\":\"1\"", "\"format_version\":\"7\"");
   dt::expect_error<SerializationError>([&] { fresh.load(bad); }, "format version 7, this build reads version 1");
   edit("\"g_ba.dec.7.bias\"", "\"g_ba.dec.7.bia_\"");

@@ -4,11 +4,14 @@
 #define BOOST_TEST_MODULE eval
 #include <boost/test/unit_test.hpp>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "dicyc/eval.hpp"
+#include "dicyc/eval/ct_metrics.hpp"
 #include "support/fixture.hpp"
 #include "support/test_util.hpp"
 
@@ -172,4 +175,72 @@ BOOST_AUTO_TEST_CASE(bad_input_errors) {
   expect_error<NumericError>([&] { eval::ttest_rel({1.0, 2.0, 3.0}, {0.5, 1.5, 2.5}); }, "zero variance");
   expect_error<NumericError>([&] { eval::dice(mz, mz); }, "both masks are empty");
   expect_error<ConfigError>([&] { eval::hard_nmi(ia, ia, 1); }, "bins");
+}
+
+// ---------------------------------------------------------------- synthetic CT (SynthRAD)
+// Fixtures from tests/fixtures/make_ct_fixtures.py: SynthRAD2023's MAE/PSNR/SSIM written from its
+// definitions with numpy and scikit-image, body masks with scipy.ndimage.
+namespace {
+const dt::Fixture& ctfx() {
+  static const dt::Fixture f("ct_metrics.txt");
+  return f;
+}
+std::vector<float> as_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
+std::vector<std::uint8_t> as_mask(const std::vector<double>& v) {
+  std::vector<std::uint8_t> m(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) m[i] = v[i] != 0;
+  return m;
+}
+std::array<Index, 3> ct_dim() {
+  const auto& s = ctfx()["ct.shape"];
+  return {static_cast<Index>(s[0]), static_cast<Index>(s[1]), static_cast<Index>(s[2])};
+}
+void check_scores(const eval::CtScores& s, const std::vector<double>& want, double tol_ssim) {
+  BOOST_TEST(s.mae == want[0], boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(s.psnr == want[1], boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(std::abs(s.ssim - want[2]) < tol_ssim, "SSIM " << s.ssim << " against " << want[2]);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(ct_metrics_match_synthrad_definitions) {
+  const auto truth = as_float(ctfx()["ct.truth"]), pred = as_float(ctfx()["ct.pred"]);
+  const auto mask = as_mask(ctfx()["ct.mask"]), body = as_mask(ctfx()["ct.body"]);
+  const auto d = ct_dim();
+  // The fixture stores the float32 volumes' values as doubles: scored exactly as stored.
+  for (const char* tag : {"2023", "2025"}) {
+    const auto r = std::string(tag) == "2023" ? eval::CtRange::synthrad2023() : eval::CtRange::synthrad2025();
+    check_scores(eval::ct_metrics(pred.data(), truth.data(), mask.data(), d, r), ctfx()[std::string("ct.") + tag + ".mask.scores"], 1e-9);
+    check_scores(eval::ct_metrics(pred.data(), truth.data(), body.data(), d, r), ctfx()[std::string("ct.") + tag + ".body.scores"], 1e-9);
+  }
+  // SynthRAD's own float32 arithmetic differs from the definition by rounding only.
+  const auto s = eval::ct_metrics(pred.data(), truth.data(), mask.data(), d);
+  BOOST_TEST(std::abs(s.ssim - ctfx()["ct.2023.mask.scores_float32"][2]) < 1e-6);
+  // One slice: a 2-D SSIM in its plane.
+  const Index plane = d[0] * d[1];
+  const std::vector<float> t2(truth.begin() + 6 * plane, truth.begin() + 7 * plane), p2(pred.begin() + 6 * plane, pred.begin() + 7 * plane);
+  const std::vector<std::uint8_t> m2(mask.begin() + 6 * plane, mask.begin() + 7 * plane);
+  check_scores(eval::ct_metrics(p2.data(), t2.data(), m2.data(), {d[0], d[1], 1}), ctfx()["ct.slice.scores"], 1e-9);
+  // Identical images: MAE 0, PSNR infinite, SSIM 1.
+  const auto same = eval::ct_metrics(truth.data(), truth.data(), mask.data(), d);
+  BOOST_TEST(same.mae == 0.0);
+  BOOST_TEST(std::isinf(same.psnr));
+  BOOST_TEST(same.ssim == 1.0, boost::test_tools::tolerance(1e-12));
+}
+
+BOOST_AUTO_TEST_CASE(body_mask_matches_scipy_and_bad_inputs_are_refused) {
+  const auto truth = as_float(ctfx()["ct.truth"]);
+  const auto d = ct_dim();
+  const auto body = eval::body_mask(truth.data(), d);
+  const auto want = as_mask(ctfx()["ct.body"]);
+  BOOST_TEST(body == want);
+  // The enclosed air pocket is inside the body, the -2000 HU corner and the air outside are not.
+  const std::vector<float> air(static_cast<std::size_t>(d[0] * d[1] * d[2]), -1000.0f);
+  dt::expect_error<NumericError>([&] { eval::body_mask(air.data(), d); }, "no voxel above -500 HU");
+  const std::vector<std::uint8_t> none(air.size(), 0);
+  dt::expect_error<ShapeError>([&] { eval::ct_metrics(air.data(), air.data(), none.data(), d); }, "the mask is empty");
+  const auto all = std::vector<std::uint8_t>(air.size(), 1);
+  dt::expect_error<ConfigError>([&] { eval::ct_metrics(air.data(), air.data(), all.data(), d, {3000, -1024}); },
+                                "lo < hi");
+  dt::expect_error<ShapeError>([&] { eval::ct_metrics(air.data(), air.data(), all.data(), {4, 4, 4}); },
+                               "at least 7 voxels");
 }

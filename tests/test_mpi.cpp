@@ -308,7 +308,7 @@ BOOST_AUTO_TEST_CASE(failures_reach_every_rank) {
   const auto before = weights<2>(*m);
   const std::string path = comm().rank() == 0 ? dir + "/ok.safetensors" : dir + "/missing.safetensors";
   if (comm().rank() == 0)
-    dt::expect_error<dist::CommError>([&] { m->load(path); }, "another rank could not load it");
+    dt::expect_error<dist::CommError>([&] { m->load(path); }, "another rank could not open it");
   else
     BOOST_CHECK_THROW(m->load(path), Error);
   BOOST_CHECK_EQUAL(m->iteration(), 0);

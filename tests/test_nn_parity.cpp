@@ -1,5 +1,5 @@
 // Parity with PyTorch (tests/fixtures/make_nn_fixtures.py, the networks of
-// shared/bench/torch_reference.py): the generator (2-D and 3-D) and the PatchGAN in double
+// python/dicyc/nn.py): the generator (2-D and 3-D) and the PatchGAN in double
 // (outputs and every gradient) and in float, and two CycleGAN iterations in float: losses and
 // the weights after each Adam step.
 #define BOOST_TEST_MODULE nn_parity

@@ -160,6 +160,23 @@ BOOST_AUTO_TEST_CASE(image_pool_semantics) {
 }
 
 // ----------------------------------------------------------------------------- safetensors
+namespace {
+/// A safetensors file's bytes with `from` replaced by `to` in its JSON header (padded back to its
+/// length with spaces, so the header length stays valid).
+std::vector<unsigned char> edit_header(const std::vector<unsigned char>& good, const std::string& from, const std::string& to) {
+  std::uint64_t n;
+  std::memcpy(&n, good.data(), 8);
+  std::string h(reinterpret_cast<const char*>(good.data() + 8), n);
+  const auto pos = h.find(from);
+  BOOST_REQUIRE(pos != std::string::npos);
+  h.replace(pos, from.size(), to);
+  h.resize(n, ' ');
+  std::vector<unsigned char> r(good);
+  std::memcpy(r.data() + 8, h.data(), n);
+  return r;
+}
+}  // namespace
+
 BOOST_AUTO_TEST_CASE(safetensors_round_trip_and_layout) {
   io::SafeTensorsWriter w;
   const std::vector<float> a{1, 2, 3, 4, 5, 6};
@@ -225,16 +242,7 @@ BOOST_AUTO_TEST_CASE(safetensors_corrupt_files_and_atomic_writes) {
   b = good;
   b[8] = 'x';
   dt::expect_error<SerializationError>([&] { io::SafeTensorsFile::parse(b, "t"); }, "corrupt JSON header");
-  auto edit = [&](const std::string& from, const std::string& to) {
-    std::string h(reinterpret_cast<const char*>(good.data() + 8), n);
-    const auto pos = h.find(from);
-    BOOST_REQUIRE(pos != std::string::npos);
-    h.replace(pos, from.size(), to);
-    h.resize(n, ' ');
-    std::vector<unsigned char> r(good);
-    std::memcpy(r.data() + 8, h.data(), n);
-    return r;
-  };
+  auto edit = [&](const std::string& from, const std::string& to) { return edit_header(good, from, to); };
   dt::expect_error<SerializationError>([&] { io::SafeTensorsFile::parse(edit("[10,10]", "[10,11]"), "t"); },
                                        "needs 440 bytes, but its data_offsets hold 400");
   dt::expect_error<SerializationError>([&] { io::SafeTensorsFile::parse(edit("\"F32\"", "\"Q32\""), "t"); },
@@ -327,4 +335,54 @@ BOOST_AUTO_TEST_CASE(parameter_groups_through_a_file) {
   m.allocate(cpu(), r4);
   dt::expect_error<SerializationError>([&] { train::load_parameters(f, cpu(), m); },
                                        "missing tensor 'g.other.weight' (expected F32 [1])");
+}
+
+BOOST_AUTO_TEST_CASE(safetensors_checksums_catch_damage) {
+  // The CRC-32 itself: the standard check value of "123456789" and zlib's crc32 of an empty input.
+  BOOST_CHECK_EQUAL(io::detail::crc32("123456789", 9), 0xCBF43926u);
+  BOOST_CHECK_EQUAL(io::detail::crc32("", 0), 0u);
+  BOOST_CHECK_EQUAL(io::detail::crc32("6789", 4, io::detail::crc32("12345", 5)), 0xCBF43926u);  // continued
+  io::SafeTensorsWriter w;
+  std::vector<float> a(100);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = 0.5f * float(i);
+  const std::vector<double> v{1, 2, 3};
+  w.add("w", {10, 10}, a.data());
+  w.add("v", {3}, v.data());
+  w.metadata("key", "value");
+  w.metadata("checksums", "a caller's value is replaced");
+  const std::string path = tmp_path("sum.safetensors");
+  w.write(path);
+  const auto good = dt::read_bytes(path);
+  const auto f = io::SafeTensorsFile::parse(good, "t");
+  BOOST_CHECK(f.has_checksums());
+  BOOST_CHECK(f.metadata("checksums").find("\"w\":\"" + io::detail::crc32_hex(io::detail::crc32(a.data(), 400)) + "\"") !=
+              std::string::npos);
+  std::uint64_t n;
+  std::memcpy(&n, good.data(), 8);
+  // A flipped bit in w's data: read() refuses the file, open() the tensor (v still reads).
+  auto bad = good;
+  bad[8 + n + 40] ^= 0x10;
+  dt::expect_error<SerializationError>([&] { io::SafeTensorsFile::parse(bad, "t"); }, "tensor 'w' fails its checksum");
+  dt::write_bytes(path, bad);
+  const auto lazy = io::SafeTensorsFile::open(path);
+  std::vector<float> got(100);
+  dt::expect_error<SerializationError>([&] { lazy.read_into<float>("w", {10, 10}, got.data()); }, "tensor 'w' fails its checksum");
+  dt::expect_error<SerializationError>([&] { lazy.raw_bytes("w"); }, "fails its checksum");
+  BOOST_CHECK(lazy.read_vector<double>("v") == v);
+  // A changed metadata value (same length, so the header still parses) or a removed checksum entry.
+  auto edit = [&](const std::string& from, const std::string& to) { return edit_header(good, from, to); };
+  dt::expect_error<SerializationError>([&] { io::SafeTensorsFile::parse(edit("\"value\"", "\"valuf\""), "t"); },
+                                       "the metadata checksum does not match");
+  dt::expect_error<SerializationError>([&] { io::SafeTensorsFile::parse(edit("\"metadata_checksum\"", "\"metadata_checksuX\""), "t"); },
+                                       "only one of the checksum entries");
+  // A file without checksums (written before they existed) loads.
+  const std::string legacy = "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+  std::vector<unsigned char> old(8 + legacy.size() + 8, 0);
+  const std::uint64_t ln = legacy.size();
+  std::memcpy(old.data(), &ln, 8);
+  std::memcpy(old.data() + 8, legacy.data(), legacy.size());
+  const auto of = io::SafeTensorsFile::parse(old, "old");
+  BOOST_CHECK(!of.has_checksums());
+  BOOST_CHECK(of.read_vector<float>("x") == (std::vector<float>{0, 0}));
+  std::remove(path.c_str());
 }

@@ -116,6 +116,7 @@ class DeviceModel final : public HostModel<Dim, S> {
 
   void save(const std::string& path, const std::map<std::string, std::string>& extra) override { m_->save(path, extra); }
   void load(const std::string& path) override { m_->load(path); }
+  void load_file(const dicyc::io::SafeTensorsFile& f, const std::string&) override { dicyc::train::load_checkpoint(*m_, f); }
   void load_weights(const std::string& path) override { (void)m_->load_weights(path); }
   void set_communicator(dicyc::dist::Communicator& c) override { m_->set_communicator(c); }
   bool ranks_consistent() override { return m_->ranks_consistent(); }

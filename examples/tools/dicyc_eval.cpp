@@ -13,6 +13,11 @@
 //     deformation copied; eval::deformation_fraction, NMI). 2-D warps: per axial slice with
 //     >= 10 % foreground (at most --alpha-slices of them, evenly spaced), the volume's value the
 //     median; 3-D: one value per volume.
+//   With --ct (the truth a CT in HU): the synthetic-CT scores as SynthRAD2023 computes them
+//     (eval/ct_metrics.hpp): MAE in HU, PSNR and SSIM with both images clipped to --ct-range
+//     (2023: [-1024, 3000]; 2025: [-1024, 3071]; or lo,hi), inside --mask or, without one, the
+//     truth's body mask (voxels above -500 HU, the largest 6-connected component, enclosed holes
+//     filled); written to ct_metrics.csv and added to the summary and the t-tests.
 // Both write checkerboard PNGs of the middle axial slice. Volumes pair up by file name. The
 // intensity range for PSNR/SSIM is --range, or each ground truth's max - min.
 #include <cxxopts.hpp>
@@ -22,6 +27,7 @@
 
 #include "common.hpp"
 #include "dicyc/eval.hpp"
+#include "dicyc/eval/ct_metrics.hpp"
 #include "dicyc/eval/deformation_fraction.hpp"
 
 using namespace tools;
@@ -31,6 +37,7 @@ namespace {
 
 struct Scores {
   std::vector<double> mse, psnr, ssim, gssim, alpha;
+  std::vector<double> ct_mae, ct_psnr, ct_ssim;  // --ct
 };
 
 std::vector<std::uint8_t> foreground_of(const dicyc::io::VolumeData& v);
@@ -136,6 +143,10 @@ int main_impl(int argc, char** argv) {
     ("names", "method names for the tables: first,second", cxxopts::value<std::string>()->default_value("pred,pred2"))
     ("fields", "with --truth: dicyc-deform's fields/ folder; adds alpha, the fraction of the domain deformation each output carries", cxxopts::value<std::string>())
     ("alpha-slices", "2-D warps: at most this many axial slices per volume for alpha", cxxopts::value<int>()->default_value("24"))
+    ("ct", "with --truth (a CT in HU): SynthRAD's MAE, PSNR and SSIM inside --mask, or inside the truth's body mask "
+           "(> -500 HU, largest connected component, holes filled)")
+    ("ct-range", "HU range for --ct: 2023 ([-1024, 3000]), 2025 ([-1024, 3071]) or lo,hi",
+     cxxopts::value<std::string>()->default_value("2023"))
     ("threads", "CPU threads (alpha)", cxxopts::value<int>()->default_value("2"))
     ("out", "output folder", cxxopts::value<std::string>()->default_value("eval_out"))
     ("h,help", "this help");
@@ -164,6 +175,26 @@ int main_impl(int argc, char** argv) {
   const int alpha_slices = r["alpha-slices"].as<int>(), threads = r["threads"].as<int>();
   TOOL_REQUIRE(alpha_slices >= 1 && alpha_slices <= 100000, "--alpha-slices must be at least 1");
   TOOL_REQUIRE(threads >= 1 && threads <= 256, "--threads must be in [1, 256]");
+  const bool ct = r.count("ct") > 0;
+  TOOL_REQUIRE(!ct || has_truth, "--ct needs --truth (the real CT, in HU)");
+  dicyc::eval::CtRange ct_range;
+  {
+    const std::string cr = r["ct-range"].as<std::string>();
+    if (cr == "2023") {
+      ct_range = dicyc::eval::CtRange::synthrad2023();
+    } else if (cr == "2025") {
+      ct_range = dicyc::eval::CtRange::synthrad2025();
+    } else {
+      char* end = nullptr;
+      ct_range.lo = std::strtod(cr.c_str(), &end);
+      const bool comma = end && end != cr.c_str() && *end == ',';
+      const char* second = comma ? end + 1 : cr.c_str();
+      ct_range.hi = comma ? std::strtod(second, &end) : 0;
+      TOOL_REQUIRE(comma && end != second && *end == '\0' && std::isfinite(ct_range.lo) && std::isfinite(ct_range.hi) &&
+                       ct_range.lo < ct_range.hi,
+                   "--ct-range: expected 2023, 2025 or lo,hi with lo < hi, got '" << cr << "'");
+    }
+  }
   const double range = r["range"].as<double>();
   TOOL_REQUIRE(range >= 0 && std::isfinite(range), "--range must be positive (or 0 for each truth's range)");
   std::string n1 = "pred", n2 = "pred2";
@@ -244,6 +275,9 @@ int main_impl(int argc, char** argv) {
 
   Scores s1, s2;
   std::string csv = std::string("name,method,mse,psnr,ssim,global_ssim") + (fields.empty() ? "" : ",alpha") + "\n";
+  char ct_head[160];
+  std::snprintf(ct_head, sizeof ct_head, "name,method,mae_hu,psnr_db,ssim,mask_voxels,range_lo,range_hi\n");
+  std::string ct_csv = ct_head;
   auto score = [&](const dicyc::io::Volume& p, const dicyc::io::Volume& t, const std::vector<std::uint8_t>& mk,
                    Scores& s, const std::string& name, const std::string& method) {
     const auto d = t.dim();
@@ -266,6 +300,16 @@ int main_impl(int argc, char** argv) {
       csv += row;
     }
     csv += "\n";
+    if (ct) {
+      const std::vector<std::uint8_t> body = mk.empty() ? dicyc::eval::body_mask(t.data.data(), d) : mk;
+      const auto c = dicyc::eval::ct_metrics(p.data.data(), t.data.data(), body.data(), d, ct_range);
+      s.ct_mae.push_back(c.mae);
+      s.ct_psnr.push_back(c.psnr);
+      s.ct_ssim.push_back(c.ssim);
+      std::snprintf(row, sizeof row, "%s,%s,%.8g,%.8g,%.8g,%lld,%g,%g\n", name.c_str(), method.c_str(), c.mae, c.psnr,
+                    c.ssim, static_cast<long long>(c.voxels), ct_range.lo, ct_range.hi);
+      ct_csv += row;
+    }
   };
   for (const auto& n : names) {
     const auto t = dicyc::io::read_nifti(R.at(n)), p = dicyc::io::read_nifti(P.at(n));
@@ -305,6 +349,12 @@ int main_impl(int argc, char** argv) {
       md += b;
     }
     md += "\n";
+    if (!s.ct_mae.empty()) {
+      std::snprintf(b, sizeof b, "| %s, CT in HU [%g, %g] (SynthRAD) | %zu | MAE %.1f ± %.1f HU | %.2f ± %.2f | %.4f ± %.4f | |%s\n",
+                    name.c_str(), ct_range.lo, ct_range.hi, s.ct_mae.size(), mean(s.ct_mae), sd(s.ct_mae),
+                    mean(s.ct_psnr), sd(s.ct_psnr), mean(s.ct_ssim), sd(s.ct_ssim), A_ ? " |" : "");
+      md += b;
+    }
     std::snprintf(b, sizeof b, "%s,%zu,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g", name.c_str(), s.mse.size(), mean(s.mse),
                   sd(s.mse), mean(s.psnr), sd(s.psnr), mean(s.ssim), sd(s.ssim), mean(s.gssim), sd(s.gssim));
     sum += b;
@@ -321,7 +371,9 @@ int main_impl(int argc, char** argv) {
       md += "\nPaired t-tests, " + n1 + " - " + n2 + " (two-sided, SciPy's ttest_rel):\n\n| metric | mean difference | t | p |\n|---|---|---|---|\n";
       const std::pair<const char*, std::pair<const std::vector<double>*, const std::vector<double>*>> ms[] = {
           {"MSE", {&s1.mse, &s2.mse}}, {"PSNR", {&s1.psnr, &s2.psnr}}, {"SSIM", {&s1.ssim, &s2.ssim}},
-          {"global SSIM", {&s1.gssim, &s2.gssim}}, {"alpha", {&s1.alpha, &s2.alpha}}};
+          {"global SSIM", {&s1.gssim, &s2.gssim}}, {"alpha", {&s1.alpha, &s2.alpha}},
+          {"CT MAE (HU)", {&s1.ct_mae, &s2.ct_mae}}, {"CT PSNR", {&s1.ct_psnr, &s2.ct_psnr}},
+          {"CT SSIM", {&s1.ct_ssim, &s2.ct_ssim}}};
       for (const auto& [label, pr] : ms) {
         if (pr.first->empty()) continue;  // alpha without --fields
         char b[256];
@@ -342,6 +394,7 @@ int main_impl(int argc, char** argv) {
     dicyc::io::write_file_atomic(out + "/" + f, std::vector<unsigned char>(s.begin(), s.end()));
   };
   write("metrics.csv", csv);
+  if (ct) write("ct_metrics.csv", ct_csv);
   write("summary.md", md);
   write("summary.csv", sum);
   std::printf("wrote %s/metrics.csv, summary.md, summary.csv and checkerboards (truth | %s | checkerboard%s)\n",

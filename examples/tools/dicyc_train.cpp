@@ -20,6 +20,10 @@ int main_impl(int argc, char** argv) {
     ("spacing", "resample to this spacing in mm: 0 keeps the files' spacing, '1.8' or '1,1,2'", cxxopts::value<std::string>()->default_value("0"))
     ("zscore", "z-score intensities (needs --no-tanh) instead of percentiles -> [-1, 1]")
     ("percentiles", "low,high percentiles mapped to -1 and 1", cxxopts::value<std::string>()->default_value("0.5,99.5"))
+    ("window-a", "domain A: a fixed intensity window lo,hi mapped to -1 and 1 instead of percentiles (e.g. "
+                 "-1024,3000 for CT in HU: bone is kept); stored in the checkpoint, so dicyc-synth writes these units",
+     cxxopts::value<std::string>())
+    ("window-b", "domain B: the same (e.g. --window-b -1024,3000 for MR -> CT)", cxxopts::value<std::string>())
     ("volume", "the volume to use from 4-D files", cxxopts::value<int>()->default_value("-1"))
     ("no-reorient", "keep the files' voxel order (default: reorient to RAS+ so axial slices agree)")
     ("crop", "training crop size (multiple of 4); 3-D: also --crop-z", cxxopts::value<int>()->default_value("128"))
@@ -119,6 +123,20 @@ int main_impl(int argc, char** argv) {
     c.prep.p_hi = std::strtod(end + 1, &end);
     TOOL_REQUIRE(end && *end == '\0' && c.prep.p_lo >= 0 && c.prep.p_lo < c.prep.p_hi && c.prep.p_hi <= 100,
                  "--percentiles: expected 0 <= low < high <= 100, got '" << p << "'");
+  }
+  for (const char d : {'a', 'b'}) {
+    const std::string flag = std::string("window-") + d;
+    if (!r.count(flag)) continue;
+    const std::string w = r[flag].as<std::string>();
+    char* end = nullptr;
+    auto& win = d == 'a' ? c.window_a : c.window_b;
+    win[0] = std::strtod(w.c_str(), &end);
+    TOOL_REQUIRE(end && end != w.c_str() && *end == ',', "--" << flag << ": expected 'lo,hi', got '" << w << "'");
+    const char* second = end + 1;
+    win[1] = std::strtod(second, &end);
+    TOOL_REQUIRE(end && end != second && *end == '\0' && std::isfinite(win[0]) && std::isfinite(win[1]) && win[0] < win[1],
+                 "--" << flag << ": expected finite lo < hi, got '" << w << "'");
+    TOOL_REQUIRE(!r.count("zscore"), "--" << flag << " and --zscore exclude each other (a window maps to [-1, 1])");
   }
   c.min_foreground = r["min-foreground"].as<double>();
   TOOL_REQUIRE(c.min_foreground >= 0 && c.min_foreground < 1, "--min-foreground must be in [0, 1)");

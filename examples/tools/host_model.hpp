@@ -18,6 +18,10 @@
 #include "dicyc/dist/communicator.hpp"  // standard C++ only
 #include "dicyc/model/losses.hpp"       // standard C++ only
 
+namespace dicyc::io {
+class SafeTensorsFile;
+}
+
 namespace tools {
 
 template <int Dim, class S>
@@ -35,6 +39,9 @@ class HostModel {
   virtual bool deform(bool ab, const S* x, const S* other, S* y, const Shape& s) = 0;
   virtual void save(const std::string& path, const std::map<std::string, std::string>& extra) = 0;
   virtual void load(const std::string& path) = 0;
+  /// From an opened checkpoint `f` of `path` (a resume reads the file once); the GPU models open
+  /// it again by name.
+  virtual void load_file(const dicyc::io::SafeTensorsFile& /*f*/, const std::string& path) { load(path); }
   virtual void load_weights(const std::string& path) = 0;
   /// Data-parallel training over c's ranks (collective; before training and load()).
   virtual void set_communicator(dicyc::dist::Communicator& c) = 0;

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <random>
 #include <csignal>
 #include <cerrno>
 
@@ -36,6 +37,7 @@ struct TrainConfig {
   std::array<Index, 3> crop{128, 128, 1};
   Index batch = 1;
   dicyc::data::PrepareOptions prep;
+  std::array<double, 2> window_a{0, 0}, window_b{0, 0};  // --window-a/-b: fixed windows (lo >= hi: none)
   dicyc::data::AugmentOptions augment;
   double min_foreground = 0.1;  // of each crop (0: any crop)
   Index ngf = 64, ndf = 64, blocks = 9, control_points = 6;
@@ -70,6 +72,16 @@ struct SynthConfig {
   int gpu = 0;
   double max_memory = 0;  // as TrainConfig's
   double mpi_timeout = 900;
+};
+
+/// dicyc-bench: timed training iterations and translations of one model on random images.
+struct BenchConfig {
+  std::string model = "cyclegan";
+  Index size = 128, ngf = 64, blocks = 6, ndf = 64;
+  int n_layers = 3;
+  int iters = 10, warmup = 3, threads = 2;
+  std::string device = "cpu";
+  int gpu = 0;
 };
 
 /// The model on the device asked for: the CPU thread pool, or a GPU through libdicyc_tools_gpu.
@@ -191,6 +203,69 @@ struct Runner {
     return r;
   }
 
+  // --------------------------------------------------------------------------------- bench
+  /// Times `b.iters` training iterations (after `b.warmup`) and as many translations (batch 1,
+  /// one channel, a square or cube of b.size) on random images in [-1, 1]; prints one JSON line.
+  /// A GPU step returns its losses to the host, so each time includes the step's completion.
+  static int bench(const BenchConfig& b) {
+    TrainConfig c;
+    c.model = b.model;
+    c.ngf = b.ngf;
+    c.blocks = b.blocks;
+    c.ndf = b.ndf;
+    c.n_layers = b.n_layers;
+    const auto mo = options_of(c);
+    auto m = make_host_model<Dim, S>(b.device, b.threads, b.gpu, mo);
+    std::array<Index, 3> crop{b.size, b.size, Dim == 3 ? b.size : 1};
+    const auto shape = hs(shape_of(crop, 1));
+    std::size_t n = 1;
+    for (long e : shape) n *= static_cast<std::size_t>(e);
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-1, 1);
+    std::vector<float> xf(n), yf(n);
+    for (auto& v : xf) v = u(rng);
+    for (auto& v : yf) v = u(rng);
+    const std::vector<S> x = to_s(xf), y = to_s(yf);
+    std::vector<S> out(n);
+    auto time_of = [](auto&& f) {
+      const auto t0 = std::chrono::steady_clock::now();
+      f();
+      return 1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    std::vector<double> train_ms, infer_ms;
+    double loss_first = 0, loss_last = 0;
+    for (int i = 0; i < b.warmup + b.iters; ++i) {
+      std::string err;
+      dicyc::model::StepLosses L;
+      const double ms = time_of([&] { L = m->train_step(x.data(), y.data(), shape, &err); });
+      TOOL_REQUIRE(err.empty(), "dicyc-bench: " << err);
+      if (i == 0) loss_first = L.g_total;
+      loss_last = L.g_total;
+      if (i >= b.warmup) train_ms.push_back(ms);
+    }
+    for (int i = 0; i < b.warmup + b.iters; ++i) {
+      const double ms = time_of([&] { m->translate(true, x.data(), out.data(), shape); });
+      if (i >= b.warmup) infer_ms.push_back(ms);
+    }
+    auto stats = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      const std::size_t k = v.size();
+      const double med = k % 2 ? v[k / 2] : 0.5 * (v[k / 2 - 1] + v[k / 2]);
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "{\"median_ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, \"runs\": %zu}", med,
+                    v.front(), v.back(), k);
+      return std::string(buf);
+    };
+    std::printf("{\"model\": \"%s\", \"dim\": %d, \"precision\": \"%s\", \"device\": \"%s\", \"size\": %lld, "
+                "\"ngf\": %lld, \"blocks\": %lld, \"ndf\": %lld, \"threads\": %d, \"train_step\": %s, "
+                "\"translate\": %s, \"g_total_first\": %.6g, \"g_total_last\": %.6g}\n",
+                mo.model_name().c_str(), Dim, std::is_same_v<S, float> ? "float" : "half", m->device_name().c_str(),
+                static_cast<long long>(b.size), static_cast<long long>(b.ngf), static_cast<long long>(b.blocks),
+                static_cast<long long>(b.ndf), b.threads, stats(train_ms).c_str(), stats(infer_ms).c_str(), loss_first,
+                loss_last);
+    return kOk;
+  }
+
   // --------------------------------------------------------------------------------- memory
   using Probe = std::function<std::size_t(bool, const typename Model::Shape&)>;  // HostModel::probe_memory
   static double estimate_bytes(const Probe& probe_memory, bool train, const std::array<Index, 3>& full, Index n,
@@ -222,6 +297,7 @@ struct Runner {
     }
     void save(const std::string& path, const std::map<std::string, std::string>& user) override { m_.save(path, user); }
     void load(const std::string& path) override { m_.load(path); }
+    void load_file(const dicyc::io::SafeTensorsFile& f) override { m_.load_file(f, f.label()); }
     bool ranks_consistent() override { return m_.ranks_consistent(); }
     std::int64_t degenerate_samples() const override { return m_.degenerate_samples(); }
     std::string name() const override { return mo_.model_name(); }
@@ -277,6 +353,8 @@ struct Runner {
     meta.dim = Dim;
     meta.crop = cfg.crop;
     meta.prep = cfg.prep;
+    meta.window_a = cfg.window_a;
+    meta.window_b = cfg.window_b;
     train::RunSettings rs;
     rs.seed = cfg.seed;
     rs.batch = cfg.batch;
@@ -324,8 +402,12 @@ struct Runner {
     std::fflush(stdout);
     // Every slice is a candidate: the crop centres are foreground voxels (so a slice's chance
     // follows its foreground) and each crop is checked; with --min-foreground 0, any crop.
-    auto dom_a = std::make_shared<data::Domain>(data::Domain::load(data::list_volumes(cfg.a), meta.prep, 0.0));
-    auto dom_b = std::make_shared<data::Domain>(data::Domain::load(data::list_volumes(cfg.b), meta.prep, 0.0));
+    for (const char d : {'a', 'b'}) {
+      const auto& w = d == 'a' ? meta.window_a : meta.window_b;
+      if (w[1] > w[0]) std::printf("domain %c: fixed intensity window [%g, %g] -> [-1, 1]\n", d - 32, w[0], w[1]);
+    }
+    auto dom_a = std::make_shared<data::Domain>(data::Domain::load(data::list_volumes(cfg.a), meta.prep_for('a'), 0.0));
+    auto dom_b = std::make_shared<data::Domain>(data::Domain::load(data::list_volumes(cfg.b), meta.prep_for('b'), 0.0));
     if (!cfg.resume) {
       meta.map_a = dom_a->reference_map();
       meta.map_b = dom_b->reference_map();
@@ -344,6 +426,7 @@ struct Runner {
                                .run_settings(rs)
                                .log_every(cfg.log_every)
                                .resume(cfg.resume)
+                               .resume_from(cfg.resume && cfg.resumed ? cfg.resumed->file : nullptr)
                                .max_memory(cfg.device == "cpu" ? cfg.max_memory : -1)
                                .local_ranks(par.local_size())
                                .data_info(meta),
@@ -519,7 +602,7 @@ struct Runner {
     for (int d = 0; d < 3; ++d)
       if (cfg.tile[d] > 0) tile[d] = cfg.tile[d];
     fs::create_directories(cfg.out);
-    data::PrepareOptions prep = meta.prep;
+    data::PrepareOptions prep = meta.prep_for(ab ? 'a' : 'b');  // the source domain's preparation
     prep.volume = cfg.volume;
     const auto inputs = data::list_volumes(cfg.in);
     if (par.root())
@@ -582,5 +665,7 @@ template <int Dim, class S>
 int run_train(const TrainConfig& c);
 template <int Dim, class S>
 int run_synth(const SynthConfig& c, const std::string& config, const DataMeta& meta);
+template <int Dim, class S>
+int run_bench(const BenchConfig& c);
 
 }  // namespace tools

@@ -1,4 +1,4 @@
-// dicyc-train and dicyc-synth for 2-D float models (one instantiation per translation unit).
+// dicyc-train, dicyc-synth and dicyc-bench for 2-D float models (one instantiation per translation unit).
 #include "impl.hpp"
 
 namespace tools {
@@ -9,5 +9,9 @@ int run_train<2, float>(const TrainConfig& c) {
 template <>
 int run_synth<2, float>(const SynthConfig& c, const std::string& config, const DataMeta& m) {
   return Runner<2, float>::synth(c, config, m);
+}
+template <>
+int run_bench<2, float>(const BenchConfig& c) {
+  return Runner<2, float>::bench(c);
 }
 }  // namespace tools

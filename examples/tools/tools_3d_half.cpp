@@ -1,4 +1,4 @@
-// dicyc-train and dicyc-synth for 3-D half models (one instantiation per translation unit).
+// dicyc-train, dicyc-synth and dicyc-bench for 3-D half models (one instantiation per translation unit).
 #include "impl.hpp"
 
 namespace tools {
@@ -9,5 +9,9 @@ int run_train<3, Eigen::half>(const TrainConfig& c) {
 template <>
 int run_synth<3, Eigen::half>(const SynthConfig& c, const std::string& config, const DataMeta& m) {
   return Runner<3, Eigen::half>::synth(c, config, m);
+}
+template <>
+int run_bench<3, Eigen::half>(const BenchConfig& c) {
+  return Runner<3, Eigen::half>::bench(c);
 }
 }  // namespace tools

@@ -40,11 +40,15 @@ class DataInfo:
             self.percentiles = tuple(float(v) for v in get("percentiles").split())
             self.map_a = IntensityMap.parse(get("intensity_a"))
             self.map_b = IntensityMap.parse(get("intensity_b"))
+            # fixed intensity windows (dicyc-train --window-a/-b): lo, hi in source units, or None
+            self.window_a = tuple(float(v) for v in meta["user.window_a"].split()) if "user.window_a" in meta else None
+            self.window_b = tuple(float(v) for v in meta["user.window_b"].split()) if "user.window_b" in meta else None
         except ValueError as e:
             if isinstance(e, CheckpointError):
                 raise
             raise CheckpointError("'%s': corrupt data preparation entries (%s)" % (path, e)) from None
-        if self.dim not in (2, 3) or len(self.crop) != 3 or len(self.spacing) != 3 or len(self.percentiles) != 2:
+        if (self.dim not in (2, 3) or len(self.crop) != 3 or len(self.spacing) != 3 or len(self.percentiles) != 2
+                or any(w is not None and (len(w) != 2 or not w[0] < w[1]) for w in (self.window_a, self.window_b))):
             raise CheckpointError("'%s': corrupt data preparation entries" % path)
 
 

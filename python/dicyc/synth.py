@@ -15,13 +15,18 @@ from .volume import IntensityMap, Volume, reorient_canonical, resample, resample
 __all__ = ["prepare", "synthesize", "synthesize_normalised"]
 
 
-def prepare(vol, data):
-    """(prepared Volume in the networks' units, its IntensityMap, background level) as dicyc prepares it."""
+def prepare(vol, data, domain="a"):
+    """(prepared Volume in the networks' units, its IntensityMap, background level) as dicyc prepares a
+    volume of `domain` ('a' or 'b': its fixed intensity window, if training used one)."""
     if any(s > 0 for s in data.spacing):
         vol = resample(vol, [data.spacing[a] if data.spacing[a] > 0 else vol.spacing[a] for a in range(3)])
     if data.canonical:
         vol = reorient_canonical(vol)
-    m = IntensityMap.fit(vol.data, data.normalisation, *data.percentiles)
+    window = data.window_a if domain == "a" else data.window_b
+    if window is not None:
+        m = IntensityMap("percentile", window[0], window[1])
+    else:
+        m = IntensityMap.fit(vol.data, data.normalisation, *data.percentiles)
     out = Volume(m.forward(vol.data), vol.affine, vol.spacing)
     return out, m, float(out.data.min())
 
@@ -89,7 +94,7 @@ def synthesize(model, volume, direction="ab", affine=None, spacing=None, batch=4
     if direction not in ("ab", "ba"):
         raise ValueError("direction must be 'ab' or 'ba', got %r" % (direction,))
     src = volume if isinstance(volume, Volume) else Volume(volume, affine, spacing)
-    prepared, _, background = prepare(src, model.data)
+    prepared, _, background = prepare(src, model.data, "a" if direction == "ab" else "b")
     y = synthesize_normalised(model, prepared.data, background, direction, batch, tile)
     target = model.map_b if direction == "ab" else model.map_a
     result = Volume(target.inverse(y), prepared.affine, prepared.spacing)

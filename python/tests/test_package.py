@@ -31,6 +31,7 @@ def test_checkpoint_loads_strictly(trained, dim, model):
     assert (m.g_ab.off is not None) == (model == "nmi-dicyc")
     assert m.map_b.kind == "percentile" and m.map_b.a < -900  # the CT-like domain's units are HU
     meta, tensors = safetensors.read(trained[(dim, model)])
+    assert integrity.verify(trained[(dim, model)], meta, tensors)  # dicyc's checksums, checked by Python's zlib CRC
     n = sum(1 for k in tensors if k.split(".")[0] in ("g_ab", "g_ba", "d_a", "d_b", "s_ab", "s_ba"))
     assert n == sum(len(getattr(m, k).state_dict()) for k in ("g_ab", "g_ba", "d_a", "d_b", "s_ab", "s_ba")
                     if getattr(m, k) is not None)
@@ -148,11 +149,17 @@ def test_damage_is_refused(trained, tmp_path):
         dicyc.load_checkpoint(p)
 
 
-def test_files_without_checksums_still_load(trained):
-    meta, _ = safetensors.read(trained[(2, "cyclegan")])
-    m = dicyc.load_checkpoint(trained[(2, "cyclegan")])
-    assert m.g_ab is not None
-    assert integrity.has_checksums(meta) in (True, False)
+def test_files_without_checksums_still_load(trained, tmp_path):
+    """dicyc writes checksums; a file from before them (none) loads, and its tensors are the same."""
+    meta, tensors = safetensors.read(trained[(2, "cyclegan")])
+    assert integrity.has_checksums(meta)
+    old = {k: v for k, v in meta.items() if k not in ("checksums", "metadata_checksum")}
+    p = str(tmp_path / "old.safetensors")
+    safetensors.write(p, tensors, old)
+    assert not integrity.has_checksums(safetensors.read(p)[0])
+    a, b = dicyc.load_checkpoint(trained[(2, "cyclegan")]), dicyc.load_checkpoint(p)
+    x = np.random.default_rng(2).uniform(-1, 1, (16, 16)).astype(np.float32)
+    assert np.array_equal(a.translate(x), b.translate(x))
 
 
 def test_wrong_config_is_named(trained, tmp_path):
@@ -184,3 +191,23 @@ def test_nifti_roundtrip_and_geometry(tmp_path):
     assert r.data.shape == (5, 6, 4)
     back = resample_like(c, w)
     assert np.allclose(back.data, w.data, atol=1e-4)
+
+
+def test_window_checkpoint_synthesizes_as_dicyc_synth(tools, data, tmp_path):
+    """A run trained with --window-b: the package prepares B inputs with the window (not percentiles)
+    and writes HU through it, as dicyc-synth does."""
+    run([os.path.join(tools, "dicyc-train"), "-a", str(data / "a"), "-b", str(data / "b"), "--model", "cyclegan",
+         "--crop", "16", "--spacing", "2", "--max-iters", "2", "--window-b", "-1024,3000", "--out", str(tmp_path / "w"),
+         "--ngf", "4", "--blocks", "1", "--ndf", "8", "--d-layers", "2", "--threads", "1"])
+    ckpt = str(tmp_path / "w" / "checkpoint.safetensors")
+    m = dicyc.load_checkpoint(ckpt)
+    assert m.data.window_b == (-1024.0, 3000.0) and m.data.window_a is None
+    assert (m.map_b.a, m.map_b.b) == (-1024.0, 3000.0)
+    for direction, src in (("ba", data / "b"), ("ab", data / "a")):
+        out = tmp_path / ("out_" + direction)
+        synth_cli(tools, ckpt, src, out, direction)
+        target = m.map_b if direction == "ab" else m.map_a
+        vol = dicyc.read_nifti(str(src / "subj0.nii.gz"))
+        ours = dicyc.synthesize(m, vol, direction)
+        theirs = dicyc.read_nifti(str(out / "subj0.nii.gz")).data
+        assert np.abs(ours - theirs).max() / (target.b - target.a) * 2 < 1e-4

@@ -72,6 +72,30 @@ check "eval vs truth with t-test" 0 "Paired t-tests" -- "$E" --pred "$WORK/syn2d
 [[ -s "$WORK/ev_truth/summary.csv" && -s "$WORK/ev_truth/summary.md" && -s "$WORK/ev_truth/checker_subj0.png" ]] && echo "ok   eval outputs" || { echo "FAIL eval outputs"; fails=$((fails+1)); }
 mkdir -p "$WORK/mismatch"; cp "$B/subj0.nii" "$WORK/mismatch/subj0.nii"
 check "eval grid mismatch" 1 "must share a grid" -- "$E" --pred "$WORK/mismatch" --truth "$A" --out "$WORK/ev_bad"
+check "eval --ct (identical CTs: MAE 0)" 0 "MAE 0.0" -- "$E" --pred "$B" --truth "$B" --ct --out "$WORK/ev_ct"
+[[ $(tail -n +2 "$WORK/ev_ct/ct_metrics.csv" | cut -d, -f3 | sort -u) == "0" ]] && echo "ok   ct_metrics.csv" || { echo "FAIL ct_metrics.csv"; fails=$((fails+1)); }
+check "eval --ct-range typo" 2 "--ct-range" -- "$E" --pred "$B" --truth "$B" --ct --ct-range 2024x --out "$WORK/ev_ct"
+check "eval --ct without truth" 2 "--ct needs --truth" -- "$E" --pred "$B" --source "$B" --ct --out "$WORK/ev_ct"
+
+# ---------------------------------------------------------------- damaged checkpoints: refused, named (exit 1)
+cp "$R/checkpoint.safetensors" "$WORK/flip.safetensors"
+hl=$(od -An -t u8 -N8 "$WORK/flip.safetensors" | tr -d ' ')
+printf '\xff\xff\xff\xff' | dd of="$WORK/flip.safetensors" bs=1 seek=$((8 + hl + 16)) conv=notrunc 2>/dev/null
+check "synth: flipped bytes in a tensor" 1 "fails its checksum" -- "$S" --checkpoint "$WORK/flip.safetensors" --in "$A" --out "$WORK/syn_flip" --threads 1
+check "resume: flipped bytes in a tensor" 1 "fails its checksum" -- bash -c "mkdir -p '$WORK/flipres' && cp '$WORK/flip.safetensors' '$WORK/flipres/checkpoint.safetensors' && '$T' -a '$A' -b '$B' --out '$WORK/flipres' --resume --max-iters 20 --threads 1"
+cp "$R/checkpoint.safetensors" "$WORK/meta.safetensors"
+perl -0777 -pi -e 's/"scalar":"F32"/"scalar":"Q99"/' "$WORK/meta.safetensors"
+check "synth: changed metadata" 1 "metadata checksum does not match" -- "$S" --checkpoint "$WORK/meta.safetensors" --in "$A" --out "$WORK/syn_meta" --threads 1
+head -c $(( $(stat -c %s "$R/checkpoint.safetensors") - 100 )) "$R/checkpoint.safetensors" > "$WORK/trunc.safetensors"
+check "synth: truncated checkpoint" 1 "truncated" -- "$S" --checkpoint "$WORK/trunc.safetensors" --in "$A" --out "$WORK/syn_trunc" --threads 1
+
+# ---------------------------------------------------------------- a fixed intensity window for CT (--window-b)
+check "train --window-b" 0 "fixed intensity window [-1024, 3000]" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --model cyclegan --window-b -1024,3000 --max-iters 2 --out "$WORK/win"
+head -c 20000 "$WORK/win/checkpoint.safetensors" | grep -aq '"user.intensity_b":"percentile -1024 3000"' && head -c 20000 "$WORK/win/checkpoint.safetensors" | grep -aq '"user.window_b":"-1024 3000"' \
+  && echo "ok   the window is the checkpoint's B map" || { echo "FAIL window metadata"; fails=$((fails+1)); }
+check "synth with a window (B -> A, B prepared with it)" 0 "B -> A" -- "$S" --checkpoint "$WORK/win/checkpoint.safetensors" --in "$B/subj1.nii" --out "$WORK/syn_win" --direction ba --threads 1
+check "train: bad window" 2 "--window-b: expected finite lo < hi" -- "$T" -a "$A" -b "$B" --window-b 3000,-1024
+check "train: window with zscore" 2 "exclude each other" -- "$T" -a "$A" -b "$B" --window-a 0,100 --zscore --no-tanh
 
 # ---------------------------------------------------------------- Ctrl-C saves; SIGKILL never corrupts
 "$T" -a "$A" -b "$B" "${TINY[@]}" --max-iters 100000 --checkpoint-every 1000 --sample-every 0 --out "$WORK/int" >/dev/null 2>&1 &

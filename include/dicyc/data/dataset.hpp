@@ -97,6 +97,11 @@ struct PrepareOptions {
   bool zscore = false;                     // default: percentiles -> [-1, 1]
   double p_lo = 0.5, p_hi = 99.5;
   int volume = -1;                         // for 4-D files (3-D files ignore it)
+  // A fixed window [window_lo, window_hi] (source units) -> [-1, 1], clipped, instead of each
+  // volume's percentiles (e.g. -1024..3000 HU for CT, so dense bone is not clipped away);
+  // window_lo >= window_hi: none.
+  double window_lo = 0, window_hi = 0;
+  bool windowed() const { return window_hi > window_lo; }
 };
 
 /// A volume ready for the networks, with the map back to source units.
@@ -121,7 +126,12 @@ inline Prepared prepare(const std::string& path, const PrepareOptions& o) {
   }
   if (o.canonical) p.volume = reorient_canonical(p.volume);
   try {
-    p.map = o.zscore ? IntensityMap::zscore(p.volume.data) : IntensityMap::percentile(p.volume.data, o.p_lo, o.p_hi);
+    if (o.windowed()) {
+      DICYC_CHECK(std::isfinite(o.window_lo) && std::isfinite(o.window_hi), ConfigError, "the intensity window is not finite");
+      p.map = IntensityMap::window(o.window_lo, o.window_hi);
+    } else {
+      p.map = o.zscore ? IntensityMap::zscore(p.volume.data) : IntensityMap::percentile(p.volume.data, o.p_lo, o.p_hi);
+    }
   } catch (const Error& e) {
     DICYC_CHECK(false, NumericError, "'" << path << "': " << e.what());
   }
@@ -195,6 +205,9 @@ struct Domain {
   IntensityMap reference_map() const {
     DICYC_CHECK(!volumes.empty(), ConfigError, "empty domain");
     IntensityMap m = volumes[0].map;
+    bool same = true;  // a fixed window: every volume's map, exactly
+    for (const auto& v : volumes) same = same && v.map.kind == m.kind && v.map.a == m.a && v.map.b == m.b;
+    if (same) return m;
     m.a = m.b = 0;
     for (const auto& v : volumes) {
       m.a += v.map.a / static_cast<double>(volumes.size());

@@ -267,6 +267,17 @@ struct IntensityMap {
                                                  << " (a constant image?)");
     return m;
   }
+  /// A fixed window [lo, hi] (source units) -> [-1, 1], clipped: the percentile map with given
+  /// bounds (stored as "percentile lo hi", so older readers invert it too).
+  static IntensityMap window(double lo, double hi) {
+    DICYC_CHECK(std::isfinite(lo) && std::isfinite(hi) && hi > lo, ConfigError,
+                "intensity window: expected finite lo < hi, got " << lo << ", " << hi);
+    IntensityMap m;
+    m.kind = Kind::percentile;
+    m.a = lo;
+    m.b = hi;
+    return m;
+  }
   static IntensityMap zscore(const VolumeData& v, const VolumeData* mask = nullptr) {
     const std::vector<float> vals = masked_values(v, mask);
     double s = 0, s2 = 0;

@@ -14,6 +14,13 @@
 // JSON syntax, every entry's dtype, shape, and offsets (inside the data block, of exactly
 // numel * itemsize bytes, not overlapping), and reports each problem as a SerializationError
 // that names the file, the tensor, what was expected and what was found.
+// Checksums: the writer stores a CRC-32 (zlib's polynomial) of every tensor's bytes in the
+// metadata entry "checksums" (a JSON object, name -> 8 hex digits) and one over every other
+// metadata entry in "metadata_checksum" (entries sorted by key, each as key NUL value NUL), so
+// Python checks them with zlib.crc32. The reader verifies the metadata checksum when it parses
+// the header and each tensor's checksum when the tensor is read (read(): all of them at once), and
+// refuses a mismatch with a SerializationError naming the file and the tensor. Files written
+// before checksums existed carry neither entry and load (has_checksums() is false).
 // SafeTensorsFile::read() holds the whole file in memory; SafeTensorsFile::open() reads and
 // validates only the header (8 + n bytes) and keeps the file open, so a tensor is read from disk
 // when asked for: metadata lookups and loading a few tensors of a large checkpoint (the
@@ -23,6 +30,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -85,6 +93,59 @@ inline std::string shape_string(const std::vector<std::int64_t>& s) {
 }
 
 namespace detail {
+/// CRC-32 (the zlib/PNG polynomial 0xEDB88320, reflected), continued from `crc` (0 to start).
+inline std::uint32_t crc32(const void* data, std::size_t n, std::uint32_t crc = 0) {
+  static const auto table = [] {
+    std::array<std::uint32_t, 8 * 256> t{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    for (std::uint32_t i = 0; i < 256; ++i)  // slicing by 8
+      for (int s = 1; s < 8; ++s) t[s * 256 + i] = (t[(s - 1) * 256 + i] >> 8) ^ t[t[(s - 1) * 256 + i] & 0xFF];
+    return t;
+  }();
+  const auto* p = static_cast<const unsigned char*>(data);
+  crc = ~crc;
+  while (n >= 8) {
+    std::uint32_t lo, hi;
+    std::memcpy(&lo, p, 4);
+    std::memcpy(&hi, p + 4, 4);
+    lo ^= crc;
+    crc = table[7 * 256 + (lo & 0xFF)] ^ table[6 * 256 + ((lo >> 8) & 0xFF)] ^ table[5 * 256 + ((lo >> 16) & 0xFF)] ^
+          table[4 * 256 + (lo >> 24)] ^ table[3 * 256 + (hi & 0xFF)] ^ table[2 * 256 + ((hi >> 8) & 0xFF)] ^
+          table[1 * 256 + ((hi >> 16) & 0xFF)] ^ table[hi >> 24];
+    p += 8;
+    n -= 8;
+  }
+  while (n--) crc = table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+  return ~crc;
+}
+
+inline std::string crc32_hex(std::uint32_t c) {
+  char b[9];
+  std::snprintf(b, sizeof b, "%08x", static_cast<unsigned>(c));
+  return b;
+}
+
+inline constexpr const char* kChecksumsKey = "checksums";
+inline constexpr const char* kMetadataChecksumKey = "metadata_checksum";
+
+/// The CRC-32 over every metadata entry but the metadata checksum itself, sorted by key.
+inline std::string metadata_crc(const std::map<std::string, std::string>& meta) {
+  std::uint32_t c = 0;
+  const char nul = 0;
+  for (const auto& [k, v] : meta) {
+    if (k == kMetadataChecksumKey) continue;
+    c = crc32(k.data(), k.size(), c);
+    c = crc32(&nul, 1, c);
+    c = crc32(v.data(), v.size(), c);
+    c = crc32(&nul, 1, c);
+  }
+  return crc32_hex(c);
+}
+
 inline bool little_endian() {
   const std::uint16_t one = 1;
   unsigned char c;
@@ -150,9 +211,17 @@ class SafeTensorsWriter {
   std::string header_string() const {
     DICYC_CHECK(detail::little_endian(), IoError, "safetensors: big-endian hosts are not supported");
     nlohmann::ordered_json h = nlohmann::ordered_json::object();
-    if (!meta_.empty()) {
+    // Checksums of every tensor and of the metadata (values a caller set under these keys, e.g.
+    // copied from another file, are replaced).
+    std::map<std::string, std::string> meta = meta_;
+    nlohmann::json sums = nlohmann::json::object();
+    for (const auto& e : entries_) sums[e.name] = detail::crc32_hex(detail::crc32(e.bytes.data(), e.bytes.size()));
+    meta[detail::kChecksumsKey] = sums.dump();
+    meta.erase(detail::kMetadataChecksumKey);
+    meta[detail::kMetadataChecksumKey] = detail::metadata_crc(meta);
+    {
       nlohmann::ordered_json m = nlohmann::ordered_json::object();
-      for (const auto& [k, v] : meta_) m[k] = v;
+      for (const auto& [k, v] : meta) m[k] = v;
       h["__metadata__"] = m;
     }
     std::size_t off = 0;
@@ -217,6 +286,10 @@ class SafeTensorsFile {
     SafeTensorsFile f = parse_header(header, bytes.size() - 8 - static_cast<std::size_t>(n), label);
     bytes.erase(bytes.begin(), bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));  // in place: no second copy
     f.data_ = std::move(bytes);
+    if (f.has_checksums()) {
+      for (const auto& [name, t] : f.tensors_) f.verify(name, f.data_.data() + t.begin, t.end - t.begin);
+      f.verified_all_ = true;
+    }
     return f;
   }
 
@@ -302,7 +375,45 @@ class SafeTensorsFile {
     std::sort(ranges.begin(), ranges.end());
     for (std::size_t i = 1; i < ranges.size(); ++i)
       DICYC_CHECK(ranges[i].first >= ranges[i - 1].second, SerializationError, L << ": tensor data ranges overlap");
+    const bool has_sums = f.meta_.count(detail::kChecksumsKey) != 0, has_meta_sum = f.meta_.count(detail::kMetadataChecksumKey) != 0;
+    if (has_sums || has_meta_sum) {
+      DICYC_CHECK(has_sums && has_meta_sum, SerializationError,
+                  L << ": carries only one of the checksum entries ('" << detail::kChecksumsKey << "', '"
+                    << detail::kMetadataChecksumKey << "'): the metadata was changed after dicyc wrote it");
+      const std::string want = f.meta_.at(detail::kMetadataChecksumKey), got = detail::metadata_crc(f.meta_);
+      DICYC_CHECK(want == got, SerializationError,
+                  L << ": the metadata checksum does not match (stored " << want << ", computed " << got
+                    << "): the metadata was changed or damaged after dicyc wrote it; use an earlier copy");
+      nlohmann::json sums;
+      try {
+        sums = nlohmann::json::parse(f.meta_.at(detail::kChecksumsKey));
+      } catch (const std::exception&) {
+        DICYC_CHECK(false, SerializationError, L << ": the checksum table is not JSON: the file is damaged");
+      }
+      DICYC_CHECK(sums.is_object(), SerializationError, L << ": the checksum table is not a JSON object");
+      for (auto it = sums.begin(); it != sums.end(); ++it) {
+        DICYC_CHECK(it.value().is_string() && it.value().get<std::string>().size() == 8, SerializationError,
+                    L << ": the checksum of tensor '" << it.key() << "' is malformed");
+        DICYC_CHECK(f.tensors_.count(it.key()), SerializationError,
+                    L << ": tensor '" << it.key() << "' has a checksum but is missing from the file");
+        f.sums_[it.key()] = it.value().get<std::string>();
+      }
+      for (const auto& [name, t] : f.tensors_)
+        DICYC_CHECK(f.sums_.count(name), SerializationError,
+                    L << ": tensor '" << name << "' has no checksum: the file was changed after dicyc wrote it");
+    }
     return f;
+  }
+
+  /// Refuses bytes of tensor `name` that do not match its stored checksum (no-op without checksums).
+  void verify(const std::string& name, const void* bytes, std::size_t n) const {
+    if (sums_.empty() || verified_all_) return;
+    const auto it = sums_.find(name);
+    if (it == sums_.end()) return;
+    const std::string got = detail::crc32_hex(detail::crc32(bytes, n));
+    DICYC_CHECK(got == it->second, SerializationError,
+                "safetensors file '" << label_ << "': tensor '" << name << "' fails its checksum (stored " << it->second
+                                     << ", computed " << got << "): the file is damaged; use an earlier checkpoint");
   }
 
   /// Copies bytes [begin, end) of the data block into dst: from memory, or from the open file.
@@ -334,6 +445,8 @@ class SafeTensorsFile {
     return it->second;
   }
   const std::map<std::string, std::string>& metadata() const { return meta_; }
+  /// Whether the file carries checksums (written by this version of dicyc or later).
+  bool has_checksums() const { return meta_.count(detail::kChecksumsKey) != 0; }
   bool has_metadata(const std::string& key) const { return meta_.count(key) != 0; }
   const std::string& metadata(const std::string& key) const {
     auto it = meta_.find(key);
@@ -347,6 +460,7 @@ class SafeTensorsFile {
     const Tensor& t = info(name);
     std::vector<unsigned char> b(t.end - t.begin);
     copy_data(t.begin, t.end, b.data());
+    verify(name, b.data(), b.size());
     return b;
   }
 
@@ -359,6 +473,7 @@ class SafeTensorsFile {
                                      << " " << shape_string(expect_shape) << ", but found " << dtype_name(t.dtype)
                                      << " " << shape_string(t.shape));
     copy_data(t.begin, t.end, static_cast<void*>(dst));
+    verify(name, dst, t.end - t.begin);
   }
   /// A 1-D tensor of any length, checked for dtype.
   template <class T>
@@ -369,6 +484,7 @@ class SafeTensorsFile {
                                      << " tensor, but found " << dtype_name(t.dtype) << " " << shape_string(t.shape));
     std::vector<T> v(t.numel());
     if (!v.empty()) copy_data(t.begin, t.end, static_cast<void*>(v.data()));
+    verify(name, v.data(), t.end - t.begin);
     return v;
   }
 
@@ -376,6 +492,8 @@ class SafeTensorsFile {
   std::string label_;
   std::map<std::string, Tensor> tensors_;
   std::map<std::string, std::string> meta_;
+  std::map<std::string, std::string> sums_;      // tensor name -> CRC-32 (hex); empty: no checksums
+  bool verified_all_ = false;                    // read(): every tensor verified at parse
   std::vector<unsigned char> data_;              // read(): the data block
   std::shared_ptr<std::ifstream> file_;          // open(): the file, read on demand
   std::uint64_t data_offset_ = 0;                // open(): where the data block starts

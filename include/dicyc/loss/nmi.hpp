@@ -10,7 +10,7 @@
 //   NMI = 2 (H(A) + H(B) - H(A,B)) / (H(A) + H(B))  (NmiForm::Arithmetic, default, in [0, 1])
 //   NMI = (H(A) + H(B)) / H(A,B)                    (NmiForm::Studholme, scikit-image's, in [1, 2])
 // The batch value is the mean over samples. This is, epsilons included, the nmi() of the PyTorch
-// reference (shared/bench/torch_reference.py).
+// reference (nmi() in python/dicyc/nn.py).
 //
 // Gradient (exact for the function above): dNMI/dP(A,B), dNMI/dP(A), dNMI/dP(B) follow from the
 // entropies; then for each voxel

@@ -23,7 +23,7 @@
 //   4. D step on the deformed outputs through the 50-image pools.
 // EmMode::Sequential first runs an E step of its own (fresh deformed pass, GAN + deformed cycle,
 // only the STNs updated), then the M step on fresh passes with the STNs frozen.
-// This is shared/bench/torch_reference.py's bench_dicyc, with the pools of spec section 5.
+// This is benchmarks/torch_reference.py's bench_dicyc, with the pools of spec section 5.
 #pragma once
 
 #include <array>

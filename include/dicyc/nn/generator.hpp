@@ -8,7 +8,7 @@
 //   decoder  convT 3 s2 p1 op1 (4 ngf -> 2 ngf), IN, ReLU; the same (2 ngf -> ngf);
 //            reflect-pad 3, conv 7 (ngf -> out), tanh (optional: a z-scored target needs none)
 //
-// Parameter names are those of the reference's state dict (shared/bench/torch_reference.py):
+// Parameter names are those of the reference's state dict (python/dicyc/nn.py, the Python package's Generator):
 // "<name>.stem.1", "<name>.down1.0", "<name>.down2.0", "<name>.res.<i>.block.1|5", "<name>.dec.0",
 // "<name>.dec.3", "<name>.dec.7" (".weight" / ".bias"), so weights move to and from PyTorch by name.
 // A 1 -> 1 generator with ngf 64 and 6 blocks has 7,825,153 parameters.

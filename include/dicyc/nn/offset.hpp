@@ -6,7 +6,7 @@
 // by all channels: the feature map is resampled at p + u(p) with the grid sampler (bilinear or
 // trilinear, border padding, align_corners = false), i.e. grid = pixel centres + u * 2 / size.
 // Names: "<name>.c1.weight", "<name>.c1.bias", "<name>.c2.weight", "<name>.c2.bias" (the reference's
-// OffsetBranch in shared/bench/torch_reference.py).
+// OffsetBranch in python/dicyc/nn.py).
 // forward(x, cache, y): y = x warped by u(x); the cache keeps what backward needs (x itself stays the
 // caller's). backward(x, cache, dy, dx): dx += d<y, dy>/dx through both the sampled values and the
 // predicted field; parameter gradients accumulate into the group.

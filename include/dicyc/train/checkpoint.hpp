@@ -16,6 +16,7 @@
 // checkpoint of another rank count, on every rank.
 #pragma once
 
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <map>
@@ -191,12 +192,23 @@ void write_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& pa
   w.write(path);
 }
 
-/// Checks and stages a checkpoint on the host; the returned function commits it into m.
+/// A note on stderr (rank 0) for a file written before checkpoints carried checksums.
+inline void note_unverified(const io::SafeTensorsFile& f, bool root) {
+  if (root && !f.has_checksums())
+    std::fprintf(stderr,
+                 "dicyc: note: '%s' carries no checksums (written before dicyc stored them): its tensors cannot be "
+                 "verified against damage\n",
+                 f.label().c_str());
+}
+
+/// Checks and stages a checkpoint on the host (from an opened file); the returned function
+/// commits it into m.
 template <int Dim, class S, class Device>
-std::function<void()> stage_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& path) {
+std::function<void()> stage_checkpoint(model::ModelBase<Dim, S, Device>& m, const io::SafeTensorsFile& f) {
   constexpr int Rank = Dim + 2;
-  const auto f = io::SafeTensorsFile::open(path);
+  const std::string& path = f.label();
   const std::string L = "checkpoint '" + path + "'";
+  note_unverified(f, m.communicator().rank() == 0);
   const auto& o = m.options();
   auto meta = [&](const std::string& k) -> const std::string& {
     DICYC_CHECK(f.has_metadata(k), SerializationError, L << ": missing metadata '" << k << "' (not a dicyc checkpoint?)");
@@ -316,24 +328,44 @@ void save_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& pat
   if (failed) std::rethrow_exception(failed);
 }
 
-/// Restores a save_checkpoint() of the same configuration; nothing changes unless everything in
-/// the file checks out (on every rank, when there are several: collective).
+/// Restores a save_checkpoint() of the same configuration from an opened file (e.g. the one
+/// RunInfo::read() opened, so a resume reads the file once); nothing changes unless everything in
+/// the file checks out (on every rank, when there are several: collective; each rank its own file).
 template <int Dim, class S, class Device>
-void load_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& path) {
+void load_checkpoint(model::ModelBase<Dim, S, Device>& m, const io::SafeTensorsFile& f) {
   auto& comm = m.communicator();
-  if (comm.size() == 1) return detail::stage_checkpoint(m, path)();
+  if (comm.size() == 1) return detail::stage_checkpoint(m, f)();
   std::function<void()> commit;
   std::exception_ptr failed;
   try {
-    commit = detail::stage_checkpoint(m, path);
+    commit = detail::stage_checkpoint(m, f);
   } catch (...) {
     failed = std::current_exception();
   }
   if (!dist::all_ok(comm, !failed)) {
     if (failed) std::rethrow_exception(failed);
-    throw dist::CommError("checkpoint '" + path + "': another rank could not load it (its own message says why)");
+    throw dist::CommError("checkpoint '" + f.label() + "': another rank could not load it (its own message says why)");
   }
   commit();
+}
+
+/// Restores a save_checkpoint() of the same configuration from `path` (collective).
+template <int Dim, class S, class Device>
+void load_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& path) {
+  auto& comm = m.communicator();
+  if (comm.size() == 1) return load_checkpoint(m, io::SafeTensorsFile::open(path));
+  std::unique_ptr<io::SafeTensorsFile> f;
+  std::exception_ptr failed;
+  try {
+    f = std::make_unique<io::SafeTensorsFile>(io::SafeTensorsFile::open(path));
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  if (!dist::all_ok(comm, !failed)) {
+    if (failed) std::rethrow_exception(failed);
+    throw dist::CommError("checkpoint '" + path + "': another rank could not open it (its own message says why)");
+  }
+  load_checkpoint(m, *f);
 }
 
 /// Loads network weights only (a checkpoint of any of the models, or a weights file made from
@@ -343,6 +375,17 @@ void load_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& pat
 template <int Dim, class S, class Device>
 std::vector<std::string> load_weights(model::ModelBase<Dim, S, Device>& m, const std::string& path) {
   const auto f = io::SafeTensorsFile::open(path);
+  detail::note_unverified(f, m.communicator().rank() == 0);
+  // The metadata a weights file may carry must agree with the model (a file made from PyTorch
+  // state dicts has none of it; the tensors' dtypes and shapes are checked one by one below).
+  if (f.has_metadata("scalar"))
+    DICYC_CHECK(f.metadata("scalar") == io::dtype_name(io::dtype_of<S>()), SerializationError,
+                "weights file '" << path << "': its metadata says " << f.metadata("scalar") << " weights, this model is "
+                                 << io::dtype_name(io::dtype_of<S>()));
+  if (f.has_metadata("dim"))
+    DICYC_CHECK(f.metadata("dim") == std::to_string(Dim), SerializationError,
+                "weights file '" << path << "': its metadata says a " << f.metadata("dim") << "-D model, this one is "
+                                 << Dim << "-D");
   std::vector<nn::ParameterGroup<S, Device>*> present;
   for (auto* g : m.groups())
     for (Index i = 0; i < g->count(); ++i)

@@ -46,6 +46,7 @@ class ModelTrainable final : public Trainable {
   }
   void save(const std::string& path, const std::map<std::string, std::string>& user) override { m_.save(path, user); }
   void load(const std::string& path) override { m_.load(path); }
+  void load_file(const io::SafeTensorsFile& f) override { train::load_checkpoint(m_, f); }
   bool ranks_consistent() override { return m_.ranks_consistent(); }
   std::int64_t degenerate_samples() const override { return loss::degenerate_samples().load(); }
   std::string name() const override { return m_.name(); }

@@ -8,13 +8,17 @@
 //   no other settings continues the same run;
 // - user keys of the caller's own.
 // They are stored as the checkpoint's "user.<key>" metadata (keys: dim, crop, spacing, canonical,
-// normalisation, percentiles, intensity_a, intensity_b, train, and the caller's). RunInfo::read()
-// opens a checkpoint once for all of it and for the model's configuration, dimension and scalar.
+// normalisation, percentiles, intensity_a, intensity_b, window_a and window_b when a fixed
+// intensity window was used, train, and the caller's). RunInfo::read() opens a checkpoint once
+// for all of it and for the model's configuration, dimension and scalar, validates them, and
+// keeps the file open (RunInfo::file) so that a resume loads the model from the same open file.
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -23,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dicyc/data/dataset.hpp"
+#include "dicyc/io/checkpoint.hpp"
 #include "dicyc/io/safetensors.hpp"
 
 namespace dicyc::train {
@@ -30,8 +35,20 @@ namespace dicyc::train {
 struct DataInfo {
   int dim = 2;
   std::array<Index, 3> crop{128, 128, 1};
-  data::PrepareOptions prep;
+  data::PrepareOptions prep;  // both domains' (the windows below replace the percentiles per domain)
   data::IntensityMap map_a, map_b;
+  /// A fixed intensity window per domain ([lo, hi] in source units -> [-1, 1], e.g. -1024..3000 HU
+  /// for CT, so that bone survives); lo >= hi: none (percentiles or z-score as prep says).
+  std::array<double, 2> window_a{0, 0}, window_b{0, 0};
+
+  /// How volumes of domain 'a' or 'b' are prepared (prep with that domain's window).
+  data::PrepareOptions prep_for(char domain) const {
+    data::PrepareOptions p = prep;
+    const auto& w = domain == 'a' ? window_a : window_b;
+    p.window_lo = w[0];
+    p.window_hi = w[1];
+    return p;
+  }
 
   void write(std::map<std::string, std::string>& m) const {
     m["dim"] = std::to_string(dim);
@@ -45,6 +62,12 @@ struct DataInfo {
     m["percentiles"] = buf;
     m["intensity_a"] = map_a.to_string();
     m["intensity_b"] = map_b.to_string();
+    for (const auto& [key, w] : {std::pair<const char*, const std::array<double, 2>*>{"window_a", &window_a},
+                                 std::pair<const char*, const std::array<double, 2>*>{"window_b", &window_b}})
+      if ((*w)[1] > (*w)[0]) {
+        std::snprintf(buf, sizeof buf, "%.17g %.17g", (*w)[0], (*w)[1]);
+        m[key] = buf;
+      }
   }
   /// From the "user.*" metadata of a checkpoint (`path` names it in errors).
   static DataInfo read(const io::SafeTensorsFile& f, const std::string& path) {
@@ -68,6 +91,16 @@ struct DataInfo {
     parse("percentiles", d.prep.p_lo, d.prep.p_hi);
     d.map_a = data::IntensityMap::from_string(get("intensity_a"));
     d.map_b = data::IntensityMap::from_string(get("intensity_b"));
+    DICYC_CHECK(d.prep.p_lo >= 0 && d.prep.p_lo < d.prep.p_hi && d.prep.p_hi <= 100, SerializationError,
+                "checkpoint '" << path << "': corrupt 'percentiles' entry '" << get("percentiles") << "'");
+    for (int k = 0; k < 3; ++k)
+      DICYC_CHECK(d.crop[k] >= 1 && std::isfinite(d.prep.spacing[k]) && d.prep.spacing[k] >= 0, SerializationError,
+                  "checkpoint '" << path << "': corrupt 'crop' or 'spacing' entry");
+    if (f.has_metadata("user.window_a")) parse("window_a", d.window_a[0], d.window_a[1]);
+    if (f.has_metadata("user.window_b")) parse("window_b", d.window_b[0], d.window_b[1]);
+    for (const auto& w : {d.window_a, d.window_b})
+      DICYC_CHECK(std::isfinite(w[0]) && std::isfinite(w[1]), SerializationError,
+                  "checkpoint '" << path << "': corrupt intensity window");
     return d;
   }
 };
@@ -136,6 +169,9 @@ struct RunInfo {
   // ("F32", "F16", ...) and iteration.
   std::string model_config, scalar;
   std::int64_t iteration = 0;
+  /// The checkpoint, opened and its header validated (tensors are read on demand): a resume loads
+  /// the model from it (TrainerOptions::resume_from) instead of opening the file again.
+  std::shared_ptr<const io::SafeTensorsFile> file;
 
   /// The "user.*" entries of a checkpoint (without the prefix; the model's save() adds it).
   std::map<std::string, std::string> metadata() const {
@@ -146,16 +182,35 @@ struct RunInfo {
   }
 
   static RunInfo read(const std::string& path) {
-    const auto f = io::SafeTensorsFile::open(path);
+    RunInfo r;
+    r.file = std::make_shared<const io::SafeTensorsFile>(io::SafeTensorsFile::open(path));
+    const io::SafeTensorsFile& f = *r.file;
     DICYC_CHECK(f.has_metadata("config") && f.has_metadata("scalar"), SerializationError,
                 "'" << path << "' is not a dicyc training checkpoint (no model configuration)");
-    RunInfo r;
     r.model_config = f.metadata("config");
     r.scalar = f.metadata("scalar");
-    if (f.has_metadata("iteration")) r.iteration = std::atoll(f.metadata("iteration").c_str());
+    // Values a tool acts on are checked here, before anything is built from them.
+    DICYC_CHECK(r.scalar == "F32" || r.scalar == "F16", SerializationError,
+                "checkpoint '" << path << "': scalar type '" << r.scalar << "' (expected F32 or F16): the metadata is corrupt");
+    try {
+      const auto j = nlohmann::json::parse(r.model_config);
+      DICYC_CHECK(j.is_object(), SerializationError, "not an object");
+    } catch (const std::exception& e) {
+      DICYC_CHECK(false, SerializationError, "checkpoint '" << path << "': corrupt model configuration: " << e.what());
+    }
+    if (f.has_metadata("dim"))
+      DICYC_CHECK(f.metadata("dim") == "2" || f.metadata("dim") == "3", SerializationError,
+                  "checkpoint '" << path << "': dimension '" << f.metadata("dim") << "' (expected 2 or 3)");
+    if (f.has_metadata("iteration")) {
+      r.iteration = io::parse_int(f.metadata("iteration"), "iteration");
+      DICYC_CHECK(r.iteration >= 0, SerializationError, "checkpoint '" << path << "': negative iteration");
+    }
     if (f.has_metadata("user.dim")) {
       r.data = DataInfo::read(f, path);
       r.has_data_info = true;
+      DICYC_CHECK(!f.has_metadata("dim") || f.metadata("dim") == std::to_string(r.data.dim), SerializationError,
+                  "checkpoint '" << path << "': the model is " << f.metadata("dim") << "-D but the data entries say "
+                                 << r.data.dim << "-D");
     }
     if (f.has_metadata("user.train")) {
       nlohmann::json j;
@@ -167,8 +222,9 @@ struct RunInfo {
       (void)r.run.restore(j, {});
       r.has_run_settings = true;
     }
-    static const std::set<std::string> ours{"dim",           "crop",        "spacing",     "canonical", "normalisation",
-                                            "percentiles",   "intensity_a", "intensity_b", "train"};
+    static const std::set<std::string> ours{"dim",         "crop",        "spacing",  "canonical", "normalisation",
+                                            "percentiles", "intensity_a", "intensity_b", "window_a", "window_b",
+                                            "train"};
     for (const auto& [k, v] : f.metadata())
       if (k.rfind("user.", 0) == 0 && !ours.count(k.substr(5))) r.user[k.substr(5)] = v;
     return r;

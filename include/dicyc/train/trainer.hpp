@@ -31,6 +31,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -67,6 +68,9 @@ class Trainable {
   virtual void save(const std::string& path, const std::map<std::string, std::string>& user) = 0;
   /// Restores a save() of the same configuration (collective).
   virtual void load(const std::string& path) = 0;
+  /// The same from an opened checkpoint (RunInfo::file), so a resume reads the file once; the
+  /// default opens it again by name.
+  virtual void load_file(const io::SafeTensorsFile& f) { load(f.label()); }
   /// Collective: whether every rank holds the same weights and optimiser state.
   virtual bool ranks_consistent() { return true; }
   /// Samples whose alignment loss was undefined (constant images) since the model was made.
@@ -94,6 +98,8 @@ class TrainerOptions {
   TrainerOptions& seed(std::uint64_t v) { run_.seed = v; return *this; }
   /// Continue from <out>/checkpoint.safetensors.
   TrainerOptions& resume(bool v) { resume_ = v; return *this; }
+  /// With resume(true): that checkpoint, already opened (RunInfo::read's file), so it is read once.
+  TrainerOptions& resume_from(std::shared_ptr<const io::SafeTensorsFile> f) { resume_file_ = std::move(f); return *this; }
   /// Bytes the run may take: 0 what the machine leaves, > 0 this limit, < 0 no check.
   TrainerOptions& max_memory(double v) { max_memory_ = v; return *this; }
   /// Ranks sharing this machine's memory (the memory check counts each).
@@ -114,6 +120,7 @@ class TrainerOptions {
   std::int64_t log_every() const { return log_every_; }
   std::uint64_t seed() const { return run_.seed; }
   bool resume() const { return resume_; }
+  const std::shared_ptr<const io::SafeTensorsFile>& resume_file() const { return resume_file_; }
   double max_memory() const { return max_memory_; }
   int local_ranks() const { return local_ranks_; }
   bool verbose() const { return verbose_; }
@@ -129,6 +136,7 @@ class TrainerOptions {
   RunSettings run_;
   std::int64_t log_every_ = 10;
   bool resume_ = false, verbose_ = false, has_data_ = false;
+  std::shared_ptr<const io::SafeTensorsFile> resume_file_;
   double max_memory_ = -1;
   int local_ranks_ = 1;
   DataInfo data_;
@@ -250,7 +258,11 @@ class Trainer {
                                                << (K > 1 ? " (with several ranks, the folder must be on a filesystem that "
                                                            "every rank sees)"
                                                          : ""));
-      m_.load(ckpt);  // collective: refuses a checkpoint of another configuration or rank count on every rank
+      // Collective: refuses a checkpoint of another configuration or rank count on every rank.
+      const auto& opened = o_.resume_file();
+      std::error_code same_ec;
+      if (opened && fs::equivalent(opened->label(), ckpt, same_ec)) m_.load_file(*opened);
+      else m_.load(ckpt);
     }
     r.start_iteration = m_.iteration();
     if (root) start_log(csv, r.start_iteration);
