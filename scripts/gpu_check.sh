@@ -86,7 +86,7 @@ build() {
 }
 
 # ------------------------------------------------------------------------------------------ run
-OUT="" DRY=0 BUDGET=270
+OUT="" DRY=0 BUDGET=270 UNPACKED=""
 declare -a NAMES STATUS SECS NOTES
 START=0
 
@@ -134,8 +134,9 @@ run() {
   OUT=$(cd "$OUT" && pwd)
   START=$(date +%s)
   [[ -s "$BUNDLE_DIR/bundle.tar.xz" ]] || die "no bundle at $BUNDLE_DIR/bundle.tar.xz: run 'scripts/gpu_check.sh build' first"
-  local B; B=$(mktemp -d)
-  trap 'rm -rf "$B"' EXIT
+  UNPACKED=$(mktemp -d)
+  trap 'rm -rf "$UNPACKED"' EXIT
+  local B=$UNPACKED
   tar -C "$B" -xJf "$BUNDLE_DIR/bundle.tar.xz" || die "cannot unpack $BUNDLE_DIR/bundle.tar.xz"
   # The toolkit's libraries on the GPU machine: the CUDA toolkit, then the nvidia-* wheels of its
   # Python (PyTorch's cuBLAS and NCCL).
@@ -143,7 +144,16 @@ run() {
   for d in "${CUDA_HOME:-/usr/local/cuda}/lib64" "${CUDA_HOME:-/usr/local/cuda}/lib" /usr/local/cuda/targets/x86_64-linux/lib; do
     [[ -d $d ]] && cuda_libs+=":$d"
   done
-  local py=${DICYC_PYTHON:-python3}
+  # The Python with numpy and torch (the GPU machine's PyTorch environment; Debian's python3 here).
+  local py="" c
+  for c in ${DICYC_PYTHON:-} python3 /usr/bin/python3; do
+    if "$c" -c "import numpy, torch" >/dev/null 2>&1; then py=$c; break; fi
+  done
+  if [[ -z $py ]]; then
+    for c in ${DICYC_PYTHON:-} python3 /usr/bin/python3; do "$c" -c "import numpy" >/dev/null 2>&1 && { py=$c; break; }; done
+  fi
+  [[ -n $py ]] || py=python3
+  echo "gpu_check: Python: $py ($("$py" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null))"
   local wheels
   wheels=$("$py" -c 'import glob, os, site
 dirs = site.getsitepackages() + [site.getusersitepackages()]
@@ -159,7 +169,7 @@ print(":".join(sorted({os.path.dirname(p) for s in dirs for p in glob.glob(os.pa
   # Sizes: the issue's on a GPU; tiny on the CPU.
   local S2=128 G2=64 K2=6 D2=64 S3=64 G3=16 K3=3 D3=32 IT=200 HIT=50 BIT=10
   if ((DRY)); then
-    DEV=cpu THREADS=2 S2=32 G2=4 K2=1 D2=8 S3=16 G3=4 K3=1 D3=8 IT=12 HIT=4 BIT=2
+    DEV=cpu THREADS=2 S2=32 G2=4 K2=1 D2=8 S3=32 G3=4 K3=1 D3=8 IT=12 HIT=4 BIT=2
   fi
   echo "gpu_check: bundle $(cat "$B/COMMIT"), out $OUT, budget $BUDGET s$( ((DRY)) && echo ', DRY RUN on the CPU')"
 

@@ -11,7 +11,8 @@
         iterations below their mean over the first fifth) and its seconds per iteration (from
         losses.csv, the first 10 iterations left out), the synthesis comparison, and dicyc-bench
         beside PyTorch on the same device (ratio; GFLOP/s where PyTorch counted the step's FLOPs,
-        and the share of the H200's peak when the GPU is one). Exit 3 when a training check fails.
+        and the share of the H200's peak when the GPU is one). Exit 3 when a training check fails
+        (in a dry run only for a non-finite loss: a dozen tiny iterations need not lower a loss).
 Only numpy and the repository's own Python package (python/, imported from the tree) are needed.
 """
 import csv
@@ -101,7 +102,8 @@ def report(out, commit, dry):
         run = os.path.basename(os.path.dirname(path))
         c = losses_check(path)
         res["training"][run] = c
-        failed += 0 if c["ok"] else 1
+        # A dry run's dozen tiny iterations need not lower the cycle loss; finite losses they must have.
+        failed += 0 if c["ok"] or (dry and c.get("finite")) else 1
         md.append("| %s | %s | %s | %.4f -> %.4f | %.4f | %s |" % (
             run, c.get("iterations", 0), c.get("finite"), c.get("cycle_first", float("nan")),
             c.get("cycle_last", float("nan")), c.get("seconds_per_iteration", float("nan")),
@@ -115,8 +117,9 @@ def report(out, commit, dry):
                    s["max_abs"], s["max_rel"], s["mean_abs"], s["mean_rel"])]
     md += ["", "## Per-iteration time: dicyc against PyTorch on the same device", "",
            "dicyc: `dicyc-bench` (median of its timed iterations; a step includes the return of its losses). "
-           "PyTorch: `benchmarks/torch_reference*.py --device %s` (the same networks from the Python package, "
-           "cuDNN with its defaults, TF32 convolutions included, as users run it)." % ("cpu" if dry else "cuda"), "",
+           "PyTorch: `benchmarks/torch_reference*.py --device %s` (the same networks from the Python package%s)."
+           % ("cpu" if dry else "cuda", "" if dry else ", cuDNN with its defaults, TF32 convolutions included, as users "
+              "run it"), "",
            "| case | dicyc ms | PyTorch ms | dicyc / PyTorch | step GFLOP (PyTorch's count) | dicyc GFLOP/s | PyTorch GFLOP/s |",
            "|---|---|---|---|---|---|---|"]
     for dim in (2, 3):

@@ -21,6 +21,15 @@ cmake --build "$BUILD" -j "$(nproc)"
 echo "test.sh: build took $(( $(date +%s) - start )) s (CUDA=$CUDA)"
 ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)"
 echo "test.sh: main build and tests took $(( $(date +%s) - start )) s"
+# The GPU check's bundle (scripts/gpu_check.sh build, from this build tree) and its run on the CPU
+# (--dry-run), so the script a lent GPU runs is tested here.
+if [[ $CUDA == ON ]]; then
+  scripts/gpu_check.sh build --tree "$BUILD" --bundle "$BUILD/gpu"
+  scripts/gpu_check.sh run "$BUILD/gpu_check_dry" --dry-run --bundle "$BUILD/gpu"
+  echo "test.sh: GPU check bundle and dry run done at $(( $(date +%s) - start )) s"
+else
+  echo "test.sh: no CUDA toolkit: the GPU check's bundle is not built (scripts/gpu_check.sh build needs nvcc)"
+fi
 # The I/O, data, checkpoint and tool tests once more under ASan + UBSan, then a bounded fuzz run
 # of the NIfTI and checkpoint readers (DICYC_QUICK=1 skips both).
 if [[ "${DICYC_QUICK:-0}" != 1 ]]; then
