@@ -419,7 +419,8 @@ void write_montage(const std::string& path, const TestView& v) {
                     io::panel_of(v.truth[r].data(), 181, 217), io::panel_of(v.other[r].data(), 181, 217),
                     io::panel_of(diff.data(), 181, 217)});
   }
-  io::write_grid(path, rows, io::GridOptions{0, true});
+  io::write_grid(path, rows, io::GridOptions{0, true, {"source", "output", "truth, aligned", "truth, other geometry",
+                                                        "|output - truth|"}});
 }
 
 /// Runs (or resumes, or skips) one job. The crops of the first batches are checked against a

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "support/tmp_dir.hpp"
+#include "dicyc/io/grid.hpp"
 #include "dicyc/io/nifti.hpp"
 
 namespace fs = std::filesystem;
@@ -366,4 +367,33 @@ BOOST_AUTO_TEST_CASE(writer_refuses_bad_requests_and_keeps_old_files) {
   expect_error<NumericError>([&] { io::write_nifti(good, v); }, "refusing to write");
   BOOST_TEST((slurp(good) == before));  // the existing file is untouched
   expect_error<IoError>([&] { io::write_nifti(tmp("no/such/dir.nii"), io::read_nifti(good)); }, "cannot write");
+}
+
+BOOST_AUTO_TEST_CASE(grid_labels_title_each_column) {
+  // Two 20x10 panels (grey 0 -> 128) under the labels "A" and "TOOLONGLABEL": an 11-pixel title
+  // strip on top, each label centred over its column in white, cut to what fits (3 characters of
+  // 6 pixels in 20), the panels below it unchanged.
+  TmpDir tmp("grid");
+  const io::Panel p{20, 10, std::vector<float>(200, 0.0f)};
+  io::GridOptions o;
+  o.gap = 2;
+  o.labels = {"A", "TOOLONGLABEL"};
+  io::write_grid(tmp("g.png"), {{p, p}}, o);
+  const auto g = io::read_png_gray(tmp("g.png"));
+  BOOST_TEST(g.width == 44);
+  BOOST_TEST(g.height == 11 + 10 + 2);
+  auto at = [&](Index x, Index y) { return static_cast<int>(g.pixels[static_cast<std::size_t>(x + g.width * y)]); };
+  // "A" is 5 pixels wide, centred in 20: columns 7..11; its top row " ### ", its fourth "#####".
+  BOOST_TEST(at(7, 2) == 0);
+  BOOST_TEST(at(8, 2) == 255);
+  BOOST_TEST(at(10, 2) == 255);
+  BOOST_TEST(at(11, 2) == 0);
+  for (Index x = 7; x <= 11; ++x) BOOST_TEST(at(x, 5) == 255);
+  // The long label starts at the column's left edge (x 22) and stops after 3 characters.
+  int lit_inside = 0, lit_beyond = 0;
+  for (Index y = 0; y < 11; ++y)
+    for (Index x = 22; x < 44; ++x) (x < 22 + 18 ? lit_inside : lit_beyond) += at(x, y) == 255;
+  BOOST_TEST(lit_inside > 0);
+  BOOST_TEST(lit_beyond == 0);
+  BOOST_TEST(at(5, 11) == 128);  // the first panel, below the strip
 }

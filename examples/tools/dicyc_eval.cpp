@@ -265,7 +265,9 @@ int main_impl(int argc, char** argv) {
       csv += row;
       const auto sm = dicyc::data::IntensityMap::percentile(s.data), pm = dicyc::data::IntensityMap::percentile(p.data);
       const Panel ps = middle_slice(s, float(sm.a), float(sm.b)), pp = middle_slice(p, float(pm.a), float(pm.b));
-      write_grid(out + "/checker_" + n + ".png", {{ps, pp, checkerboard(ps, pp)}});
+      dicyc::io::GridOptions go;
+      go.labels = {"source", "output", "checkerboard"};
+      write_grid(out + "/checker_" + n + ".png", {{ps, pp, checkerboard(ps, pp)}}, go);
     }
     std::printf("| mean +- sd | %.4f +- %.4f | %.4f +- %.4f |\n", mean(nmis), sd(nmis), mean(dices), sd(dices));
     dicyc::io::write_file_atomic(out + "/alignment.csv", std::vector<unsigned char>(csv.begin(), csv.end()));
@@ -331,7 +333,10 @@ int main_impl(int argc, char** argv) {
       row.push_back(middle_slice(p2, lo, hi));
       row.push_back(checkerboard(row[0], row.back()));
     }
-    write_grid(out + "/checker_" + n + ".png", {row});
+    dicyc::io::GridOptions go;
+    go.labels = {"truth", n1, "checkerboard"};
+    if (!pred2.empty()) go.labels.insert(go.labels.end(), {n2, "checkerboard"});
+    write_grid(out + "/checker_" + n + ".png", {row}, go);
   }
   const bool A_ = !fields.empty();
   std::string md = std::string("| method | n | MSE | PSNR (dB) | SSIM | global SSIM |") + (A_ ? " alpha |" : "") +

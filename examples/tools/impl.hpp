@@ -534,7 +534,11 @@ struct Runner {
     }
     char name[64];
     std::snprintf(name, sizeof name, "/samples/iter_%07lld.png", static_cast<long long>(it));
-    write_grid(out + name, rows);
+    dicyc::io::GridOptions go;  // rows: A -> B, then B -> A
+    go.labels = {"source", "output"};
+    if (rows[0].size() == 5) go.labels.push_back("deformed output");
+    go.labels.insert(go.labels.end(), {"cycle", "checkerboard"});
+    write_grid(out + name, rows, go);
   }
 
   static std::string format_duration(double s) {

@@ -55,9 +55,9 @@ n=$(grep -c "training batches equal data::Sampler's.*: yes" "$WORK/quick.log")
 grep -q "QUICK MODE" "$WORK/quick/summary.md" || fail "summary.md does not say it is the quick mode"
 grep -q "Paired t-tests" "$WORK/quick/summary.md" || fail "summary.md has no t-tests"
 grep -q "B -> A" "$WORK/quick/summary.md" || fail "summary.md has no B -> A table"
-# montage: 5 columns x 181, 3 rows x 217 (the PNG header's width and height)
+# montage: 5 columns x 181, 3 rows x 217 under an 11-pixel strip of column titles (the PNG header's width and height)
 dims=$(od -An -tu1 -j16 -N8 "$WORK/quick/montage_nmi-dicyc_ba.png" | awk '{print $3*256+$4, $7*256+$8}')
-[[ "$dims" == "905 651" ]] || fail "montage is $dims, expected 905 651"
+[[ "$dims" == "905 662" ]] || fail "montage is $dims, expected 905 662"
 # resumable: a second run skips the finished jobs; a longer budget resumes from the checkpoint
 "$BIN" --quick --data "$DATA" --out "$WORK/quick" > "$WORK/again.log" 2>&1 || fail "the second run exited $?"
 [[ $(grep -c ": done (" "$WORK/again.log") == 3 ]] || { cat "$WORK/again.log"; fail "the second run did not skip the 3 finished jobs"; }
