@@ -99,11 +99,14 @@ def bench_convs(runs):
     return out
 
 
-def make_nets(a, offsets):
+def make_nets(a, offsets, generator=None, discriminator=None):
+    """Both generators and discriminators at a's widths, initialised as dicyc does, on DEVICE
+    (generator/discriminator: the 3-D constructors of torch_reference3d.py; default 2-D)."""
+    generator, discriminator = generator or Generator, discriminator or patchgan70
     torch.manual_seed(0)
-    G_ab = Generator(ngf=a.ngf, n_blocks=a.blocks, offsets=offsets)
-    G_ba = Generator(ngf=a.ngf, n_blocks=a.blocks, offsets=offsets)
-    D_a, D_b = patchgan70(ndf=a.ndf), patchgan70(ndf=a.ndf)
+    G_ab = generator(ngf=a.ngf, n_blocks=a.blocks, offsets=offsets)
+    G_ba = generator(ngf=a.ngf, n_blocks=a.blocks, offsets=offsets)
+    D_a, D_b = discriminator(ndf=a.ndf), discriminator(ndf=a.ndf)
     for m in (G_ab, G_ba, D_a, D_b):
         m.apply(init_normal)
     for g in (G_ab, G_ba):

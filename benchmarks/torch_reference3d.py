@@ -51,28 +51,13 @@ def STN3d(ch, g=6):
     return dnn.STN(ch, g, dim=3)
 
 
-init_normal = dnn.init_normal
 
 
 def make_nets(a, offsets):
-    nets = _make_nets(a, offsets)
-    return tuple(m.to(ref.DEVICE) for m in nets)
+    return ref.make_nets(a, offsets, Generator3d, patchgan3d)
 
 
-def _make_nets(a, offsets):
-    torch.manual_seed(0)
-    G_ab = Generator3d(ngf=a.ngf, n_blocks=a.blocks, offsets=offsets)
-    G_ba = Generator3d(ngf=a.ngf, n_blocks=a.blocks, offsets=offsets)
-    D_a, D_b = patchgan3d(ndf=a.ndf), patchgan3d(ndf=a.ndf)
-    for m in (G_ab, G_ba, D_a, D_b):
-        m.apply(init_normal)
-    for g in (G_ab, G_ba):
-        dnn.zero_offsets(g)
-    return G_ab, G_ba, D_a, D_b
-
-
-def adam(params):
-    return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+adam = ref.adam
 
 
 def bench_nets(a):
