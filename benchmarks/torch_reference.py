@@ -250,29 +250,30 @@ def bench_dicyc(a, em="single", flops=False):
     return with_flops(timeit(step, a.runs), step, flops)
 
 
-def parser():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(doc=__doc__, size=128, ngf=64, blocks=6, ndf=64, runs=10, only=("convs", "models", "cyclegan", "dicyc")):
+    """The command line of this script and of torch_reference3d.py (with its defaults)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--ngf", type=int, default=64)
-    ap.add_argument("--blocks", type=int, default=6)
-    ap.add_argument("--ndf", type=int, default=64)
-    ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--only", nargs="*", default=["convs", "models", "cyclegan", "dicyc"])
+    ap.add_argument("--size", type=int, default=size)
+    ap.add_argument("--ngf", type=int, default=ngf)
+    ap.add_argument("--blocks", type=int, default=blocks)
+    ap.add_argument("--ndf", type=int, default=ndf)
+    ap.add_argument("--runs", type=int, default=runs)
+    ap.add_argument("--only", nargs="*", default=list(only))
     ap.add_argument("--json", default=None)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--flops", action="store_true", help="count each step's FLOPs (PyTorch >= 2.1)")
     return ap
 
 
-def main():
-    a = parser().parse_args()
+def start(a, who):
+    """Sets the device (the anchor checked on the CPU) and the threads; the result's header fields."""
     global DEVICE
     DEVICE = torch.device(a.device)
     if DEVICE.type == "cpu":
-        anchor.check("torch_reference")
+        anchor.check(who)
     elif not torch.cuda.is_available():
-        sys.exit("torch_reference: --device cuda, but this PyTorch sees no GPU")
+        sys.exit("%s: --device cuda, but this PyTorch sees no GPU" % who)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     res = {"torch": torch.__version__, "threads": torch.get_num_threads(), "size": a.size, "ngf": a.ngf,
@@ -281,6 +282,19 @@ def main():
         res.update({"onednn": torch.backends.mkldnn.is_available(), "blas": blas()})
     else:
         res.update({"gpu": torch.cuda.get_device_name(DEVICE), "cudnn": torch.backends.cudnn.version()})
+    return res
+
+
+def finish(a, res):
+    print(json.dumps(res, indent=1))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+def main():
+    a = parser().parse_args()
+    res = start(a, "torch_reference")
     if "convs" in a.only:
         res.update(bench_convs(a.runs))
     if "models" in a.only:
@@ -291,10 +305,7 @@ def main():
         res["dicyc_step"] = bench_dicyc(a, flops=a.flops)
     if "dicyc_sequential" in a.only:
         res["dicyc_step_sequential"] = bench_dicyc(a, em="sequential", flops=a.flops)
-    print(json.dumps(res, indent=1))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
+    finish(a, res)
 
 
 if __name__ == "__main__":

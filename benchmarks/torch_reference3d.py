@@ -24,12 +24,9 @@ so it serves 3-D as it is).
 Prints JSON: the torch version, threads, BLAS libraries mapped, and for each of G3_fwd, G3_fwd_bwd,
 D3_fwd_bwd, cyclegan3_step, dicyc3_step the median, minimum and maximum in ms.
 """
-import argparse
-import json
 import os
 import sys
 
-import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -127,38 +124,15 @@ def bench_dicyc(a):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--ngf", type=int, default=16)
-    ap.add_argument("--blocks", type=int, default=3)
-    ap.add_argument("--ndf", type=int, default=32)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", nargs="*", default=["nets", "cyclegan", "dicyc"])
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--flops", action="store_true", help="count each step's FLOPs (PyTorch >= 2.1)")
-    a = ap.parse_args()
-    ref.DEVICE = torch.device(a.device)
-    if ref.DEVICE.type == "cpu":
-        ref.anchor.check("torch_reference3d")
-    elif not torch.cuda.is_available():
-        sys.exit("torch_reference3d: --device cuda, but this PyTorch sees no GPU")
-    torch.set_num_threads(a.threads)
-    res = {"torch": torch.__version__, "threads": torch.get_num_threads(), "size": a.size, "ngf": a.ngf,
-           "blocks": a.blocks, "ndf": a.ndf, "device": a.device}
-    if ref.DEVICE.type == "cpu":
-        res["blas"] = ref.blas()
+    a = ref.parser(__doc__, size=64, ngf=16, blocks=3, ndf=32, runs=3, only=("nets", "cyclegan", "dicyc")).parse_args()
+    res = ref.start(a, "torch_reference3d")
     if "nets" in a.only:
         res.update(bench_nets(a))
     if "cyclegan" in a.only:
         res["cyclegan3_step"] = bench_cyclegan(a)
     if "dicyc" in a.only:
         res["dicyc3_step"] = bench_dicyc(a)
-    print(json.dumps(res, indent=1))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
+    ref.finish(a, res)
 
 
 if __name__ == "__main__":
