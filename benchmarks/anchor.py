@@ -53,6 +53,22 @@ def check_in_child(who="anchor"):
         sys.exit(r.returncode)
 
 
+def cpu_model():
+    """The CPU's model name and its bf16/AMX flags (/proc/cpuinfo), for every table's header."""
+    name, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and name == "unknown CPU":
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    have = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return "%s (%s; %d logical CPUs)" % (name, ", ".join(have) or "no AVX-512", os.cpu_count() or 0)
+
+
 def describe(threads=None):
     import torch
     cfg = torch.__config__.show()

@@ -3,6 +3,7 @@
 // DICYC_COL2IM=0 switch those convolution paths off in it (ops::plan_conv), for comparison.
 #pragma once
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -11,6 +12,12 @@
 namespace dicyc_bench {
 
 using Dev = Eigen::ThreadPoolDevice;
+
+/// A positive integer from the environment (DICYC_BENCH_SIZE, _NGF, _BLOCKS, _NDF), else `def`.
+inline long env_or(const char* name, long def) {
+  const char* s = std::getenv(name);
+  return s ? std::max(1, std::atoi(s)) : def;
+}
 
 inline dicyc::core::Context<Dev>& ctx() {
   static dicyc::core::Context<Dev> c([] {

@@ -1,6 +1,7 @@
 // Network and model benchmarks on the CPU thread pool (2 threads by default; DICYC_BENCH_THREADS
 // overrides), at the sizes of benchmarks/torch_reference.py: batch 1, one channel, 128x128
-// (DICYC_BENCH_SIZE overrides), ResNet-6 generator with ngf 64, 70x70 PatchGAN.
+// (DICYC_BENCH_SIZE overrides), ResNet-6 generator with ngf 64, 70x70 PatchGAN with ndf 64
+// (DICYC_BENCH_NGF, DICYC_BENCH_BLOCKS and DICYC_BENCH_NDF override the widths).
 //   G_fwd          generator inference (no caches kept)
 //   G_fwd_bwd      generator forward with caches, then backward of mean(G(x)) into the parameters
 //   D_fwd_bwd      discriminator forward and backward of mean(D(x))
@@ -26,9 +27,16 @@ using dicyc_bench::ctx;
 using dicyc_bench::Dev;
 
 namespace {
-Index bench_size() {
-  const char* s = std::getenv("DICYC_BENCH_SIZE");
-  return s ? std::atoi(s) : 128;
+using dicyc_bench::env_or;
+Index bench_size() { return env_or("DICYC_BENCH_SIZE", 128); }
+/// The widths: DICYC_BENCH_NGF (64), DICYC_BENCH_BLOCKS (6), DICYC_BENCH_NDF (64); the demo's
+/// are 16, 4, 32.
+nn::GeneratorOptions gen2() {
+  return nn::GeneratorOptions().ngf(env_or("DICYC_BENCH_NGF", 64)).n_blocks(int(env_or("DICYC_BENCH_BLOCKS", 6)));
+}
+Index ndf2() { return env_or("DICYC_BENCH_NDF", 64); }
+model::ModelOptions opts2(const std::string& preset) {
+  return model::ModelOptions::preset(preset).generator(gen2()).ndf(ndf2()).seed(0);
 }
 std::vector<float> rnd(Index n, std::uint64_t seed) {
   core::Rng rng(seed);
@@ -41,7 +49,7 @@ std::vector<float> rnd(Index n, std::uint64_t seed) {
 /// The spec's generator (ngf 64, 6 blocks) and a random input of the benchmark size.
 struct GenCase {
   nn::ParameterGroup<float, Dev> g{"g_ab"};
-  nn::ResnetGenerator<2, float, Dev> G{g, "g_ab"};
+  nn::ResnetGenerator<2, float, Dev> G{g, "g_ab", gen2()};
   Shape<4> s;
   std::vector<float> x;
   GenCase() : s(1, bench_size(), bench_size(), 1), x(rnd(num_elements(s), 1)) {
@@ -77,7 +85,7 @@ static void G_fwd_bwd(benchmark::State& st) {
 static void D_fwd_bwd(benchmark::State& st) {
   const Index n = bench_size();
   nn::ParameterGroup<float, Dev> g("d_b");
-  nn::PatchDiscriminator<2, float, Dev> D(g, "d_b", 1);
+  nn::PatchDiscriminator<2, float, Dev> D(g, "d_b", 1, ndf2());
   core::Rng rng(0);
   g.allocate(ctx(), rng);
   const Shape<4> s(1, n, n, 1);
@@ -97,7 +105,7 @@ static void D_fwd_bwd(benchmark::State& st) {
 
 static void cyclegan_step(benchmark::State& st) {
   const Index n = bench_size();
-  model::CycleGan<2, float, Dev> m(ctx(), model::CycleGanOptions().seed(0));
+  model::CycleGan<2, float, Dev> m(ctx(), opts2("cyclegan"));
   const Shape<4> s(1, n, n, 1);
   auto x = rnd(num_elements(s), 1), y = rnd(num_elements(s), 2);
   ConstTensorMap<float, 4> xm(x.data(), s), ym(y.data(), s);
@@ -106,7 +114,7 @@ static void cyclegan_step(benchmark::State& st) {
 
 static void dicyc_step(benchmark::State& st, model::EmMode em) {
   const Index n = bench_size();
-  model::DiCyc<2, float, Dev> m(ctx(), model::ModelOptions::preset("nmi-dicyc").em(em).seed(0));
+  model::DiCyc<2, float, Dev> m(ctx(), opts2("nmi-dicyc").em(em));
   const Shape<4> s(1, n, n, 1);
   auto x = rnd(num_elements(s), 1), y = rnd(num_elements(s), 2);
   ConstTensorMap<float, 4> xm(x.data(), s), ym(y.data(), s);

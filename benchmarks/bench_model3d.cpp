@@ -24,10 +24,7 @@ using dicyc_bench::ctx;
 using dicyc_bench::Dev;
 
 namespace {
-Index env_or(const char* name, Index def) {
-  const char* s = std::getenv(name);
-  return s ? std::max(1, std::atoi(s)) : def;
-}
+using dicyc_bench::env_or;
 Index size3() { return env_or("DICYC_BENCH_SIZE", 64); }
 nn::GeneratorOptions gen3() {
   return nn::GeneratorOptions().ngf(env_or("DICYC_BENCH_NGF", 16)).n_blocks(int(env_or("DICYC_BENCH_BLOCKS", 3)));

@@ -3,6 +3,9 @@
 
     PY benchmarks/compare_models.py [--build build/bench] [--threads 2] [--size 128] [--repeats 3]
     PY benchmarks/compare_models.py --dim 3 [--size 64] [--ngf 16] [--blocks 3] [--ndf 32]
+    the demo's widths:  --size 96 --ngf 16 --blocks 4 --ndf 32   (3-D: --dim 3 --size 48 --ngf 16 --blocks 4 --ndf 32)
+    --bf16-anchor       a second PyTorch column under torch.autocast("cpu", torch.bfloat16)
+    --train BIN_DIR     dicyc-train's per-iteration time (losses.csv) at the same widths, beside the step's
 
 PY is the anchor's interpreter: build/torch-venv/bin/python (scripts/torch_venv.sh, the current
 PyTorch from PyPI) or /usr/bin/python3 (Debian's 1.13 with OpenBLAS). The anchor is checked first
@@ -52,39 +55,66 @@ def load_ref():
     return ref
 
 
-def torch_times(ref, size, runs):
+def torch_times(ref, a, precision="float"):
     import torch
+    ref.set_precision(precision)
     out = {}
-    x = torch.randn(1, 1, size, size)
-    G = ref.Generator()
+    x = torch.randn(1, 1, a.size, a.size)
+    G = ref.Generator(ngf=a.ngf, n_blocks=a.blocks)
     G.apply(ref.init_normal)
-    D = ref.patchgan70()
+    D = ref.patchgan70(ndf=a.ndf)
     D.apply(ref.init_normal)
     with torch.no_grad():
-        out["G_fwd"] = ref.timeit(lambda: G(x), runs)["median_ms"]
+        out["G_fwd"] = ref.timeit(lambda: G(x), a.runs)["median_ms"]
 
     def gfb():
         G.zero_grad(set_to_none=True)
         G(x).mean().backward()
-    out["G_fwd_bwd"] = ref.timeit(gfb, runs)["median_ms"]
+    out["G_fwd_bwd"] = ref.timeit(gfb, a.runs)["median_ms"]
 
     def dfb():
         D.zero_grad(set_to_none=True)
         D(x).mean().backward()
-    out["D_fwd_bwd"] = ref.timeit(dfb, runs)["median_ms"]
-    import argparse
-    widths = dict(size=size, ngf=64, blocks=6, ndf=64)
-    out["cyclegan_step"] = ref.bench_cyclegan(argparse.Namespace(runs=max(3, runs // 2), **widths))["median_ms"]
+    out["D_fwd_bwd"] = ref.timeit(dfb, a.runs)["median_ms"]
+    widths = dict(size=a.size, ngf=a.ngf, blocks=a.blocks, ndf=a.ndf)
+    out["cyclegan_step"] = ref.bench_cyclegan(argparse.Namespace(runs=max(3, a.runs // 2), **widths))["median_ms"]
     out["dicyc_step"] = ref.bench_dicyc(argparse.Namespace(runs=3, **widths))["median_ms"]
+    ref.set_precision("float")
     return out
 
 
-def torch_times3(a):
+def torch_times3(a, precision="float"):
     res = subprocess.run([sys.executable, REF3, "--threads", str(a.threads), "--size", str(a.size), "--ngf", str(a.ngf),
-                          "--blocks", str(a.blocks), "--ndf", str(a.ndf), "--runs", str(a.runs3)],
-                         capture_output=True, text=True, check=True)
+                          "--blocks", str(a.blocks), "--ndf", str(a.ndf), "--runs", str(a.runs3),
+                          "--precision", precision], capture_output=True, text=True, check=True)
     data = json.loads(res.stdout)
     return {k: data[k]["median_ms"] for k in NAMES3}
+
+
+def train_times(a, three):
+    """dicyc-train's own per-iteration time at the benchmark's widths (from its losses.csv, whose 'seconds'
+    column counts from the start of the loop: the median difference between rows after the first 10
+    iterations; the loader, the sampler and the augmentation included), CycleGAN and NMI-DiCyc, on ch2
+    (A) and ch2bet (B)."""
+    import csv
+    import tempfile
+    out = {}
+    exe = os.path.join(a.train, "dicyc-train")
+    if not os.access(exe, os.X_OK):
+        sys.exit("compare_models: --train %s: no dicyc-train there" % a.train)
+    da, db = a.train_data.split(",")
+    for model, key in (("cyclegan", 3), ("nmi-dicyc", 4)):
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [exe, "-a", da, "-b", db, "--model", model, "--dim", "3" if three else "2", "--crop", str(a.size),
+                   "--spacing", "2.5" if three else "1", "--ngf", str(a.ngf), "--blocks", str(a.blocks), "--ndf",
+                   str(a.ndf), "--threads", str(a.threads), "--max-iters", str(a.train_iters), "--checkpoint-every",
+                   str(10 ** 6), "--sample-every", "0", "--log-every", str(10 ** 6), "--out", tmp, "--seed", "1"]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            with open(os.path.join(tmp, "losses.csv")) as f:
+                t = [float(r["seconds"]) for r in csv.DictReader(f)]  # since the loop began, per row
+        per = [b - a for a, b in zip(t[10:], t[11:])]
+        out[(NAMES3 if three else NAMES)[key]] = 1e3 * statistics.median(per)
+    return out
 
 
 def ours_times(binary, env, names, min_time):
@@ -111,13 +141,23 @@ def main():
     ap.add_argument("--runs", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dim", type=int, choices=(2, 3), default=2)
-    ap.add_argument("--ngf", type=int, default=16, help="3-D only (2-D: the spec's 64)")
-    ap.add_argument("--blocks", type=int, default=3, help="3-D only (2-D: the spec's 6)")
-    ap.add_argument("--ndf", type=int, default=32, help="3-D only (2-D: the spec's 64)")
+    ap.add_argument("--ngf", type=int, default=None, help="generator width (2-D: the spec's 64; 3-D: 16; the demo: 16)")
+    ap.add_argument("--blocks", type=int, default=None, help="residual blocks (2-D: 6; 3-D: 3; the demo: 4)")
+    ap.add_argument("--ndf", type=int, default=None, help="PatchGAN width (2-D: 64; 3-D: 32; the demo: 32)")
     ap.add_argument("--runs3", type=int, default=3, help="3-D: timed runs per PyTorch case")
+    ap.add_argument("--bf16-anchor", action="store_true",
+                    help="also time PyTorch under torch.autocast('cpu', torch.bfloat16), a second anchor column")
+    ap.add_argument("--train", default=None, metavar="BIN_DIR",
+                    help="also run dicyc-train (from BIN_DIR) at these widths and report its per-iteration time")
+    ap.add_argument("--train-data", default=os.path.join(ROOT, "data", "mricron", "ch2.nii.gz") + "," +
+                    os.path.join(ROOT, "data", "mricron", "ch2bet.nii.gz"), help="A,B volumes for --train")
+    ap.add_argument("--train-iters", type=int, default=60)
     a = ap.parse_args()
     if a.dim == 3 and a.size == 128:
         a.size = 64
+    for k, two, three_d in (("ngf", 64, 16), ("blocks", 6, 3), ("ndf", 64, 32)):
+        if getattr(a, k) is None:
+            setattr(a, k, three_d if a.dim == 3 else two)
     anchor.check_in_child("compare_models")
     three = a.dim == 3
     names = NAMES3 if three else NAMES
@@ -126,10 +166,9 @@ def main():
         sys.exit("compare_models: %s not found: build it first (cmake --build %s --target %s)"
                  % (binary, a.build, os.path.basename(binary)))
     env = dict(os.environ, DICYC_BENCH_THREADS=str(a.threads), DICYC_BENCH_SIZE=str(a.size))
-    if three:
-        env.update(DICYC_BENCH_NGF=str(a.ngf), DICYC_BENCH_BLOCKS=str(a.blocks), DICYC_BENCH_NDF=str(a.ndf))
-    shape = "3-D %d^3, ngf %d, %d blocks, ndf %d" % (a.size, a.ngf, a.blocks, a.ndf) if three else \
-        "2-D %dx%d, ngf 64, 6 blocks, ndf 64" % (a.size, a.size)
+    env.update(DICYC_BENCH_NGF=str(a.ngf), DICYC_BENCH_BLOCKS=str(a.blocks), DICYC_BENCH_NDF=str(a.ndf))
+    shape = ("3-D %d^3" % a.size if three else "2-D %dx%d" % (a.size, a.size)) + \
+        ", ngf %d, %d blocks, ndf %d" % (a.ngf, a.blocks, a.ndf)
     # Memory first, while this process is small: a child's maximum RSS starts at its parent's RSS
     # at fork time (Linux keeps the high-water mark across exec).
     peaks = {}
@@ -138,8 +177,8 @@ def main():
             theirs_cmd = [sys.executable, REF3, "--threads", str(a.threads), "--size", str(a.size), "--ngf", str(a.ngf),
                           "--blocks", str(a.blocks), "--ndf", str(a.ndf), "--only", model, "--runs", "1"]
         else:
-            theirs_cmd = [sys.executable, REF, "--threads", str(a.threads), "--size", str(a.size), "--only", model,
-                          "--runs", "2"]
+            theirs_cmd = [sys.executable, REF, "--threads", str(a.threads), "--size", str(a.size), "--ngf", str(a.ngf),
+                          "--blocks", str(a.blocks), "--ndf", str(a.ndf), "--only", model, "--runs", "2"]
         peaks[model] = (peak_rss_mib([binary, "--benchmark_filter=^%s/" % filt, "--benchmark_min_time=1"], env),
                         peak_rss_mib(theirs_cmd, env))
     ours_base = peak_rss_mib([binary, "--benchmark_filter=^$"], env)
@@ -150,22 +189,49 @@ def main():
     ratios = {k: [] for k in names}
     ours_all = {k: [] for k in names}
     theirs_all = {k: [] for k in names}
+    bf16_all = {k: [] for k in names}
+    bf16_ratios = {k: [] for k in names}
+    train_all = {}
     for r in range(a.repeats):
         ours = ours_times(binary, env, names, 0.1 if three else 1)
-        theirs = torch_times3(a) if three else torch_times(ref, a.size, a.runs)
+        theirs = torch_times3(a) if three else torch_times(ref, a)
         for k in names:
             ratios[k].append(ours[k] / theirs[k])
             ours_all[k].append(ours[k])
             theirs_all[k].append(theirs[k])
+        if a.bf16_anchor:
+            tb = torch_times3(a, "bf16") if three else torch_times(ref, a, "bf16")
+            for k in names:
+                bf16_all[k].append(tb[k])
+                bf16_ratios[k].append(ours[k] / tb[k])
+        if a.train:
+            for k, v in train_times(a, three).items():
+                train_all.setdefault(k, []).append(v)
         print("repeat %d: %s" % (r + 1, ", ".join("%s %.2f" % (k, ratios[k][-1]) for k in names)), file=sys.stderr)
     med = statistics.median
+
+    def spread(v):
+        return "%.2f-%.2f" % (min(v), max(v))
     print("anchor: " + anchor.describe(a.threads))
+    print("cpu: " + anchor.cpu_model())
     print()
-    print("| benchmark (%s, batch 1, float, %d threads) | dicyc ms | PyTorch ms | dicyc/PyTorch (median of %d) |" % (
-        shape, a.threads, a.repeats))
-    print("|---|---|---|---|")
+    head = "| benchmark (%s, batch 1, %d threads) | dicyc float ms | PyTorch float ms | dicyc/PyTorch (median of %d; range) |" % (
+        shape, a.threads, a.repeats)
+    line = "|---|---|---|---|"
+    if a.bf16_anchor:
+        head += " PyTorch bf16 autocast ms | dicyc float / PyTorch bf16 (range) |"
+        line += "---|---|"
+    print(head)
+    print(line)
     for k in names:
-        print("| %s | %.1f | %.1f | %.2f |" % (k, med(ours_all[k]), med(theirs_all[k]), med(ratios[k])))
+        row = "| %s | %.1f | %.1f | %.2f (%s) |" % (k, med(ours_all[k]), med(theirs_all[k]), med(ratios[k]), spread(ratios[k]))
+        if a.bf16_anchor:
+            row += " %.1f | %.2f (%s) |" % (med(bf16_all[k]), med(bf16_ratios[k]), spread(bf16_ratios[k]))
+        print(row)
+    for k, v in sorted(train_all.items()):
+        print("| dicyc-train %s, per iteration from losses.csv (median over %d iterations; range of repeats) | %.1f (%.1f-%.1f) | %.1f | %.2f |" % (
+            k.replace("_step", "").replace("3", ""), a.train_iters - 11, med(v), min(v), max(v), med(theirs_all[k]),
+            med(v) / med(theirs_all[k])) + (" | |" if a.bf16_anchor else ""))
     print()
     print("DiCyc / CycleGAN iteration time: dicyc %.2f, PyTorch %.2f" % (
         med(ours_all[names[4]]) / med(ours_all[names[3]]), med(theirs_all[names[4]]) / med(theirs_all[names[3]])))

@@ -62,14 +62,27 @@ def sync():
         torch.cuda.synchronize()
 
 
+# --precision bf16: every timed call runs under torch.autocast(device, torch.bfloat16), as a user who
+# turns autocast on has it (weights and optimiser state stay float; convolutions and matmuls run in
+# bf16, norms and losses in float, as PyTorch's autocast lists decide).
+AUTOCAST = None
+
+
+def _call(fn):
+    if AUTOCAST is None:
+        return fn()
+    with torch.autocast(DEVICE.type, dtype=AUTOCAST):
+        return fn()
+
+
 def timeit(fn, runs, warmup=2):
     for _ in range(warmup):
-        fn()
+        _call(fn)
     ts = []
     for _ in range(runs):
         sync()
         t0 = time.perf_counter()
-        fn()
+        _call(fn)
         sync()
         ts.append(time.perf_counter() - t0)
     return {"median_ms": 1e3 * statistics.median(ts), "min_ms": 1e3 * min(ts), "max_ms": 1e3 * max(ts), "runs": runs}
@@ -263,7 +276,15 @@ def parser(doc=__doc__, size=128, ngf=64, blocks=6, ndf=64, runs=10, only=("conv
     ap.add_argument("--json", default=None)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--flops", action="store_true", help="count each step's FLOPs (PyTorch >= 2.1)")
+    ap.add_argument("--precision", default="float", choices=("float", "bf16"),
+                    help="bf16: time under torch.autocast(device, torch.bfloat16)")
     return ap
+
+
+def set_precision(precision):
+    """float, or bf16: the timed calls under autocast (see AUTOCAST)."""
+    global AUTOCAST
+    AUTOCAST = torch.bfloat16 if precision == "bf16" else None
 
 
 def start(a, who):
@@ -274,10 +295,11 @@ def start(a, who):
         anchor.check(who)
     elif not torch.cuda.is_available():
         sys.exit("%s: --device cuda, but this PyTorch sees no GPU" % who)
+    set_precision(a.precision)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     res = {"torch": torch.__version__, "threads": torch.get_num_threads(), "size": a.size, "ngf": a.ngf,
-           "blocks": a.blocks, "ndf": a.ndf, "device": str(DEVICE)}
+           "blocks": a.blocks, "ndf": a.ndf, "device": str(DEVICE), "precision": a.precision}
     if DEVICE.type == "cpu":
         res.update({"onednn": torch.backends.mkldnn.is_available(), "blas": blas()})
     else:

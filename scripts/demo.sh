@@ -34,20 +34,34 @@ for model in cyclegan dicyc; do
   "$BIN/dicyc-synth" --checkpoint "$OUT/mrct_$model/checkpoint.safetensors" --in "$OUT/mr" \
     --out "$OUT/mrct_$model/pseudo_ct" --threads "$(nproc)"
 done
-for model in cyclegan dicyc; do
-  echo; echo "--- alignment of ch2 and its pseudo-CT, $model ---"
-  "$BIN/dicyc-eval" --pred "$OUT/mrct_$model/pseudo_ct" --source "$OUT/mr" --out "$OUT/mrct_$model/eval"
-  # No paired CT exists for ch2, so SynthRAD's metrics do not apply; the HU content does.
-  PYTHONPATH=python python3 -c "
-import numpy as np, dicyc
-ct = dicyc.read_nifti('$OUT/ct/' + sorted(__import__('os').listdir('$OUT/ct'))[0]).data
-p = dicyc.read_nifti('$OUT/mrct_$model/pseudo_ct/ch2.nii.gz').data
-for name, v in (('pseudo-CT', p), ('real CT (another head)', ct)):
-    head = v[v > -500]
-    print('%-24s max %6.0f HU, 99.9th percentile %6.0f HU, head voxels above 700 HU (bone) %5.1f %%, below -500 HU (air) %5.1f %%'
-          % (name, v.max(), np.percentile(v, 99.9), 100 * (head > 700).mean(), 100 * (v < -500).mean()))
-" || echo "(the HU summary needs python3-numpy)"
+# The reference model: the same NMI-DiCyc trained for 20000 iterations (scripts/reference_checkpoint.sh
+# made models/mrct_nmi_dicyc_2d.safetensors, the generators only): what the short runs above become.
+REF=models/mrct_nmi_dicyc_2d.safetensors
+RUNS=(mrct_cyclegan mrct_dicyc)
+if [[ -f "$REF" ]]; then
+  "$BIN/dicyc-synth" --checkpoint "$REF" --in "$OUT/mr" --out "$OUT/mrct_reference/pseudo_ct" --threads "$(nproc)"
+  RUNS+=(mrct_reference)
+fi
+for run in "${RUNS[@]}"; do
+  echo; echo "--- alignment of ch2 and its pseudo-CT, $run ---"
+  "$BIN/dicyc-eval" --pred "$OUT/$run/pseudo_ct" --source "$OUT/mr" --out "$OUT/$run/eval"
 done
+# No paired CT exists for ch2, so SynthRAD's metrics do not apply; the HU content does.
+echo; echo "--- HU content of the pseudo-CTs of ch2 beside the real CT (another head) ---"
+PYTHONPATH=python python3 - "$OUT" "${RUNS[@]}" <<'PY' || echo "(the HU summary needs python3-numpy)"
+import os, sys
+import numpy as np
+import dicyc
+out, runs = sys.argv[1], sys.argv[2:]
+rows = [(r, out + "/" + r + "/pseudo_ct/ch2.nii.gz") for r in runs]
+rows.append(("real CT (another head)", out + "/ct/" + sorted(os.listdir(out + "/ct"))[0]))
+print("%-24s %8s %8s %14s %14s %14s" % ("", "max HU", "p99.9", "bone >700 HU", "soft -100..100", "air <-500"))
+for name, path in rows:
+    v = dicyc.read_nifti(path).data
+    head = v[v > -500]  # shares of the head's voxels; air as a share of the whole volume
+    print("%-24s %8.0f %8.0f %13.1f%% %13.1f%% %13.1f%%" % (name, v.max(), np.percentile(v, 99.9),
+          100 * (head > 700).mean(), 100 * ((head >= -100) & (head <= 100)).mean(), 100 * (v < -500).mean()))
+PY
 
 if [[ "${PROTOCOL_FULL:-0}" == 1 ]]; then
   echo; echo "=== 2. Held-out simulated-deformation experiment, the full grid (resumable; see docs/experiment.md) ==="
@@ -57,5 +71,5 @@ else
   "$BIN/protocol" --quick --out "$OUT/protocol" --threads "$(nproc)" "$@"
 fi
 echo
-echo "demo: outputs in $OUT/: mrct_<model>/{report.html, samples/, pseudo_ct/ch2.nii.gz, eval/checker_ch2.png},"
+echo "demo: outputs in $OUT/: mrct_<model>/{report.html, samples/, pseudo_ct/ch2.nii.gz, eval/checker_ch2.png}, mrct_reference/{pseudo_ct, eval},"
 echo "      protocol/{results.csv, summary.md, montage_<model>_<ab|ba>.png, alpha_vs_crop.svg, alpha_vs_iteration.svg, runs/}"

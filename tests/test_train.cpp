@@ -10,6 +10,9 @@
 //   one above it;
 // - the run metadata (data preparation, run settings, user keys) round-trips through a checkpoint
 //   with one read, and a resume's restore keeps given settings and notes differing ones;
+// - checkpoint_image / write_checkpoint_image / SafeTensorsFile::image / load_checkpoint_image
+//   (how the tools' device wrapper moves state as host buffers) are the checkpoint file, byte for
+//   byte, and a damaged image changes nothing;
 // - the sources: SamplerSource's batches are data::Sampler's with stream_seed, ListSource's
 //   rank/resume indexing.
 #define BOOST_TEST_MODULE train
@@ -295,6 +298,57 @@ BOOST_AUTO_TEST_CASE(run_info_round_trip_and_restore) {
   BOOST_TEST(now.max_iters == 2);
   BOOST_TEST_REQUIRE(notes.size() == 1u);
   BOOST_TEST(notes[0].find("seed differs from the checkpoint's setting (42)") != std::string::npos, notes[0]);
+}
+
+// The tools' device wrapper hands a model's state over as the bytes of the checkpoint file
+// (checkpoint_image; the GPU models across the nvcc boundary) and writes them on the g++ side
+// (write_checkpoint_image); a resume hands the once-opened file over whole (SafeTensorsFile::image,
+// load_checkpoint_image). All of it must be the save_checkpoint/load_checkpoint file, byte for byte.
+BOOST_AUTO_TEST_CASE(checkpoint_image_is_the_file) {
+  dt::TmpDir tmp("train_image");
+  Setup s;
+  Run<2> r(tiny("nmi-dicyc"));
+  train::SamplerSource src(s.a, s.b, s.so);
+  train::RunSettings rs;
+  rs.max_iters = 3;
+  rs.checkpoint_every = 3;
+  rs.sample_every = 0;
+  train::Trainer t(r.t, src, train::TrainerOptions().out(tmp("run")).run_settings(rs));
+  (void)t.fit();
+  const std::map<std::string, std::string> user{{"note", "image"}};
+  const std::string path = tmp("saved.safetensors");
+  train::save_checkpoint(*r.m, path, user);
+  const auto file = dt::read_bytes(path);
+  const auto image = train::checkpoint_image(*r.m, user);
+  BOOST_TEST_REQUIRE(image.size() == file.size());
+  BOOST_TEST((image == file));
+  const auto opened = io::SafeTensorsFile::open(path);
+  BOOST_TEST((opened.image() == file));
+  BOOST_TEST((io::SafeTensorsFile::read(path).image() == file));
+  dist::SingleProcess one;
+  train::write_checkpoint_image(one, tmp("written.safetensors"), [&] { return image; });
+  BOOST_TEST((dt::read_bytes(tmp("written.safetensors")) == file));
+  // A fresh model (untrained; the same options, so the configuration metadata agrees) restored
+  // from the image saves the same file.
+  Run<2> other(tiny("nmi-dicyc"));
+  train::load_checkpoint_image(*other.m, opened.image(), path);
+  train::save_checkpoint(*other.m, tmp("other.safetensors"), user);
+  BOOST_TEST((dt::read_bytes(tmp("other.safetensors")) == file));
+  // A damaged image is refused with the tensor named, and the model is left as it was.
+  Run<2> fresh(tiny("nmi-dicyc"));
+  train::save_checkpoint(*fresh.m, tmp("fresh_before.safetensors"), user);
+  auto bad = image;
+  bad[bad.size() - 5] ^= 0x5a;
+  BOOST_CHECK_EXCEPTION(train::load_checkpoint_image(*fresh.m, bad, "damaged"), SerializationError,
+                        [](const SerializationError& e) {
+                          return std::string(e.what()).find("fails its checksum") != std::string::npos;
+                        });
+  train::save_checkpoint(*fresh.m, tmp("fresh_after.safetensors"), user);
+  BOOST_TEST((dt::read_bytes(tmp("fresh_before.safetensors")) == dt::read_bytes(tmp("fresh_after.safetensors"))));
+  // An empty image (what ranks other than 0 get) is never written as a checkpoint.
+  BOOST_CHECK_THROW(train::write_checkpoint_image(one, tmp("empty.safetensors"), [] { return std::vector<unsigned char>{}; }),
+                    IoError);
+  BOOST_TEST(!fs::exists(tmp("empty.safetensors")));
 }
 
 BOOST_AUTO_TEST_CASE(sources) {

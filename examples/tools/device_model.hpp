@@ -114,9 +114,12 @@ class DeviceModel final : public HostModel<Dim, S> {
     return true;
   }
 
-  void save(const std::string& path, const std::map<std::string, std::string>& extra) override { m_->save(path, extra); }
-  void load(const std::string& path) override { m_->load(path); }
-  void load_file(const dicyc::io::SafeTensorsFile& f, const std::string&) override { dicyc::train::load_checkpoint(*m_, f); }
+  std::vector<unsigned char> state(const std::map<std::string, std::string>& extra) override {
+    return dicyc::train::checkpoint_image(*m_, extra);
+  }
+  void restore(std::vector<unsigned char> image, const std::string& label) override {
+    dicyc::train::load_checkpoint_image(*m_, std::move(image), label);
+  }
   void load_weights(const std::string& path) override { (void)m_->load_weights(path); }
   void set_communicator(dicyc::dist::Communicator& c) override { m_->set_communicator(c); }
   bool ranks_consistent() override { return m_->ranks_consistent(); }
@@ -129,7 +132,7 @@ class DeviceModel final : public HostModel<Dim, S> {
     auto one = shape(s);
     one[Rank - 1] = 1;
     const auto image = static_cast<std::size_t>(dicyc::num_elements(one));
-    return sizeof(S) * (3 * params + 2 * static_cast<std::size_t>(mo_.pool_size()) * image);
+    return 2 * sizeof(S) * (3 * params + 2 * static_cast<std::size_t>(mo_.pool_size()) * image);
   }
   std::size_t footprint_bytes() const override { return ctx_->allocator().footprint_bytes(); }
   std::int64_t degenerate_samples() const override {

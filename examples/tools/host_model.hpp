@@ -12,15 +12,12 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <Eigen/Core>  // Eigen::half, the half storage type
 
 #include "dicyc/dist/communicator.hpp"  // standard C++ only
 #include "dicyc/model/losses.hpp"       // standard C++ only
-
-namespace dicyc::io {
-class SafeTensorsFile;
-}
 
 namespace tools {
 
@@ -37,11 +34,17 @@ class HostModel {
   /// DiCyc's deformed output, A -> B (ab) or B -> A, in the pose of `other` (an image of the
   /// target domain); false (y untouched) for the models without deformation.
   virtual bool deform(bool ab, const S* x, const S* other, S* y, const Shape& s) = 0;
-  virtual void save(const std::string& path, const std::map<std::string, std::string>& extra) = 0;
-  virtual void load(const std::string& path) = 0;
-  /// From an opened checkpoint `f` of `path` (a resume reads the file once); the GPU models open
-  /// it again by name.
-  virtual void load_file(const dicyc::io::SafeTensorsFile& /*f*/, const std::string& path) { load(path); }
+  /// The whole training state as the bytes of a checkpoint file (dicyc::train::checkpoint_image:
+  /// weights, Adam moments, schedule, image pools with their RNGs, `extra` as "user.<key>"
+  /// metadata), in host memory whatever device holds the model: the file itself is written on the
+  /// g++ side (dicyc::train::write_checkpoint_image), by one component for every device.
+  /// Collective with several ranks; ranks other than 0 get an empty buffer.
+  virtual std::vector<unsigned char> state(const std::map<std::string, std::string>& extra) = 0;
+  /// Restores a state(): the bytes of a checkpoint file (SafeTensorsFile::image() of the file the
+  /// caller opened once), every tensor verified and checked before anything changes. Collective;
+  /// `label` names it in errors.
+  virtual void restore(std::vector<unsigned char> image, const std::string& label) = 0;
+  /// Network weights only (dicyc-synth): a checkpoint or a weights file, read by name.
   virtual void load_weights(const std::string& path) = 0;
   /// Data-parallel training over c's ranks (collective; before training and load()).
   virtual void set_communicator(dicyc::dist::Communicator& c) = 0;
@@ -54,8 +57,9 @@ class HostModel {
   /// (train) or one A -> B translation of shape s: weights, optimiser state, pools, activations,
   /// caches and workspaces, as its context's allocator obtained them. Runs that step.
   virtual std::size_t probe_memory(bool train, const Shape& s) const = 0;
-  /// Host bytes a checkpoint save gathers (weights, both Adam moments, full image pools of
-  /// images of shape s): the save's peak on top of the training step's.
+  /// Host bytes a checkpoint save takes (weights, both Adam moments, full image pools of images
+  /// of shape s, gathered and then serialized by state(): twice): the save's peak on top of the
+  /// training step's.
   virtual std::size_t checkpoint_bytes(const Shape& s) const = 0;
   /// Device memory this model's context holds now.
   virtual std::size_t footprint_bytes() const = 0;

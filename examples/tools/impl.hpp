@@ -280,7 +280,8 @@ struct Runner {
   /// non-finite loss turned back into NumericError.
   class Trainable final : public dicyc::train::Trainable {
    public:
-    Trainable(Model& m, const dicyc::model::ModelOptions& mo) : m_(m), mo_(mo) {}
+    Trainable(Model& m, const dicyc::model::ModelOptions& mo, dicyc::dist::Communicator& comm)
+        : m_(m), mo_(mo), comm_(comm) {}
     dicyc::model::StepLosses train_step(const dicyc::data::Batch& b) override {
       const std::vector<S> xs = to_s(b.a), ys = to_s(b.b);
       std::string numeric_error;
@@ -295,9 +296,14 @@ struct Runner {
       const auto& s = mo_.schedule();
       return s.iterations_per_epoch() * (s.constant_epochs() + s.decay_epochs());
     }
-    void save(const std::string& path, const std::map<std::string, std::string>& user) override { m_.save(path, user); }
-    void load(const std::string& path) override { m_.load(path); }
-    void load_file(const dicyc::io::SafeTensorsFile& f) override { m_.load_file(f, f.label()); }
+    /// The model hands its state over as host buffers (HostModel::state; the GPU models across the
+    /// nvcc boundary alike) and the file is written here, by the train layer's checkpoint component.
+    void save(const std::string& path, const std::map<std::string, std::string>& user) override {
+      dicyc::train::write_checkpoint_image(comm_, path, [&] { return m_.state(user); });
+    }
+    void load(const std::string& path) override { load_file(dicyc::io::SafeTensorsFile::open(path)); }
+    /// The file opened once (RunInfo::read on a resume) is read here and handed over whole.
+    void load_file(const dicyc::io::SafeTensorsFile& f) override { m_.restore(f.image(), f.label()); }
     bool ranks_consistent() override { return m_.ranks_consistent(); }
     std::int64_t degenerate_samples() const override { return m_.degenerate_samples(); }
     std::string name() const override { return mo_.model_name(); }
@@ -319,6 +325,7 @@ struct Runner {
    private:
     Model& m_;
     dicyc::model::ModelOptions mo_;
+    dicyc::dist::Communicator& comm_;
   };
 
   // --------------------------------------------------------------------------------- training
@@ -419,7 +426,7 @@ struct Runner {
     so.augment = rs.augment;
     so.min_foreground = rs.min_foreground;
     train::SamplerSource source(dom_a, dom_b, so, 2);
-    Trainable trainable(*m, mo);
+    Trainable trainable(*m, mo, par.comm());
     train::Trainer trainer(trainable, source,
                            train::TrainerOptions()
                                .out(cfg.out)

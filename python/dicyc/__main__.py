@@ -6,6 +6,11 @@
     python -m dicyc import OUT.safetensors NET=FILE.pt [NET=FILE.pt ...]
                                            PyTorch state dicts -> a weights-only file for load_weights
                                            (names "<NET>.<key>", with checksums)
+    python -m dicyc weights CKPT OUT.safetensors NET [NET ...] [--note TEXT]
+                                           a checkpoint -> a weights-only file of the named networks
+                                           (g_ab g_ba for synthesis) with the checkpoint's metadata
+                                           (model, data preparation, run settings), checksummed;
+                                           dicyc-synth and dicyc.load_checkpoint read it
     python -m dicyc show CKPT              metadata, checksum status and tensor list
     python -m dicyc synth CKPT IN.nii[.gz] OUT.nii[.gz] [ab|ba]
                                            dicyc-synth's translation of one volume, in PyTorch
@@ -48,6 +53,40 @@ def import_(out, pairs):
     print("wrote %d tensors to %s" % (len(tensors), out))
 
 
+def weights(ckpt, out, args):
+    note = None
+    nets = []
+    it = iter(args)
+    for a in it:
+        if a == "--note":
+            note = next(it, None)
+            if note is None:
+                sys.exit("weights: --note needs a text")
+        elif a in checkpoint.NETS:
+            nets.append(a)
+        else:
+            sys.exit("weights: expected network names (%s) or --note TEXT, got '%s'" % (", ".join(checkpoint.NETS), a))
+    if not nets:
+        sys.exit("weights: name the networks to keep (g_ab g_ba for synthesis)")
+    meta, tensors = safetensors.read(ckpt)
+    integrity.verify(ckpt, meta, tensors)  # never pass damage on under fresh checksums
+    if "config" not in meta:
+        sys.exit("weights: '%s' has no model configuration: not a dicyc checkpoint" % ckpt)
+    keep = {k: v for k, v in tensors.items() if k.split(".")[0] in nets}
+    missing = [n for n in nets if not any(k.startswith(n + ".") for k in keep)]
+    if missing:
+        sys.exit("weights: '%s' has no tensors of %s" % (ckpt, ", ".join(missing)))
+    meta = {k: v for k, v in meta.items() if k not in ("checksums", "metadata_checksum")}
+    meta["format"] = "dicyc.weights"
+    meta["source"] = "dicyc checkpoint (networks %s)" % " ".join(nets)
+    if note:
+        meta["note"] = note
+    tmp = out + ".tmp"
+    safetensors.write(tmp, keep, integrity.add_checksums(meta, keep))
+    os.replace(tmp, out)
+    print("wrote %d tensors of %s to %s" % (len(keep), ", ".join(nets), out))
+
+
 def show(ckpt):
     meta, tensors = safetensors.read(ckpt)
     ok = integrity.verify(ckpt, meta, tensors)
@@ -74,6 +113,8 @@ def main(argv):
             export(argv[1], argv[2])
         elif len(argv) >= 3 and argv[0] == "import":
             import_(argv[1], argv[2:])
+        elif len(argv) >= 4 and argv[0] == "weights":
+            weights(argv[1], argv[2], argv[3:])
         elif len(argv) == 2 and argv[0] == "show":
             show(argv[1])
         elif len(argv) in (4, 5) and argv[0] == "synth":

@@ -325,6 +325,8 @@ class SafeTensorsFile {
   static SafeTensorsFile parse_header(const std::string& header, std::size_t data_size, const std::string& label) {
     SafeTensorsFile f;
     f.label_ = label;
+    f.header_ = header;
+    f.data_size_ = data_size;
     const std::string L = "safetensors file '" + label + "'";
     nlohmann::json h;
     try {
@@ -455,6 +457,18 @@ class SafeTensorsFile {
     return it->second;
   }
 
+  /// The whole file as stored (header length, header, data block), read from memory or from the
+  /// file opened once: how an opened checkpoint travels to a model that parses it on its own side
+  /// (SafeTensorsFile::parse verifies every tensor of the copy).
+  std::vector<unsigned char> image() const {
+    std::vector<unsigned char> out(8 + header_.size() + data_size_);
+    const std::uint64_t n = header_.size();
+    std::memcpy(out.data(), &n, 8);
+    std::memcpy(out.data() + 8, header_.data(), header_.size());
+    copy_data(0, data_size_, out.data() + 8 + header_.size());
+    return out;
+  }
+
   /// The stored bytes of tensor `name` (little-endian, as in the file).
   std::vector<unsigned char> raw_bytes(const std::string& name) const {
     const Tensor& t = info(name);
@@ -490,6 +504,8 @@ class SafeTensorsFile {
 
  private:
   std::string label_;
+  std::string header_;          // the JSON header as stored
+  std::size_t data_size_ = 0;   // bytes of the data block
   std::map<std::string, Tensor> tensors_;
   std::map<std::string, std::string> meta_;
   std::map<std::string, std::string> sums_;      // tensor name -> CRC-32 (hex); empty: no checksums

@@ -144,10 +144,11 @@ inline void check_config(const std::string& L, const std::string& text, const mo
   }
 }
 
+/// The file's contents, in memory (rank 0, with the other ranks' pools from gather_pools()).
 template <int Dim, class S, class Device>
-void write_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& path,
-                      const std::map<std::string, std::string>& user,
-                      const std::vector<std::vector<std::uint8_t>>& other_ranks_pools) {
+io::SafeTensorsWriter checkpoint_writer(model::ModelBase<Dim, S, Device>& m,
+                                        const std::map<std::string, std::string>& user,
+                                        const std::vector<std::vector<std::uint8_t>>& other_ranks_pools) {
   auto& ctx = m.context();
   const auto& o = m.options();
   io::SafeTensorsWriter w;
@@ -189,7 +190,22 @@ void write_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& pa
       }
     }
   }
-  w.write(path);
+  return w;
+}
+
+/// Collective: every other rank's pools, serialized, on rank 0 (nothing with one rank).
+template <int Dim, class S, class Device>
+std::vector<std::vector<std::uint8_t>> gather_pools(model::ModelBase<Dim, S, Device>& m) {
+  auto& comm = m.communicator();
+  const int rank = comm.rank();
+  if (comm.size() == 1) return {};
+  io::SafeTensorsWriter pw;
+  if (rank != 0) {
+    save_pool<Dim + 2>(pw, rank_key(rank) + "pool.a", m.pool_a());
+    save_pool<Dim + 2>(pw, rank_key(rank) + "pool.b", m.pool_b());
+  }
+  const auto bytes = pw.serialize();
+  return comm.gather(std::vector<std::uint8_t>(bytes.begin(), bytes.end()), 0);
 }
 
 /// A note on stderr (rank 0) for a file written before checkpoints carried checksums.
@@ -295,37 +311,57 @@ std::function<void()> stage_checkpoint(model::ModelBase<Dim, S, Device>& m, cons
 
 }  // namespace detail
 
+/// Runs `save` on every rank (it gathers and, on rank 0, writes `path`), then agrees: a failure on
+/// rank 0 throws on every rank, naming the file.
+inline void agreed_write(dist::Communicator& comm, const std::string& path, const std::function<void()>& save) {
+  std::exception_ptr failed;
+  try {
+    save();
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  if (comm.size() > 1 && !dist::all_ok(comm, !failed)) {
+    if (failed) std::rethrow_exception(failed);
+    throw dist::CommError("checkpoint '" + path + "': rank 0 could not write it (its own message says why)");
+  }
+  if (failed) std::rethrow_exception(failed);
+}
+
 /// Writes m's whole training state to `path` atomically, with `user` as "user.<key>" metadata.
 /// Collective with several ranks: rank 0 writes, with every rank's pools; the others wait for it,
 /// and a failed write throws on every rank.
 template <int Dim, class S, class Device>
 void save_checkpoint(model::ModelBase<Dim, S, Device>& m, const std::string& path,
                      const std::map<std::string, std::string>& user) {
-  auto& comm = m.communicator();
-  const int K = comm.size(), rank = comm.rank();
-  std::vector<std::vector<std::uint8_t>> theirs;
-  if (K > 1) {
-    io::SafeTensorsWriter pw;
-    if (rank != 0) {
-      detail::save_pool<Dim + 2>(pw, detail::rank_key(rank) + "pool.a", m.pool_a());
-      detail::save_pool<Dim + 2>(pw, detail::rank_key(rank) + "pool.b", m.pool_b());
+  agreed_write(m.communicator(), path, [&] {
+    const auto theirs = detail::gather_pools(m);
+    if (m.communicator().rank() == 0) detail::checkpoint_writer(m, user, theirs).write(path);
+  });
+}
+
+/// What save_checkpoint() writes, as the bytes of the file, for a caller that writes it itself
+/// (the tools' device wrapper, whose GPU models hand their state across the nvcc boundary as host
+/// buffers). Collective; ranks other than 0 get an empty buffer. Write it with
+/// write_checkpoint_image().
+template <int Dim, class S, class Device>
+std::vector<unsigned char> checkpoint_image(model::ModelBase<Dim, S, Device>& m,
+                                            const std::map<std::string, std::string>& user) {
+  const auto theirs = detail::gather_pools(m);
+  if (m.communicator().rank() != 0) return {};
+  return detail::checkpoint_writer(m, user, theirs).serialize();
+}
+
+/// Writes what `image` makes (checkpoint_image() through whatever wrapper; called on every rank)
+/// to `path` atomically on rank 0, with save_checkpoint()'s agreement across ranks.
+inline void write_checkpoint_image(dist::Communicator& comm, const std::string& path,
+                                   const std::function<std::vector<unsigned char>()>& image) {
+  agreed_write(comm, path, [&] {
+    const auto bytes = image();
+    if (comm.rank() == 0) {
+      DICYC_CHECK(!bytes.empty(), IoError, "checkpoint '" << path << "': rank 0 has no checkpoint contents to write");
+      io::write_file_atomic(path, bytes);
     }
-    const auto bytes = pw.serialize();
-    theirs = comm.gather(std::vector<std::uint8_t>(bytes.begin(), bytes.end()), 0);
-    if (rank != 0) {
-      if (!dist::all_ok(comm, true))
-        throw dist::CommError("checkpoint '" + path + "': rank 0 could not write it (its own message says why)");
-      return;
-    }
-  }
-  std::exception_ptr failed;
-  try {
-    detail::write_checkpoint(m, path, user, theirs);
-  } catch (...) {
-    failed = std::current_exception();
-  }
-  if (K > 1) (void)dist::all_ok(comm, !failed);
-  if (failed) std::rethrow_exception(failed);
+  });
 }
 
 /// Restores a save_checkpoint() of the same configuration from an opened file (e.g. the one
@@ -347,6 +383,26 @@ void load_checkpoint(model::ModelBase<Dim, S, Device>& m, const io::SafeTensorsF
     throw dist::CommError("checkpoint '" + f.label() + "': another rank could not load it (its own message says why)");
   }
   commit();
+}
+
+/// Restores a checkpoint from the bytes of its file (a checkpoint_image(), or an opened file's
+/// SafeTensorsFile::image()); every tensor's checksum is verified first. `label` names it in errors.
+template <int Dim, class S, class Device>
+void load_checkpoint_image(model::ModelBase<Dim, S, Device>& m, std::vector<unsigned char> image, const std::string& label) {
+  std::unique_ptr<io::SafeTensorsFile> f;
+  std::exception_ptr failed;
+  try {
+    f = std::make_unique<io::SafeTensorsFile>(io::SafeTensorsFile::parse(std::move(image), label));
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  auto& comm = m.communicator();
+  if (comm.size() > 1 && !dist::all_ok(comm, !failed)) {
+    if (failed) std::rethrow_exception(failed);
+    throw dist::CommError("checkpoint '" + label + "': another rank could not read it (its own message says why)");
+  }
+  if (failed) std::rethrow_exception(failed);
+  load_checkpoint(m, *f);
 }
 
 /// Restores a save_checkpoint() of the same configuration from `path` (collective).
