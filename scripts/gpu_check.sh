@@ -194,7 +194,7 @@ print(":".join(sorted({os.path.dirname(p) for s in dirs for p in glob.glob(os.pa
     --crop "$S3" --ngf "$G3" --blocks "$K3" --ndf "$D3" --out "$OUT/runs/3d_nmi-dicyc"
   # A resume on the device: the checkpoint's state crosses the nvcc boundary as host buffers
   # (HostModel::state/restore), the file is read on the g++ side; 10 more iterations.
-  step resume_2d_nmi-dicyc 30 -- "${LD[@]}" "$B/bin/dicyc-train" --resume --max-iters "$((IT + 10))" --checkpoint-every 10 \
+  step resume_2d_nmi-dicyc 30 -- "${LD[@]}" "$B/bin/dicyc-train" -a "$A" -b "$Bd" --resume --max-iters "$((IT + 10))" --checkpoint-every 10 \
     --device "$DEV" --threads "$THREADS" --max-memory off --out "$OUT/runs/2d_nmi-dicyc"
   # 4. Synthesis of ch2 on the device against the CPU, from the same checkpoint.
   local ck="$OUT/runs/2d_cyclegan/checkpoint.safetensors"
