@@ -168,6 +168,11 @@ if [[ $need =~ ^[0-9.]+$ && $used =~ ^[0-9.]+$ ]]; then
 else
   echo "FAIL no memory estimate printed: $est"; fails=$((fails+1))
 fi
+# The committed reference model (models/, the demo's MR -> CT NMI-DiCyc; generators only, with
+# checksums): it verifies and synthesizes an MR phantom into HU.
+REF="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/models/mrct_nmi_dicyc_2d.safetensors"
+check "synth: the reference model in models/" 0 "subj0.nii.gz" -- "$S" --checkpoint "$REF" --in "$A" --out "$WORK/syn_ref" --threads 1
+[[ -s "$WORK/syn_ref/subj0.nii.gz" ]] && echo "ok   reference model output" || { echo "FAIL reference model output"; fails=$((fails+1)); }
 check "synth: refused for memory" 2 "more memory" -- "$S" --checkpoint "$R/checkpoint.safetensors" --in "$A" --out "$WORK/syn_mem" --max-memory 0.001
 
 # ---------------------------------------------------------------- exact resume through the tools
