@@ -13,8 +13,10 @@
 # continues from RUN_DIR/checkpoint.safetensors (written every 500 iterations), exactly.
 #
 # The weights file keeps the checkpoint's metadata (model configuration, data preparation with
-# the intensity maps, run settings) and only the two generators (with DiCyc's offset branches):
-# no discriminators, STNs, Adam moments or image pools. Its tensors and metadata carry CRC-32
+# the intensity maps, run settings) and only the MR -> CT generator g_ab (with DiCyc's offset
+# branches; 1.5 MB): no CT -> MR generator, discriminators, STNs, Adam moments or image pools
+# (dicyc-synth --direction ba refuses the file, naming what is missing; the full checkpoint stays
+# in RUN_DIR/train). Its tensors and metadata carry CRC-32
 # checksums (python -m dicyc weights). dicyc-synth reads it as it reads a checkpoint; the Python
 # package's dicyc.load_checkpoint too. The training log (losses.csv, every 10th iteration) and the
 # last sample grid are copied beside it as models/mrct_nmi_dicyc_2d.{csv,png}.
@@ -39,7 +41,7 @@ else
   "$BIN/dicyc-train" "${ARGS[@]}"
 fi
 OUT=models/mrct_nmi_dicyc_2d
-PYTHONPATH=python "$PY" -m dicyc weights "$RUN/train/checkpoint.safetensors" "$OUT.safetensors" g_ab g_ba \
+PYTHONPATH=python "$PY" -m dicyc weights "$RUN/train/checkpoint.safetensors" "$OUT.safetensors" g_ab \
   --note "reference=scripts/reference_checkpoint.sh $ITERS iterations: NMI-DiCyc, ch2 T1 (A) vs InVesalius CT (B), the demo's settings"
 awk -F, 'NR == 1 || $1 % 10 == 0' "$RUN/train/losses.csv" > "$OUT.csv"  # every 10th iteration's losses
 last=$(ls "$RUN/train/samples/"*.png 2>/dev/null | sort | tail -1 || true)

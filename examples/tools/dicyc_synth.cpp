@@ -7,6 +7,7 @@
 // mapped to the target domain's units with the checkpoint's intensity map (e.g. Hounsfield units),
 // resampled back onto the input's own grid and written with the input's geometry, so it overlays
 // the input in any viewer.
+#include <algorithm>
 #include "impl.hpp"
 
 using namespace tools;
@@ -64,6 +65,16 @@ int main_impl(int argc, char** argv) {
     const auto info = dicyc::train::RunInfo::read(c.checkpoint);
     DICYC_CHECK(info.has_data_info, dicyc::SerializationError,
                 "checkpoint '" << c.checkpoint << "' has no data preparation entries: was it written by dicyc-train?");
+    // A weights file may hold one direction's generator only (models/ does): never synthesize
+    // with the untrained weights of a generator the file does not have.
+    const bool ab = c.direction == "ab";
+    const std::string gen = ab ? "g_ab." : "g_ba.";
+    const auto names = info.file->names();
+    DICYC_CHECK(std::any_of(names.begin(), names.end(), [&](const std::string& n) { return n.rfind(gen, 0) == 0; }),
+                dicyc::SerializationError,
+                "'" << c.checkpoint << "' has no weights of the " << (ab ? "A -> B" : "B -> A") << " generator ("
+                    << gen << "*): a weights file of the other direction? Use --direction " << (ab ? "ba" : "ab")
+                    << " or a full checkpoint");
     meta = info.data;
     half = info.scalar == "F16";
     config = info.model_config;

@@ -71,7 +71,11 @@ class Model:
     def generator(self, direction):
         if direction not in ("ab", "ba"):
             raise ValueError("direction must be 'ab' or 'ba', got %r" % (direction,))
-        return self.g_ab if direction == "ab" else self.g_ba
+        g = self.g_ab if direction == "ab" else self.g_ba
+        if g is None:
+            raise ValueError("'%s' has no weights of the %s generator (g_%s): a weights file of the other direction"
+                             % (self.path, "A -> B" if direction == "ab" else "B -> A", direction))
+        return g
 
     def translate(self, x, direction="ab"):
         """Normalised image(s) through a generator's plain (undeformed) path, as dicyc-synth runs it.

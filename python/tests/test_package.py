@@ -145,6 +145,21 @@ def test_weights_command_keeps_what_synthesis_needs(trained, data, tmp_path):
             a = dicyc.read_nifti(str(tmp_path / ("c" + direction) / (name + ".nii.gz"))).data
             b = dicyc.read_nifti(str(tmp_path / ("w" + direction) / (name + ".nii.gz"))).data
             assert np.array_equal(a, b), (direction, name)
+    # One direction only (what models/ ships): the other is refused by both sides, naming it.
+    one = str(tmp_path / "ab.safetensors")
+    r = subprocess.run([sys.executable, "-m", "dicyc", "weights", ckpt, one, "g_ab"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    m1 = dicyc.load_checkpoint(one)
+    assert m1.g_ba is None
+    with pytest.raises(ValueError, match="B -> A generator"):
+        m1.translate(np.zeros((16, 16), np.float32), "ba")
+    p = subprocess.run([os.path.join(tools_dir(), "dicyc-synth"), "--checkpoint", one, "--in", str(data / "b"),
+                        "--out", str(tmp_path / "oneba"), "--direction", "ba", "--threads", "1"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert p.returncode == 1 and "no weights of the B -> A generator" in p.stdout, p.stdout
+    synth_cli(tools_dir(), one, data / "a", tmp_path / "oneab", "ab")
+    assert np.array_equal(dicyc.read_nifti(str(tmp_path / "oneab" / "subj0.nii.gz")).data,
+                          dicyc.read_nifti(str(tmp_path / "cab" / "subj0.nii.gz")).data)
     bad = str(tmp_path / "bad.safetensors")
     raw = bytearray(open(ckpt, "rb").read())
     raw[-100] ^= 0xFF

@@ -169,10 +169,12 @@ else
   echo "FAIL no memory estimate printed: $est"; fails=$((fails+1))
 fi
 # The committed reference model (models/, the demo's MR -> CT NMI-DiCyc; generators only, with
-# checksums): it verifies and synthesizes an MR phantom into HU.
+# checksums; its A -> B generator only): it verifies and synthesizes an MR phantom into HU, and
+# refuses B -> A rather than use an untrained generator.
 REF="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/models/mrct_nmi_dicyc_2d.safetensors"
 check "synth: the reference model in models/" 0 "subj0.nii.gz" -- "$S" --checkpoint "$REF" --in "$A" --out "$WORK/syn_ref" --threads 1
 [[ -s "$WORK/syn_ref/subj0.nii.gz" ]] && echo "ok   reference model output" || { echo "FAIL reference model output"; fails=$((fails+1)); }
+check "synth: the reference holds A -> B only" 1 "no weights of the B -> A generator" -- "$S" --checkpoint "$REF" --in "$B" --out "$WORK/syn_ref_ba" --direction ba --threads 1
 check "synth: refused for memory" 2 "more memory" -- "$S" --checkpoint "$R/checkpoint.safetensors" --in "$A" --out "$WORK/syn_mem" --max-memory 0.001
 
 # ---------------------------------------------------------------- exact resume through the tools
