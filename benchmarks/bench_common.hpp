@@ -31,6 +31,7 @@ inline dicyc::core::Context<Dev>& ctx() {
     };
     c.set_winograd(on("DICYC_WINOGRAD"));
     c.set_col2im(on("DICYC_COL2IM"));
+    if (const char* e = std::getenv("DICYC_DNNL_CONV")) c.set_dnnl_conv(dicyc::core::parse_dnnl_conv_mode(e));
     return true;
   }();
   (void)set;

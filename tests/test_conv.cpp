@@ -6,6 +6,7 @@
 //   tiled and generic paths (tests/support/conv_cases.hpp);
 // - ops::plan_conv's col2im paths against the transposed gather they replace, the thin col2im's
 //   gather, the kernel-axis swap;
+// - ops::plan_conv's oneDNN path (ConvPath::Dnnl) switched on and off, against the naive reference;
 // - Winograd F(4x4, 3x3) and F(2x2x2, 3x3x3): the kernels against the naive conv and the im2col
 //   gradients, and their dispatch;
 // - the errors with their messages.
@@ -243,6 +244,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(tiling_and_generic_paths, D, Dims) {
 BOOST_AUTO_TEST_CASE_TEMPLATE(col2im_dispatch, D, Dims) { col2im_dispatch_cases<D::value>(); }
 BOOST_AUTO_TEST_CASE_TEMPLATE(col2im_thin_gather, D, Dims) { col2im_gather_cases<D::value>(); }
 BOOST_AUTO_TEST_CASE_TEMPLATE(swap_kernel_axes_tiles, D, Dims) { check_swap_kernel_axes<D::value>(); }
+BOOST_AUTO_TEST_CASE_TEMPLATE(dnnl_conv_dispatch, D, Dims) { check_dnnl_dispatch<D::value>(cases<D::value>()); }
 
 #if DICYC_TEST_CONV_DIM == 2
 BOOST_AUTO_TEST_CASE(shape_errors_2d) {

@@ -219,6 +219,15 @@ void check_col2im_dispatch(const std::vector<ConvCase<Dim>>& on, const std::vect
   using namespace dicyc;
   auto& cx = contexts();
   BOOST_REQUIRE(cx.pool.col2im());
+  // dicyc's own kernels are under test: the 4^d convs among the cases would go to oneDNN.
+  struct DnnlOff {
+    DnnlOff() { set(dicyc::core::DnnlConvMode::Off); }
+    ~DnnlOff() { set(dicyc::core::DnnlConvMode::Auto); }
+    static void set(dicyc::core::DnnlConvMode m) {
+      contexts().pool.set_dnnl_conv(m);
+      contexts().cpu.set_dnnl_conv(m);
+    }
+  } dnnl_off;
   // What the switch changes: the input gradient of a conv, the forward of a transposed conv.
   auto result = [&](const ConvCase<Dim>& c, auto scalar, auto& ctx) {
     using S = decltype(scalar);
@@ -332,6 +341,113 @@ void check_swap_kernel_axes() {
       auto W1 = core::Tensor<float, Dim + 2, Eigen::DefaultDevice>::from_host(cx.cpu, s, convert<float>(v));
       const auto T1 = ops::detail::swap_kernel_axes<Dim>(cx.cpu, W1.cmap());
       BOOST_CHECK(T1.to_host() == convert<float>(want));
+    }
+  }
+}
+/// The oneDNN path (ops/conv_dnnl.hpp, ConvPath::Dnnl): with the context's DnnlConvMode::Always
+/// every conv (not transposed) that oneDNN can describe plans on it, and its float forward and
+/// gradients (accumulated onto pre-filled buffers) agree with the naive double reference as the
+/// other paths must; with Off nothing plans on it and the results are dicyc's own kernels'; Auto
+/// takes only the 4^d (PatchGAN) convs, their input gradient from >= 8 channels. The switch is
+/// reached: some result differs in its bits between Always and Off. Without oneDNN nothing plans
+/// on it whatever the mode. The pool (2 threads) agrees with one thread.
+template <int Dim>
+void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
+  using namespace dicyc;
+  using core::DnnlConvMode;
+  auto& cx = contexts();
+  const bool have = ops::gemm_backend() == ops::GemmBackend::Dnnl && ops::detail::dnnl_conv_capable_v<float, Eigen::DefaultDevice>;
+  BOOST_REQUIRE(cx.pool.dnnl_conv() == DnnlConvMode::Auto);
+#if defined(DICYC_DNNL_CONV)
+  BOOST_CHECK(have);  // a build with oneDNN, on the default GEMM backend
+#else
+  BOOST_CHECK(!have);
+#endif
+  auto set_mode = [&](DnnlConvMode m) {
+    cx.pool.set_dnnl_conv(m);
+    cx.cpu.set_dnnl_conv(m);
+  };
+  bool some_differ = false;
+  int on_dnnl = 0;
+  for (const auto& c : cs) {
+    if (c.transpose) continue;
+    BOOST_TEST_CONTEXT(c.label) {
+      const bool shape_ok = ops::detail::dnnl_conv_shape<Dim>(c.opts, ops::ConvPass::Forward, c.in);
+      auto dnnl_planned = [&](auto scalar, ops::ConvPass pass) {
+        return ops::plan_conv<Dim, decltype(scalar)>(cx.pool, c.opts, pass, c.in) == ops::ConvPath::Dnnl;
+      };
+      for (auto pass : {ops::ConvPass::Forward, ops::ConvPass::InputGrad, ops::ConvPass::WeightGrad}) {
+        BOOST_CHECK_EQUAL(dnnl_planned(float(), pass), have && shape_ok && ops::detail::dnnl_conv_auto(c.opts, pass));
+        BOOST_CHECK(!dnnl_planned(double(), pass));
+        set_mode(DnnlConvMode::Always);
+        BOOST_CHECK_EQUAL(dnnl_planned(float(), pass), have && shape_ok);
+        set_mode(DnnlConvMode::Off);
+        BOOST_CHECK(!dnnl_planned(float(), pass));
+        set_mode(DnnlConvMode::Auto);
+      }
+      on_dnnl += have && shape_ok;
+      auto d = make_data(c, 41);
+      const auto ref = reference(c, d);
+      const auto g = random_vec<double>(num_elements(d.ys), 43);
+      const double pre = 0.25;
+      std::vector<double> rx, rw, rb;
+      run_backward<Dim, double>(cx.cpu, c, d.x, d.w, g, rx, rw, rb, pre);
+      const double sy = std::max(1.0, max_abs(ref)), sx = std::max(1.0, max_abs(rx)), sw = std::max(1.0, max_abs(rw));
+      std::vector<double> y[2], dx[2], dw[2], db[2], y1, dx1, dw1, db1;
+      for (int on = 0; on < 2; ++on) {
+        BOOST_TEST_CONTEXT((on ? "always" : "off")) {
+          set_mode(on ? DnnlConvMode::Always : DnnlConvMode::Off);
+          y[on] = run_forward<Dim, float>(cx.pool, c, d.x, d.w, d.b);
+          run_backward<Dim, float>(cx.pool, c, d.x, d.w, g, dx[on], dw[on], db[on], pre);
+          y1 = run_forward<Dim, float>(cx.cpu, c, d.x, d.w, d.b);
+          run_backward<Dim, float>(cx.cpu, c, d.x, d.w, g, dx1, dw1, db1, pre);
+          BOOST_CHECK_LT(max_abs_diff(y[on], ref), 2e-5 * sy);
+          BOOST_CHECK_LT(max_abs_diff(dx[on], rx), 2e-5 * sx);
+          BOOST_CHECK_LT(max_abs_diff(dw[on], rw), 2e-5 * sw);
+          BOOST_CHECK_LT(max_abs_diff(y1, y[on]), 1e-5 * sy);
+          BOOST_CHECK_LT(max_abs_diff(dx1, dx[on]), 1e-5 * sx);
+          BOOST_CHECK_LT(max_abs_diff(dw1, dw[on]), 1e-5 * sw);
+        }
+      }
+      set_mode(DnnlConvMode::Auto);
+      some_differ = some_differ || y[0] != y[1] || dx[0] != dx[1] || dw[0] != dw[1];
+    }
+  }
+  BOOST_CHECK_EQUAL(some_differ, have);
+  if (have) BOOST_CHECK_GT(on_dnnl, 3);
+
+  // The Auto rule on the networks' layers ({forward, input gradient, weight gradient}).
+  struct Layer {
+    ConvOptions<Dim> o;
+    std::array<bool, 3> want;
+    const char* what;
+  };
+  const std::vector<Layer> layers{
+      {ConvOptions<Dim>(1, 16, 7).padding(3), {true, false, true}, "generator stem 1 -> 16, k7"},
+      {ConvOptions<Dim>(3, 64, 7).padding(3), {true, false, true}, "generator stem 3 -> 64, k7"},
+      {ConvOptions<Dim>(16, 1, 7).padding(3), {false, false, false}, "generator head 16 -> 1, k7"},
+      {ConvOptions<Dim>(16, 32, 3).stride(2).padding(1), {false, true, false}, "downsampling 16 -> 32, k3 s2"},
+      {ConvOptions<Dim>(64, 64, 3).padding(1), {false, false, false}, "residual 64 -> 64, k3 s1"},
+      {ConvOptions<Dim>(1, 32, 4).stride(2).padding(1), {true, false, true}, "PatchGAN stem 1 -> 32, k4 s2"},
+      {ConvOptions<Dim>(32, 64, 4).stride(2).padding(1), {true, true, true}, "PatchGAN 32 -> 64, k4 s2"},
+      {ConvOptions<Dim>(128, 256, 4).padding(1), {true, true, true}, "PatchGAN 128 -> 256, k4 s1"},
+      {ConvOptions<Dim>(256, 1, 4).padding(1), {false, false, false}, "PatchGAN last 256 -> 1, k4 s1"},
+  };
+  const ops::ConvPass passes[] = {ops::ConvPass::Forward, ops::ConvPass::InputGrad, ops::ConvPass::WeightGrad};
+  for (const auto& l : layers) {
+    Shape<Dim + 2> in;
+    in[0] = l.o.in_channels();
+    for (int d = 0; d < Dim; ++d) in[d + 1] = 24;
+    in[Dim + 1] = 1;
+    for (int i = 0; i < 3; ++i) {
+      BOOST_TEST_CONTEXT(l.what << ", pass " << i) {
+        BOOST_CHECK_EQUAL(ops::detail::dnnl_conv_auto(l.o, passes[i]), l.want[i]);
+        const bool planned = ops::plan_conv<Dim, float>(cx.pool, l.o, passes[i], in) == ops::ConvPath::Dnnl;
+        BOOST_CHECK_EQUAL(planned, have && l.want[i]);
+        // transposed convs never go there
+        const bool transposed = ops::plan_conv<Dim, float>(cx.pool, l.o, ops::ConvPass::TransposedForward, in) == ops::ConvPath::Dnnl;
+        BOOST_CHECK(!transposed);
+      }
     }
   }
 }

@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "dicyc/core/types.hpp"
@@ -40,11 +41,27 @@ struct is_gpu_device<Eigen::GpuDevice> : std::true_type {};
 template <class Device>
 constexpr bool is_gpu_v = is_gpu_device<Device>::value;
 
+/// Which convolution passes run on oneDNN's own convolution primitives (CPU, float, builds that
+/// link oneDNN; ops/conv_dnnl.hpp): Auto those that measured faster than dicyc's kernels
+/// (ops::plan_conv), Always every conv pass oneDNN can take (tests, measurements), Off none.
+enum class DnnlConvMode { Off, Auto, Always };
+
+/// "0" or "off", "auto" (or empty), "always" (DICYC_DNNL_CONV in the tools' environment).
+inline DnnlConvMode parse_dnnl_conv_mode(const std::string& v) {
+  if (v == "0" || v == "off") return DnnlConvMode::Off;
+  if (v.empty() || v == "auto" || v == "1") return DnnlConvMode::Auto;
+  DICYC_CHECK(v == "always", ConfigError, "DICYC_DNNL_CONV='" << v << "': expected 0 (off), auto or always");
+  return DnnlConvMode::Always;
+}
+
 /// Settings shared by every context: the scratch bound of tiled ops, and the switches of the
-/// convolution paths that ops::plan_conv() reads (both on by default; the tools set them from
-/// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 in the environment).
+/// convolution paths that ops::plan_conv() reads (on by default; the tools set them from
+/// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 / DICYC_DNNL_CONV=0|auto|always in the environment).
 class ContextSettings {
  public:
+  /// Conv passes on oneDNN's primitives (see DnnlConvMode).
+  DnnlConvMode dnnl_conv() const { return dnnl_conv_; }
+  void set_dnnl_conv(DnnlConvMode m) { dnnl_conv_ = m; }
   /// Stride-1 3x3(x3) convs with >= 64 channels both ways on Winograd (CPU, float and double).
   bool winograd() const { return winograd_; }
   void set_winograd(bool on) { winograd_ = on; }
@@ -63,6 +80,7 @@ class ContextSettings {
  private:
   std::size_t workspace_limit_ = std::size_t(64) << 20;
   bool winograd_ = true, col2im_ = true;
+  DnnlConvMode dnnl_conv_ = DnnlConvMode::Auto;
 };
 
 namespace detail {

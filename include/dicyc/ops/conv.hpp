@@ -15,7 +15,10 @@
 // stride-1 3x3 convs with >= kWinogradMinChannels channels on both sides run on Winograd on the
 // CPU (ops/winograd.hpp; forward, input and weight gradients; ctx.set_winograd(false) turns it
 // off), wide and thin input gradients / transposed forwards on GEMM + col2im (ctx.set_col2im(false)
-// turns it off). The measurements behind the thresholds are in docs/results/conv-paths.md.
+// turns it off); where the build links oneDNN, the passes that measured faster there (the
+// PatchGAN's 4^d convs, the stems, the downsampling input gradients; float) run on oneDNN's own
+// convolution primitives (ops/conv_dnnl.hpp; ctx.set_dnnl_conv). The measurements behind
+// the thresholds are in docs/results/conv-paths.md.
 // Implementation of everything else: every product is a gather (ops/im2col.hpp, normal or transposed mode) followed
 // by a GEMM (ops/gemm.hpp); nothing scatters.
 //   conv forward        y  = W              x cols(x)             normal gather
@@ -42,6 +45,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "dicyc/ops/conv_dnnl.hpp"
 #include "dicyc/ops/gemm.hpp"
 #include "dicyc/ops/im2col.hpp"
 #include "dicyc/ops/winograd.hpp"
@@ -953,8 +957,10 @@ enum class ConvPass { Forward, InputGrad, WeightGrad, TransposedForward, Transpo
 ///   GemmCol2imThin    one GEMM per block of grid planes, then a gather per image pixel (CPU);
 ///   TransposedGather  the transposed gather + GEMM (every device);
 ///   Gather            the normal gather + GEMM (every device; on the CPU, products with one output
-///                     row at stride 1 skip the gather: plane_gemv).
-enum class ConvPath { Winograd, GemmCol2im, GemmCol2imThin, TransposedGather, Gather };
+///                     row at stride 1 skip the gather: plane_gemv);
+///   Dnnl              oneDNN's convolution primitive for the pass (CPU, float, builds with oneDNN;
+///                     ops/conv_dnnl.hpp).
+enum class ConvPath { Winograd, GemmCol2im, GemmCol2imThin, TransposedGather, Gather, Dnnl };
 
 inline const char* conv_path_name(ConvPath p) {
   switch (p) {
@@ -962,9 +968,57 @@ inline const char* conv_path_name(ConvPath p) {
     case ConvPath::GemmCol2im: return "gemm_col2im";
     case ConvPath::GemmCol2imThin: return "gemm_col2im_thin";
     case ConvPath::TransposedGather: return "transposed_gather";
+    case ConvPath::Dnnl: return "dnnl";
     default: return "gather";
   }
 }
+
+namespace detail {
+
+template <class S, class Device>
+constexpr bool dnnl_conv_capable_v =
+#if defined(DICYC_DNNL_CONV)
+    std::is_same_v<S, float> && !core::is_gpu_v<Device>;
+#else
+    false;
+#endif
+
+/// Whether pass `pass` of conv `o` (not transposed) goes to oneDNN under DnnlConvMode::Auto:
+/// what measured faster there, layer by layer (bench_ops conv_layer, DICYC_DNNL_CONV=0 against
+/// always; docs/results/conv-paths.md): with at least kDnnlMinOutChannels output channels (the
+/// 1-channel heads and the PatchGAN's last layer stay on dicyc's kernels, 2-6x faster there),
+///   forward and weight gradient: the 4^d convs (PatchGAN) and the 7^d stems (<= 4 input channels);
+///   input gradient: from >= kDnnlMinInputGradChannels channels, the 4^d convs and the stride-2
+///     3^d downsampling convs (the stems' input gradients are faster on gemm_col2im_thin, and the
+///     first layer needs none).
+/// Everything else (3^d stride 1, transposed convs) stays on dicyc's kernels.
+constexpr Index kDnnlMinOutChannels = 16;
+constexpr Index kDnnlMinInputGradChannels = 8;
+
+template <int Dim>
+bool dnnl_conv_auto(const ConvOptions<Dim>& o, ConvPass pass) {
+  const Index k = o.kernel_size()[0], s = o.stride()[0];
+  for (int d = 1; d < Dim; ++d)
+    if (o.kernel_size()[d] != k || o.stride()[d] != s) return false;
+  if (o.out_channels() < kDnnlMinOutChannels) return false;
+  if (pass == ConvPass::InputGrad)
+    return o.in_channels() >= kDnnlMinInputGradChannels && (k == 4 || (k == 3 && s == 2));
+  return k == 4 || (k == 7 && o.in_channels() <= 4);
+}
+
+/// Whether oneDNN can take the pass at all: a conv (not transposed) in 2-D or 3-D whose output
+/// grid oneDNN describes with non-negative right padding.
+template <int Dim>
+bool dnnl_conv_shape(const ConvOptions<Dim>& o, ConvPass pass, const Shape<Dim + 2>& x) {
+  if (Dim != 2 && Dim != 3) return false;
+  if (pass != ConvPass::Forward && pass != ConvPass::InputGrad && pass != ConvPass::WeightGrad) return false;
+  const Shape<Dim + 2> y = conv_output_shape(o, x);
+  for (int d = 0; d < Dim; ++d)
+    if (y[d + 1] <= 0 || (y[d + 1] - 1) * o.stride()[d] + o.kernel_size()[d] - x[d + 1] - o.padding()[d] < 0) return false;
+  return true;
+}
+
+}  // namespace detail
 
 /// The one place that chooses a convolution's kernel: for pass `pass` of conv `o` on input shape
 /// `x` (the conv's input; a transposed conv's input for its passes), on this context. The shapes
@@ -975,6 +1029,12 @@ ConvPath plan_conv(const Context<Device>& ctx, const ConvOptions<Dim>& o, ConvPa
   using P = ConvPass;
   constexpr bool cpu = !core::is_gpu_v<Device>;
   const bool conv = pass == P::Forward || pass == P::InputGrad || pass == P::WeightGrad;
+  if constexpr (detail::dnnl_conv_capable_v<S, Device>) {
+    const auto mode = ctx.dnnl_conv();
+    if (mode != core::DnnlConvMode::Off && gemm_backend() == GemmBackend::Dnnl && detail::dnnl_conv_shape(o, pass, x) &&
+        (mode == core::DnnlConvMode::Always || detail::dnnl_conv_auto(o, pass)))
+      return ConvPath::Dnnl;
+  }
   if constexpr (detail::winograd_capable_v<Dim, S, Device>)
     if (conv && ctx.winograd() && detail::winograd_shape(o)) return ConvPath::Winograd;
   if (pass == P::Forward || pass == P::WeightGrad || pass == P::TransposedInputGrad || pass == P::TransposedWeightGrad)
@@ -1003,6 +1063,14 @@ void conv_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTe
     conv_forward<Dim, float>(ctx, o, xf.cmap(), wf.cmap(), nullptr, ym);
     detail::assign_from_float(ctx, yf, y);
   } else {
+#if defined(DICYC_DNNL_CONV)
+    if constexpr (detail::dnnl_conv_capable_v<S, Device>) {
+      if (plan_conv<Dim, S>(ctx, o, ConvPass::Forward, x.dimensions()) == ConvPath::Dnnl &&
+          detail::dnnl_conv_run<Dim>(ctx, 0, o, x.dimensions(), out, x.data(), w.data(), bias ? bias->data() : nullptr,
+                                     y.data()))
+        return;  // the bias is added by the primitive
+    }
+#endif
     if constexpr (detail::winograd_capable_v<Dim, S, Device>) {
       if (plan_conv<Dim, S>(ctx, o, ConvPass::Forward, x.dimensions()) == ConvPath::Winograd) {
         const Index cc = o.out_channels() * o.in_channels();
@@ -1045,6 +1113,17 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
       conv_backward<Dim, float>(ctx, o, xf, wf, dyf, gx, gw, nullptr);
     });
   } else {
+    // oneDNN's passes first (each falls back to the kernels below if oneDNN has no primitive).
+#if defined(DICYC_DNNL_CONV)
+    if constexpr (detail::dnnl_conv_capable_v<S, Device>) {
+      if (dw && plan_conv<Dim, S>(ctx, o, ConvPass::WeightGrad, x.dimensions()) == ConvPath::Dnnl &&
+          detail::dnnl_conv_run<Dim>(ctx, 2, o, x.dimensions(), out, x.data(), dy.data(), nullptr, dw->data()))
+        dw = nullptr;
+      if (dx && plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions()) == ConvPath::Dnnl &&
+          detail::dnnl_conv_run<Dim>(ctx, 1, o, x.dimensions(), out, dy.data(), w.data(), nullptr, dx->data()))
+        dx = nullptr;
+    }
+#endif
     if constexpr (detail::winograd_capable_v<Dim, S, Device>) {
       if (plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions()) == ConvPath::Winograd) {
         const Index px = o.padding()[0], py = o.padding()[1];
@@ -1075,7 +1154,8 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
       detail::patch_gemm_wgrad<Dim>(ctx, g, x.data(), dy.data(), o.out_channels(), dw->data());
     }
     if (dx) {
-      if (plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions()) == ConvPath::TransposedGather) {
+      const ConvPath pdx = plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions());
+      if (pdx == ConvPath::TransposedGather || pdx == ConvPath::Dnnl) {
         const auto g = detail::geometry(o, o.out_channels(), out, x.dimensions(), true);
         const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
         detail::patch_gemm<Dim>(ctx, g, dy.data(), wt.data(), o.in_channels(), dx->data(), true);
