@@ -4,6 +4,10 @@
 #
 #   scripts/reference_checkpoint.sh [RUN_DIR] [ITERS]     defaults: build/reference, 20000
 #
+# Environment: ALIGN_WEIGHT (dicyc-train --align-weight; default: the preset's 0.9) for the
+# experiments on the alignment weight, OUT (default models/mrct_nmi_dicyc_2d: the committed
+# reference; give another stem for an experiment so the reference is not replaced).
+#
 # What it trains: NMI-DiCyc (dicyc-train --model dicyc), 2-D, with exactly the demo's settings
 # (scripts/demo.sh): the mricron ch2 T1 head (A) against the InVesalius head CT (B), unpaired,
 # resampled to 1.8 mm, 96x96 crops, ngf 16, 4 residual blocks, ndf 32, CT window -1024..3000 HU,
@@ -35,14 +39,15 @@ scripts/mrct_data.sh "$BIN" "$RUN/data"
 ARGS=(-a "$RUN/data/mr" -b "$RUN/data/ct" --window-b -1024,3000 --spacing 1.8 --crop 96 --ngf 16 --blocks 4 --ndf 32
       --threads "$(nproc)" --max-iters "$ITERS" --iters-per-epoch 100000 --epochs 1 --decay-epochs 0
       --checkpoint-every 500 --sample-every 1000 --log-every 100 --seed 1 --model dicyc --out "$RUN/train")
+[[ -n "${ALIGN_WEIGHT:-}" ]] && ARGS+=(--align-weight "$ALIGN_WEIGHT")
 if [[ -f "$RUN/train/checkpoint.safetensors" ]]; then
   "$BIN/dicyc-train" -a "$RUN/data/mr" -b "$RUN/data/ct" --resume --max-iters "$ITERS" --threads "$(nproc)" --out "$RUN/train"
 else
   "$BIN/dicyc-train" "${ARGS[@]}"
 fi
-OUT=models/mrct_nmi_dicyc_2d
+OUT=${OUT:-models/mrct_nmi_dicyc_2d}
 PYTHONPATH=python "$PY" -m dicyc weights "$RUN/train/checkpoint.safetensors" "$OUT.safetensors" g_ab \
-  --note "reference=scripts/reference_checkpoint.sh $ITERS iterations: NMI-DiCyc, ch2 T1 (A) vs InVesalius CT (B), the demo's settings"
+  --note "reference=${ALIGN_WEIGHT:+ALIGN_WEIGHT=$ALIGN_WEIGHT }scripts/reference_checkpoint.sh $ITERS iterations: NMI-DiCyc, ch2 T1 (A) vs InVesalius CT (B), the demo's settings"
 awk -F, 'NR == 1 || $1 % 10 == 0' "$RUN/train/losses.csv" > "$OUT.csv"  # every 10th iteration's losses
 last=$(ls "$RUN/train/samples/"*.png 2>/dev/null | sort | tail -1 || true)
 [[ -n "$last" ]] && cp "$last" "$OUT.png"
