@@ -32,6 +32,7 @@ inline dicyc::core::Context<Dev>& ctx() {
     c.set_winograd(on("DICYC_WINOGRAD"));
     c.set_col2im(on("DICYC_COL2IM"));
     if (const char* e = std::getenv("DICYC_DNNL_CONV")) c.set_dnnl_conv(dicyc::core::parse_dnnl_conv_mode(e));
+    c.set_conv_bf16(std::getenv("DICYC_CONV_BF16") && std::string(std::getenv("DICYC_CONV_BF16")) == "1");
     return true;
   }();
   (void)set;

@@ -21,6 +21,7 @@ inline void apply_env_switches(dicyc::core::ContextSettings& s) {
   s.set_winograd(on("DICYC_WINOGRAD"));
   s.set_col2im(on("DICYC_COL2IM"));
   if (const char* e = std::getenv("DICYC_DNNL_CONV")) s.set_dnnl_conv(dicyc::core::parse_dnnl_conv_mode(e));
+  s.set_conv_bf16(std::getenv("DICYC_CONV_BF16") && std::string(std::getenv("DICYC_CONV_BF16")) == "1");
 }
 
 template <int Dim, class S, class Device>

@@ -416,6 +416,43 @@ void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
   BOOST_CHECK_EQUAL(some_differ, have);
   if (have) BOOST_CHECK_GT(on_dnnl, 3);
 
+  // bf16 compute (set_conv_bf16): the passes of ops::detail::dnnl_conv_bf16 go to oneDNN in bf16
+  // (the others as before), within bf16's tolerance of the double reference (inputs rounded to 8 significant bits,
+  // products summed in float: 2e-2 of the largest value), and visibly not float (some result off
+  // by more than float's 2e-5) where the CPU has bf16 primitives.
+  bool bf16_seen = false;
+  for (const auto& c : cs) {
+    if (c.transpose) continue;
+    BOOST_TEST_CONTEXT(c.label << ", bf16") {
+      cx.pool.set_conv_bf16(true);
+      cx.cpu.set_conv_bf16(true);
+      const bool shape_ok = ops::detail::dnnl_conv_shape<Dim>(c.opts, ops::ConvPass::Forward, c.in);
+      for (auto pass : {ops::ConvPass::Forward, ops::ConvPass::InputGrad, ops::ConvPass::WeightGrad}) {
+        const bool planned = ops::plan_conv<Dim, float>(cx.pool, c.opts, pass, c.in) == ops::ConvPath::Dnnl;
+        BOOST_CHECK_EQUAL(planned, have && shape_ok &&
+                                       (ops::detail::dnnl_conv_bf16(c.opts, pass) || ops::detail::dnnl_conv_auto(c.opts, pass)));
+      }
+      auto d = make_data(c, 51);
+      const auto ref = reference(c, d);
+      const auto g = random_vec<double>(num_elements(d.ys), 53);
+      std::vector<double> rx, rw, rb, bx, bw, bb;
+      run_backward<Dim, double>(cx.cpu, c, d.x, d.w, g, rx, rw, rb, 0.25);
+      const auto y = run_forward<Dim, float>(cx.pool, c, d.x, d.w, d.b);
+      run_backward<Dim, float>(cx.pool, c, d.x, d.w, g, bx, bw, bb, 0.25);
+      cx.pool.set_conv_bf16(false);
+      cx.cpu.set_conv_bf16(false);
+      const double sy = std::max(1.0, max_abs(ref)), sx = std::max(1.0, max_abs(rx)), sw = std::max(1.0, max_abs(rw));
+      BOOST_CHECK_LT(max_abs_diff(y, ref), 2e-2 * sy);
+      BOOST_CHECK_LT(max_abs_diff(bx, rx), 2e-2 * sx);
+      BOOST_CHECK_LT(max_abs_diff(bw, rw), 2e-2 * sw);
+      bf16_seen = bf16_seen || max_abs_diff(y, ref) > 2e-5 * sy || max_abs_diff(bx, rx) > 2e-5 * sx;
+    }
+  }
+  const std::string support = ops::bf16_conv_support();
+  BOOST_TEST_MESSAGE("bf16 convolutions on this CPU: " << support);
+  if (have && (support == "amx" || support == "avx512_bf16")) BOOST_CHECK(bf16_seen);
+  if (!have) BOOST_CHECK(!bf16_seen);
+
   // The Auto rule on the networks' layers ({forward, input gradient, weight gradient}).
   struct Layer {
     ConvOptions<Dim> o;

@@ -62,6 +62,14 @@ class ContextSettings {
   /// Conv passes on oneDNN's primitives (see DnnlConvMode).
   DnnlConvMode dnnl_conv() const { return dnnl_conv_; }
   void set_dnnl_conv(DnnlConvMode m) { dnnl_conv_ = m; }
+  /// Float convolutions compute in bf16 (as PyTorch's CPU autocast does for them): every conv
+  /// pass oneDNN takes runs on its bf16 primitives (AMX or AVX512-BF16 where the CPU has them,
+  /// emulated on other AVX-512 CPUs; ops::bf16_conv_support() says which), with the inputs rounded
+  /// to bf16 by the reorders, products accumulated in float and float results; the tensors, the
+  /// weights, Adam and every other op stay float. Off by default; DnnlConvMode::Off overrides it;
+  /// no effect in builds without oneDNN or where oneDNN has no bf16 primitive (then float).
+  bool conv_bf16() const { return conv_bf16_; }
+  void set_conv_bf16(bool on) { conv_bf16_ = on; }
   /// Stride-1 3x3(x3) convs with >= 64 channels both ways on Winograd (CPU, float and double).
   bool winograd() const { return winograd_; }
   void set_winograd(bool on) { winograd_ = on; }
@@ -81,6 +89,7 @@ class ContextSettings {
   std::size_t workspace_limit_ = std::size_t(64) << 20;
   bool winograd_ = true, col2im_ = true;
   DnnlConvMode dnnl_conv_ = DnnlConvMode::Auto;
+  bool conv_bf16_ = false;
 };
 
 namespace detail {

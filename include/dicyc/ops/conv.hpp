@@ -1006,6 +1006,24 @@ bool dnnl_conv_auto(const ConvOptions<Dim>& o, ConvPass pass) {
   return k == 4 || (k == 7 && o.in_channels() <= 4);
 }
 
+/// Whether pass `pass` of conv `o` computes in bf16 when the context asks for bf16 convolutions
+/// (ContextSettings::set_conv_bf16): where bf16 measured faster than float (bench_ops conv_layer
+/// and conv_winograd, DICYC_CONV_BF16=1 against the float default; docs/results/conv-paths.md),
+/// with at least kDnnlMinOutChannels output channels, the forward from 16 input channels, the
+/// input gradient from kDnnlMinInputGradChannels (not of the Winograd convs: a 3x3 256 -> 256
+/// input gradient took 1.9x float Winograd's time in bf16), the weight gradient from 16 to 64
+/// input channels (oneDNN 2.6's bf16 weight gradients of the deeper layers and of the 1-channel
+/// stems are slower than its float ones). The other passes keep float (on the Auto rule's path).
+template <int Dim>
+bool dnnl_conv_bf16(const ConvOptions<Dim>& o, ConvPass pass) {
+  if (o.out_channels() < kDnnlMinOutChannels) return false;
+  const Index ci = o.in_channels();
+  if (pass == ConvPass::Forward) return ci >= 16;
+  if (pass == ConvPass::InputGrad) return ci >= kDnnlMinInputGradChannels && !winograd_shape(o);
+  if (pass == ConvPass::WeightGrad) return ci >= 16 && ci <= 64;
+  return false;
+}
+
 /// Whether oneDNN can take the pass at all: a conv (not transposed) in 2-D or 3-D whose output
 /// grid oneDNN describes with non-negative right padding.
 template <int Dim>
@@ -1032,7 +1050,8 @@ ConvPath plan_conv(const Context<Device>& ctx, const ConvOptions<Dim>& o, ConvPa
   if constexpr (detail::dnnl_conv_capable_v<S, Device>) {
     const auto mode = ctx.dnnl_conv();
     if (mode != core::DnnlConvMode::Off && gemm_backend() == GemmBackend::Dnnl && detail::dnnl_conv_shape(o, pass, x) &&
-        (mode == core::DnnlConvMode::Always || detail::dnnl_conv_auto(o, pass)))
+        (mode == core::DnnlConvMode::Always || (ctx.conv_bf16() && detail::dnnl_conv_bf16(o, pass)) ||
+         detail::dnnl_conv_auto(o, pass)))
       return ConvPath::Dnnl;
   }
   if constexpr (detail::winograd_capable_v<Dim, S, Device>)
@@ -1066,7 +1085,7 @@ void conv_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTe
 #if defined(DICYC_DNNL_CONV)
     if constexpr (detail::dnnl_conv_capable_v<S, Device>) {
       if (plan_conv<Dim, S>(ctx, o, ConvPass::Forward, x.dimensions()) == ConvPath::Dnnl &&
-          detail::dnnl_conv_run<Dim>(ctx, 0, o, x.dimensions(), out, x.data(), w.data(), bias ? bias->data() : nullptr,
+          detail::dnnl_conv_run<Dim>(ctx, 0, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::Forward), o, x.dimensions(), out, x.data(), w.data(), bias ? bias->data() : nullptr,
                                      y.data()))
         return;  // the bias is added by the primitive
     }
@@ -1117,10 +1136,10 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
 #if defined(DICYC_DNNL_CONV)
     if constexpr (detail::dnnl_conv_capable_v<S, Device>) {
       if (dw && plan_conv<Dim, S>(ctx, o, ConvPass::WeightGrad, x.dimensions()) == ConvPath::Dnnl &&
-          detail::dnnl_conv_run<Dim>(ctx, 2, o, x.dimensions(), out, x.data(), dy.data(), nullptr, dw->data()))
+          detail::dnnl_conv_run<Dim>(ctx, 2, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::WeightGrad), o, x.dimensions(), out, x.data(), dy.data(), nullptr, dw->data()))
         dw = nullptr;
       if (dx && plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions()) == ConvPath::Dnnl &&
-          detail::dnnl_conv_run<Dim>(ctx, 1, o, x.dimensions(), out, dy.data(), w.data(), nullptr, dx->data()))
+          detail::dnnl_conv_run<Dim>(ctx, 1, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::InputGrad), o, x.dimensions(), out, dy.data(), w.data(), nullptr, dx->data()))
         dx = nullptr;
     }
 #endif

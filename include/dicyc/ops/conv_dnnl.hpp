@@ -45,12 +45,12 @@
 namespace dicyc::ops {
 template <int Dim>
 class ConvOptions;  // ops/conv.hpp
-}
+}  // namespace dicyc::ops
 
 namespace dicyc::ops::detail {
 
 /// What a cached oneDNN pass is keyed by: pass (0 forward, 1 input gradient, 2 weight gradient),
-/// dimension, input shape, output channels, kernel, stride, padding, bias, threads.
+/// dimension, input shape, output channels, kernel, stride, padding, bias, threads, bf16 compute.
 struct DnnlConvKey {
   int pass, dim;
   std::array<Index, 5> x;
@@ -58,7 +58,8 @@ struct DnnlConvKey {
   std::array<Index, 3> k, s, p;
   bool bias;
   int threads;
-  auto tie() const { return std::tie(pass, dim, x, cout, k, s, p, bias, threads); }
+  bool bf16;
+  auto tie() const { return std::tie(pass, dim, x, cout, k, s, p, bias, threads, bf16); }
   bool operator<(const DnnlConvKey& o) const { return tie() < o.tie(); }
 };
 
@@ -158,15 +159,18 @@ class DnnlConvCache {
     const memory::dims st = dnnl_spatial<Dim>(o.stride()), pl = dnnl_spatial<Dim>(o.padding()),
                        pr = dnnl_spatial<Dim>(dnnl_right_padding(o, x, y));
     const memory::desc x_user(xd, dt::f32, act), y_user(yd, dt::f32, act), w_user(wd, dt::f32, wt);
-    auto any = [](const memory::dims& d) { return memory::desc(d, dt::f32, tag::any); };
+    // bf16 compute: the pass's inputs in bf16 (the reorders from the float user tensors round
+    // them), its output (dst, diff_src, diff_weights) and the bias in float.
+    const dt cdt = key.bf16 ? dt::bf16 : dt::f32;
+    auto any = [](const memory::dims& d, dt t = dt::f32) { return memory::desc(d, t, tag::any); };
     primitive_attr attr;
     attr.set_scratchpad_mode(scratchpad_mode::user);
     OmpThreadsScope threads(key.threads);
     const auto fd = key.bias ? convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct,
-                                                         any(xd), any(wd), memory::desc(bd, dt::f32, tag::x), any(yd),
-                                                         st, pl, pr)
+                                                         any(xd, cdt), any(wd, cdt), memory::desc(bd, dt::f32, tag::x),
+                                                         any(yd), st, pl, pr)
                              : convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct,
-                                                         any(xd), any(wd), any(yd), st, pl, pr);
+                                                         any(xd, cdt), any(wd, cdt), any(yd), st, pl, pr);
     const convolution_forward::primitive_desc fpd(fd, attr, eng);
     auto p = std::make_unique<DnnlConvPass>();
     auto in = [&](const memory::desc& user, const memory::desc& prim, dnnl::reorder& r, bool& needed) {
@@ -198,7 +202,8 @@ class DnnlConvCache {
       out(fpd.dst_desc(), y_user, false);
       p->scratch_bytes = fpd.scratchpad_desc().get_size();
     } else if (key.pass == 1) {
-      const convolution_backward_data::desc bd_(algorithm::convolution_direct, any(xd), any(wd), any(yd), st, pl, pr);
+      const convolution_backward_data::desc bd_(algorithm::convolution_direct, any(xd), any(wd, cdt), any(yd, cdt), st,
+                                                pl, pr);
       const convolution_backward_data::primitive_desc pd(bd_, attr, eng, fpd);
       p->prim = convolution_backward_data(pd);
       p->a_user = y_user, p->a_prim = pd.diff_dst_desc();
@@ -208,7 +213,8 @@ class DnnlConvCache {
       out(pd.diff_src_desc(), x_user, true);
       p->scratch_bytes = pd.scratchpad_desc().get_size();
     } else {
-      const convolution_backward_weights::desc bw(algorithm::convolution_direct, any(xd), any(wd), any(yd), st, pl, pr);
+      const convolution_backward_weights::desc bw(algorithm::convolution_direct, any(xd, cdt), any(wd), any(yd, cdt), st,
+                                                  pl, pr);
       const convolution_backward_weights::primitive_desc pd(bw, attr, eng, fpd);
       p->prim = convolution_backward_weights(pd);
       p->a_user = x_user, p->a_prim = pd.src_desc();
@@ -226,8 +232,9 @@ class DnnlConvCache {
 };
 
 template <int Dim>
-DnnlConvKey dnnl_conv_key(int pass, const ConvOptions<Dim>& o, const Shape<Dim + 2>& x, bool bias, int threads) {
-  DnnlConvKey k{pass, Dim, {}, o.out_channels(), {}, {}, {}, bias, threads};
+DnnlConvKey dnnl_conv_key(int pass, const ConvOptions<Dim>& o, const Shape<Dim + 2>& x, bool bias, int threads,
+                          bool bf16) {
+  DnnlConvKey k{pass, Dim, {}, o.out_channels(), {}, {}, {}, bias, threads, bf16};
   for (int i = 0; i < Dim + 2; ++i) k.x[i] = x[i];
   for (int d = 0; d < Dim; ++d) {
     k.k[d] = o.kernel_size()[d];
@@ -237,14 +244,14 @@ DnnlConvKey dnnl_conv_key(int pass, const ConvOptions<Dim>& o, const Shape<Dim +
   return k;
 }
 
-/// Runs pass `pass` of conv `o` with oneDNN: a and b as DnnlConvPass names them, out written
-/// (forward) or accumulated into (gradients). Returns false, having done nothing, when oneDNN has
-/// no primitive for the shape.
+/// Runs pass `pass` of conv `o` with oneDNN, in bf16 if `bf16`: a and b as DnnlConvPass names
+/// them, out written (forward) or accumulated into (gradients). Returns false, having done
+/// nothing, when oneDNN has no primitive for the shape.
 template <int Dim, class Device>
-bool dnnl_conv_run(Context<Device>& ctx, int pass, const ConvOptions<Dim>& o, const Shape<Dim + 2>& x,
+bool dnnl_conv_run(Context<Device>& ctx, int pass, bool bf16, const ConvOptions<Dim>& o, const Shape<Dim + 2>& x,
                    const Shape<Dim + 2>& y, const float* a, const float* b, const float* bias, float* out) {
   const int threads = ctx.num_threads();
-  const auto key = dnnl_conv_key<Dim>(pass, o, x, bias != nullptr, threads);
+  const auto key = dnnl_conv_key<Dim>(pass, o, x, bias != nullptr, threads, bf16);
   const DnnlConvPass* p = DnnlConvCache::instance().get<Dim>(key, o, x, y);
   if (!p) return false;
   using dnnl::memory;
@@ -289,3 +296,20 @@ bool dnnl_conv_run(Context<Device>& ctx, int pass, const ConvOptions<Dim>& o, co
 }  // namespace dicyc::ops::detail
 
 #endif  // DICYC_DNNL_CONV
+
+namespace dicyc::ops {
+
+/// How this CPU runs bf16 convolutions (ContextSettings::set_conv_bf16): "amx" or "avx512_bf16"
+/// (native), "emulated" (AVX-512 without bf16 instructions: oneDNN converts in software, slower
+/// than float), "none" (no AVX-512, or a build without oneDNN: the convolutions stay float).
+inline const char* bf16_conv_support() {
+#if defined(DICYC_DNNL_CONV)
+  const auto isa = dnnl::get_effective_cpu_isa();
+  if (isa == dnnl::cpu_isa::avx512_core_amx) return "amx";
+  if (isa == dnnl::cpu_isa::avx512_core_bf16) return "avx512_bf16";
+  if (isa == dnnl::cpu_isa::avx512_core || isa == dnnl::cpu_isa::avx512_core_vnni) return "emulated";
+#endif
+  return "none";
+}
+
+}  // namespace dicyc::ops
