@@ -123,22 +123,22 @@ class DnnlConvCache {
 
   /// The pass for `key` (created on first use, under `threads` OpenMP threads as it will run);
   /// null when oneDNN has no primitive for it (the caller falls back to dicyc's own kernels).
+  /// Shared, so a caller keeps its pass when another thread starts the cache over.
   template <int Dim>
-  const DnnlConvPass* get(const DnnlConvKey& key, const ConvOptions<Dim>& o, const Shape<Dim + 2>& x,
+  std::shared_ptr<const DnnlConvPass> get(const DnnlConvKey& key, const ConvOptions<Dim>& o, const Shape<Dim + 2>& x,
                           const Shape<Dim + 2>& y) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = cache_.find(key);
-    if (it != cache_.end()) return it->second.get();
+    if (it != cache_.end()) return it->second;
     if (cache_.size() >= kMaxEntries) cache_.clear();  // a process that meets many shapes: start over
-    std::unique_ptr<DnnlConvPass> p;
+    std::shared_ptr<const DnnlConvPass> p;
     try {
       p = create<Dim>(key, o, x, y);
     } catch (const dnnl::error&) {
       p.reset();
     }
-    const DnnlConvPass* r = p.get();
-    cache_.emplace(key, std::move(p));
-    return r;
+    cache_.emplace(key, p);
+    return p;
   }
 
  private:
@@ -228,7 +228,7 @@ class DnnlConvCache {
   }
 
   std::mutex mu_;
-  std::map<DnnlConvKey, std::unique_ptr<DnnlConvPass>> cache_;
+  std::map<DnnlConvKey, std::shared_ptr<const DnnlConvPass>> cache_;
 };
 
 template <int Dim>
@@ -252,7 +252,7 @@ bool dnnl_conv_run(Context<Device>& ctx, int pass, bool bf16, const ConvOptions<
                    const Shape<Dim + 2>& y, const float* a, const float* b, const float* bias, float* out) {
   const int threads = ctx.num_threads();
   const auto key = dnnl_conv_key<Dim>(pass, o, x, bias != nullptr, threads, bf16);
-  const DnnlConvPass* p = DnnlConvCache::instance().get<Dim>(key, o, x, y);
+  const std::shared_ptr<const DnnlConvPass> p = DnnlConvCache::instance().get<Dim>(key, o, x, y);
   if (!p) return false;
   using dnnl::memory;
   auto& eng = dnnl_engine();
