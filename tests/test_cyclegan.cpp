@@ -205,6 +205,20 @@ BOOST_AUTO_TEST_CASE(checkpoint_errors_leave_the_model_untouched) {
   const auto before = all_values(other);
   dt::expect_error<SerializationError>([&] { other.load(path); }, "configuration 'ndf' is 4, but this model has 8");
   BOOST_CHECK(all_values(other) == before);
+  // Loss weights, learning rate and epochs may differ (a resumed run that changes them): the
+  // weights load, and the model keeps its own values.
+  {
+    auto o = tiny(7).lambda_cyc(3).alignment(model::AlignmentOptions(tiny(7).alignment()).weight(0.25));
+    o.schedule(optim::ScheduleOptions(o.schedule()).lr(1e-4).decay_epochs(7));
+    model::CycleGan<2, float, Dev> tuned(cpu(), o);
+    tuned.load(path);
+    BOOST_CHECK(all_values(tuned) == all_values(m));
+    BOOST_CHECK_EQUAL(tuned.options().lambda_cyc(), 3.0);
+    BOOST_CHECK_EQUAL(tuned.options().alignment().weight(), 0.25);
+    BOOST_CHECK_EQUAL(tuned.options().schedule().lr(), 1e-4);
+    BOOST_CHECK(!model::ModelOptions::tunable("ngf") && !model::ModelOptions::tunable("iterations_per_epoch") &&
+                model::ModelOptions::tunable("align_weight"));
+  }
   // Other dimension / scalar.
   model::CycleGan<3, float, Dev> m3(cpu(), tiny(7));
   dt::expect_error<SerializationError>([&] { m3.load(path); }, "holds a 2-D model, expected 3-D");
@@ -307,4 +321,52 @@ BOOST_AUTO_TEST_CASE(half_precision_trains) {
   BOOST_CHECK(std::equal(m.group("g_ab").values(), m.group("g_ab").values() + m.group("g_ab").size(),
                          r.group("g_ab").values(), [](half a, half b) { return float(a) == float(b); }));
   std::remove(path.c_str());
+}
+
+// bf16 convolutions (ContextSettings::set_conv_bf16, dicyc-train --precision bf16): a training
+// step of a 2-D and a 3-D model at the widths the bf16 rule takes (ngf/ndf 16) against the same
+// step in float: the losses agree to bf16's precision, the parameters after the step too, and
+// they are not bit-identical where the CPU runs bf16 (so the path is reached); the weights stay
+// float.
+template <int Dim>
+void check_bf16_step(const std::array<Index, Dim>& sz) {
+  auto o = tiny(11).generator(nn::GeneratorOptions().ngf(16).n_blocks(1)).ndf(16);
+  core::Context<Dev> f32, b16;
+  b16.set_conv_bf16(true);
+  model::CycleGan<Dim, float, Dev> a(f32, o), b(b16, o);
+  Shape<Dim + 2> s;
+  s[0] = 1;
+  for (int d = 0; d < Dim; ++d) s[d + 1] = sz[d];
+  s[Dim + 1] = 1;
+  const auto x = blob<Dim>(sz, 0.3, false), y = blob<Dim>(sz, 1.7, true);
+  ConstTensorMap<float, Dim + 2> xm(x.data(), s), ym(y.data(), s);
+  const auto La = a.train_step(xm, ym), Lb = b.train_step(xm, ym);
+  const std::string support = ops::bf16_conv_support();
+  BOOST_TEST_MESSAGE(Dim << "-D bf16 step on '" << support << "': g_total " << Lb.g_total << " (float " << La.g_total
+                         << "), cyc " << Lb.cyc_a << " (" << La.cyc_a << "), d_b " << Lb.d_b << " (" << La.d_b << ")");
+  for (auto [p, q] : {std::pair{La.g_total, Lb.g_total}, {La.cyc_a, Lb.cyc_a}, {La.cyc_b, Lb.cyc_b}, {La.d_a, Lb.d_a}, {La.d_b, Lb.d_b}})
+    BOOST_CHECK_SMALL(p - q, 2e-2 * (1 + std::abs(p)));
+  double worst = 0;
+  bool differ = false;
+  for (std::size_t g = 0; g < a.groups().size(); ++g) {
+    const auto *pa = a.groups()[g]->values(), *pb = b.groups()[g]->values();
+    for (Index i = 0; i < a.groups()[g]->size(); ++i) {
+      worst = std::max(worst, std::abs(double(pa[i]) - double(pb[i])));
+      differ = differ || pa[i] != pb[i];
+    }
+  }
+  // One Adam step moves a parameter by about lr (2e-3) whatever its gradient's size, so a bf16
+  // gradient of another sign moves it by at most 2 lr.
+  BOOST_CHECK_LE(worst, 2 * 2e-3 + 1e-6);
+  if (support == "amx" || support == "avx512_bf16") BOOST_CHECK(differ);
+  if (support == "none") BOOST_CHECK(!differ);
+  const std::string path = "/tmp/dicyc_test_bf16.safetensors";
+  b.save(path);
+  BOOST_CHECK_EQUAL(io::SafeTensorsFile::read(path).metadata("scalar"), "F32");
+  std::remove(path.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(bf16_convolutions_step_like_float) {
+  check_bf16_step<2>({32, 32});
+  check_bf16_step<3>({16, 16, 16});
 }

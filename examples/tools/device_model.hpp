@@ -11,6 +11,13 @@
 
 namespace tools {
 
+/// dicyc-train --precision bf16: every context the tool makes (the model's, the memory probe's)
+/// runs its convolutions in bf16 where that measured faster (ops::detail::dnnl_conv_bf16).
+inline bool& conv_bf16_requested() {
+  static bool on = false;
+  return on;
+}
+
 /// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 in the environment switch those convolution paths off in the
 /// tools' contexts (ops::plan_conv reads the context's settings), for comparison.
 inline void apply_env_switches(dicyc::core::ContextSettings& s) {
@@ -21,7 +28,8 @@ inline void apply_env_switches(dicyc::core::ContextSettings& s) {
   s.set_winograd(on("DICYC_WINOGRAD"));
   s.set_col2im(on("DICYC_COL2IM"));
   if (const char* e = std::getenv("DICYC_DNNL_CONV")) s.set_dnnl_conv(dicyc::core::parse_dnnl_conv_mode(e));
-  s.set_conv_bf16(std::getenv("DICYC_CONV_BF16") && std::string(std::getenv("DICYC_CONV_BF16")) == "1");
+  s.set_conv_bf16(conv_bf16_requested() ||
+                  (std::getenv("DICYC_CONV_BF16") && std::string(std::getenv("DICYC_CONV_BF16")) == "1"));
 }
 
 template <int Dim, class S, class Device>

@@ -40,7 +40,8 @@ int main_impl(int argc, char** argv) {
   o.add_options("model")
     ("model", "cyclegan, gcc-cyclegan, mind-cyclegan, nmi-cyclegan, dicyc (= nmi-dicyc), gcc-dicyc, mind-dicyc", cxxopts::value<std::string>()->default_value("dicyc"))
     ("dim", "2 (axial slices) or 3 (patches)", cxxopts::value<int>()->default_value("2"))
-    ("precision", "float or half", cxxopts::value<std::string>()->default_value("float"))
+    ("precision", "float, half or bf16 (CPU: float weights and Adam, the convolutions in bfloat16 on oneDNN; "
+                  "stored in the checkpoint, so a resume keeps it)", cxxopts::value<std::string>()->default_value("float"))
     ("device", "cpu, gpu or gpu:<index> (gpu needs tools built with CUDA)", cxxopts::value<std::string>()->default_value("cpu"))
     ("threads", "CPU threads", cxxopts::value<int>()->default_value("2"))
     ("ngf", "generator width", cxxopts::value<int>()->default_value("64"))
@@ -84,7 +85,14 @@ int main_impl(int argc, char** argv) {
   }
   TrainConfig c;
   for (const char* f : {"seed", "batch", "min-foreground", "no-augment", "rotation", "scale", "shear", "translation", "flip",
-                        "max-iters", "checkpoint-every", "sample-every"})
+                        "max-iters", "checkpoint-every", "sample-every", "precision",
+                        // model and data flags: on --resume, the loss weights and the schedule
+                        // replace the checkpoint's (with a note); the networks and the data
+                        // preparation cannot change (a differing value is refused)
+                        "model", "ngf", "ndf", "blocks", "d-layers", "pool-size", "control-points", "em", "no-tanh",
+                        "lambda-cyc", "lambda-id", "lambda-dicyc", "align-weight", "lr", "epochs", "decay-epochs",
+                        "iters-per-epoch", "early-stop", "spacing", "zscore", "percentiles", "window-a", "window-b",
+                        "no-reorient", "volume", "crop", "crop-z"})
     if (r.count(f)) c.given.insert(f);
   c.max_memory = parse_max_memory(r["max-memory"].as<std::string>());
   c.mpi_timeout = r["mpi-timeout"].as<double>();
@@ -100,8 +108,10 @@ int main_impl(int argc, char** argv) {
   c.dim = r["dim"].as<int>();
   TOOL_REQUIRE(c.dim == 2 || c.dim == 3, "--dim must be 2 or 3, got " << c.dim);
   const std::string prec = r["precision"].as<std::string>();
-  TOOL_REQUIRE(prec == "float" || prec == "half", "--precision must be float or half, got '" << prec << "'");
+  TOOL_REQUIRE(prec == "float" || prec == "half" || prec == "bf16",
+               "--precision must be float, half or bf16, got '" << prec << "'");
   c.half = prec == "half";
+  c.precision = prec;
   parse_device(r["device"].as<std::string>(), c.device, c.gpu);
   c.threads = r["threads"].as<int>();
   TOOL_REQUIRE(c.threads >= 1 && c.threads <= 256, "--threads must be in [1, 256], got " << c.threads);
@@ -196,7 +206,11 @@ int main_impl(int argc, char** argv) {
     const int dim = c.resumed->data.dim;
     const bool half = c.resumed->scalar == "F16";
     if (!r.count("dim")) c.dim = dim;
-    if (!r.count("precision")) c.half = half;
+    c.crop[2] = c.dim == 3 ? cz : 1;  // --crop-z (compared with the checkpoint's) now that the dimension is known
+    if (!r.count("precision")) {
+      c.half = half;
+      c.precision = half ? "half" : "float";  // a bf16 run's checkpoint is F32; its stored precision says bf16
+    }
     TOOL_REQUIRE(c.dim == dim && c.half == half, "--resume: the checkpoint holds a " << dim << "-D " << (half ? "half" : "float")
                                                      << " model; drop --dim / --precision or make them match");
   }

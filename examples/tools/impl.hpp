@@ -33,6 +33,7 @@ struct TrainConfig {
   std::string model = "dicyc";
   int dim = 2;
   bool half = false;
+  std::string precision = "float";  // float, half or bf16 (float tensors, bf16 convolutions)
   int threads = 2;
   std::array<Index, 3> crop{128, 128, 1};
   Index batch = 1;
@@ -180,6 +181,88 @@ struct Runner {
                       .early_stop(c.early_stop));
     if (c.align_weight >= 0) o.alignment(model::AlignmentOptions(o.alignment()).weight(c.align_weight));
     return o;
+  }
+
+  /// --resume with model flags: the loss weights, the learning rate and the schedule's epochs
+  /// given on the command line replace the checkpoint's from here on (one note each: the run is
+  /// then not an uninterrupted one); a flag that would change the networks (--model, --ngf, ...)
+  /// and differs from the checkpoint is refused, since the stored weights fit only its networks.
+  static std::vector<std::string> resume_model_flags(const TrainConfig& c, dicyc::model::ModelOptions& mo) {
+    using namespace dicyc;
+    const model::ModelOptions want = options_of(c);
+    auto has = [&](const char* f) { return c.given.count(f) > 0; };
+    auto keep = [&](const char* flag, const std::string& theirs, const std::string& ours) {
+      TOOL_REQUIRE(!has(flag) || theirs == ours, "--resume: the checkpoint's networks have " << flag << " " << theirs << ", and --"
+                                                     << flag << " says " << ours << ": a resumed run keeps its networks "
+                                                     << "(drop --" << flag << ", or start a new run in another --out folder)");
+    };
+    const auto& g = mo.generator();
+    const auto& wg = want.generator();
+    keep("model", mo.model_name(), want.model_name());
+    keep("ngf", std::to_string(g.ngf()), std::to_string(wg.ngf()));
+    keep("blocks", std::to_string(g.n_blocks()), std::to_string(wg.n_blocks()));
+    keep("ndf", std::to_string(mo.ndf()), std::to_string(want.ndf()));
+    keep("d-layers", std::to_string(mo.n_layers()), std::to_string(want.n_layers()));
+    keep("pool-size", std::to_string(mo.pool_size()), std::to_string(want.pool_size()));
+    keep("control-points", std::to_string(mo.control_points()), std::to_string(want.control_points()));
+    keep("em", mo.em() == model::EmMode::Single ? "single" : "sequential", c.em);
+    keep("no-tanh", g.tanh() ? "tanh" : "no tanh", wg.tanh() ? "tanh" : "no tanh");
+    keep("iters-per-epoch", std::to_string(mo.schedule().iterations_per_epoch()), std::to_string(c.iterations_per_epoch));
+
+    std::vector<std::string> notes;
+    auto change = [&](const char* flag, double theirs, double ours) {
+      if (!has(flag) || theirs == ours) return false;
+      std::ostringstream n;
+      n << "--" << flag << " " << ours << " replaces the checkpoint's " << theirs
+        << " from this iteration on (the run is no longer an uninterrupted one)";
+      notes.push_back(n.str());
+      return true;
+    };
+    if (change("lambda-cyc", mo.lambda_cyc(), c.lambda_cyc)) mo.lambda_cyc(c.lambda_cyc);
+    if (change("lambda-id", mo.lambda_id(), c.lambda_id)) mo.lambda_id(c.lambda_id);
+    if (change("lambda-dicyc", mo.lambda_dicyc(), c.lambda_dicyc)) {
+      TOOL_REQUIRE(mo.deformation(), "--lambda-dicyc: the checkpoint holds a " << mo.model_name()
+                                                                               << ", which has no deformation-invariant cycle loss");
+      mo.lambda_dicyc(c.lambda_dicyc);
+    }
+    if (has("align-weight")) {
+      TOOL_REQUIRE(c.align_weight >= 0, "--align-weight must be >= 0, got " << c.align_weight);
+      TOOL_REQUIRE(mo.alignment().kind() != model::AlignKind::None,
+                   "--align-weight: the checkpoint holds a " << mo.model_name() << ", which has no alignment loss");
+      if (change("align-weight", mo.alignment().weight(), c.align_weight))
+        mo.alignment(model::AlignmentOptions(mo.alignment()).weight(c.align_weight));
+    }
+    auto sched = mo.schedule();
+    if (change("lr", sched.lr(), c.lr)) sched.lr(c.lr);
+    if (change("epochs", static_cast<double>(sched.constant_epochs()), static_cast<double>(c.epochs))) sched.constant_epochs(c.epochs);
+    if (change("decay-epochs", static_cast<double>(sched.decay_epochs()), static_cast<double>(c.decay_epochs)))
+      sched.decay_epochs(c.decay_epochs);
+    if (has("early-stop") && !sched.early_stop()) {
+      notes.push_back("--early-stop turns early stopping on from this iteration on");
+      sched.early_stop(true);
+    }
+    mo.schedule(sched);
+    return notes;
+  }
+
+  /// --resume keeps the checkpoint's data preparation (its intensity maps were computed with it):
+  /// a data flag that differs from it is refused, one that repeats it is accepted.
+  static void check_resume_data_flags(const TrainConfig& c, const dicyc::train::DataInfo& d) {
+    auto has = [&](const char* f) { return c.given.count(f) > 0; };
+    auto keep = [&](const char* flag, bool same) {
+      TOOL_REQUIRE(!has(flag) || same, "--resume: --" << flag << " differs from the checkpoint's data preparation, "
+                                                         "which a resumed run keeps (its intensity maps were computed "
+                                                         "with it): drop --" << flag << ", or start a new run in another --out folder");
+    };
+    keep("spacing", c.prep.spacing == d.prep.spacing);
+    keep("zscore", c.prep.zscore == d.prep.zscore);
+    keep("percentiles", c.prep.p_lo == d.prep.p_lo && c.prep.p_hi == d.prep.p_hi);
+    keep("no-reorient", c.prep.canonical == d.prep.canonical);
+    keep("volume", c.prep.volume == d.prep.volume);
+    keep("window-a", c.window_a == d.window_a);
+    keep("window-b", c.window_b == d.window_b);
+    keep("crop", c.crop[0] == d.crop[0] && c.crop[1] == d.crop[1]);
+    keep("crop-z", Dim == 2 || c.crop[2] == d.crop[2]);
   }
 
   static dicyc::Shape<Rank> shape_of(const std::array<Index, 3>& crop, Index n) {
@@ -370,6 +453,7 @@ struct Runner {
     rs.max_iters = cfg.max_iters;
     rs.checkpoint_every = cfg.checkpoint_every;
     rs.sample_every = cfg.sample_every;
+    rs.precision = cfg.precision;
     if (cfg.resume) {  // one read of the checkpoint's metadata: model, data and run settings
       TOOL_REQUIRE(cfg.resumed, "--resume: no checkpoint at '" << ckpt << "'"
                                     << (K > 1 ? " (with several ranks, --out must be on a filesystem that every rank sees)"
@@ -377,6 +461,8 @@ struct Runner {
       const train::RunInfo& info = *cfg.resumed;
       mo = model::ModelOptions::from_json(nlohmann::json::parse(info.model_config));
       TOOL_REQUIRE(info.has_data_info, "--resume: '" << ckpt << "' has no data preparation entries: was it written by dicyc-train?");
+      for (const auto& n : resume_model_flags(cfg, mo)) std::printf("note: %s\n", n.c_str());
+      check_resume_data_flags(cfg, info.data);
       meta = info.data;
       TOOL_REQUIRE(meta.dim == Dim, "--resume: the checkpoint holds a " << meta.dim << "-D model, but --dim is " << Dim);
       if (info.has_run_settings) {
@@ -393,9 +479,26 @@ struct Runner {
                     "the seed, batch, augmentation and --max-iters are this command's)\n", ckpt.c_str());
       }
     }
+    std::string precision = std::is_same_v<S, float> ? "float" : "half";
+    if (rs.precision == "bf16") {
+      TOOL_REQUIRE((std::is_same_v<S, float>), "--precision bf16: the checkpoint holds half weights; bf16 training keeps float ones");
+      TOOL_REQUIRE(cfg.device == "cpu", "--precision bf16 runs on the CPU (oneDNN's bf16 convolutions); on a GPU, use "
+                                        "--precision half");
+      const std::string isa = ops::bf16_conv_support();
+      TOOL_REQUIRE(isa != "none", "--precision bf16: this build or CPU has no bf16 convolutions (they need oneDNN and a CPU "
+                                  "with AVX-512); use --precision float");
+      conv_bf16_requested() = true;
+      precision = "bf16 (float weights, Adam, norms and losses; convolutions in bf16 on oneDNN, " + isa +
+                  (isa == "emulated" ? ": this CPU has no bf16 instructions, so slower than float" : "") + ")";
+    } else {
+      TOOL_REQUIRE(rs.precision == (std::is_same_v<S, float> ? "float" : "half"),
+                   "--resume: the checkpoint's stored precision '" << rs.precision << "' does not fit its "
+                                                                     << (std::is_same_v<S, float> ? "float" : "half")
+                                                                     << " weights (a damaged checkpoint?)");
+    }
     auto m = make_host_model<Dim, S>(cfg.device, cfg.threads, cfg.gpu, mo);
-    std::printf("model %s, %d-D, %s, on %s\n%s\n", mo.model_name().c_str(), Dim,
-                std::is_same_v<S, float> ? "float" : "half", m->device_name().c_str(), mo.to_json().dump().c_str());
+    std::printf("model %s, %d-D, %s, on %s\n%s\n", mo.model_name().c_str(), Dim, precision.c_str(),
+                m->device_name().c_str(), mo.to_json().dump().c_str());
     if (K > 1) {
       if (cfg.device == "gpu") par.use_gpu(cfg.gpu);
       m->set_communicator(par.comm());

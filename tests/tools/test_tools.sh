@@ -49,6 +49,17 @@ grep -q "data:image/png;base64," "$R/report.html" && grep -q "<svg" "$R/report.h
 check "resume 2-D" 0 "done at iteration 9" -- "$T" -a "$A" -b "$B" --out "$R" --resume --max-iters 9 --threads 1
 [[ $(cut -d, -f1 "$R/losses.csv" | tail -n +2 | tr '\n' ' ') == "1 2 3 4 5 6 7 8 9 " ]] && echo "ok   resumed log continues 1..9" || { echo "FAIL resumed log: $(cut -d, -f1 "$R/losses.csv" | tr '\n' ' ')"; fails=$((fails+1)); }
 
+# --resume with other loss weights: they replace the checkpoint's (a note each; the new checkpoint
+# carries them); a flag that would change the networks or the data preparation is refused.
+U="$WORK/tune"; cp -r "$R" "$U"
+check "resume: --align-weight and --lambda-cyc replace the checkpoint's" 0 "--align-weight 0.25 replaces the checkpoint's 0.9" -- \
+  "$T" -a "$A" -b "$B" --out "$U" --resume --max-iters 10 --threads 1 --align-weight 0.25 --lambda-cyc 4 --spacing 1.5 --ngf 4
+grep -aqF 'align_weight\":0.25' "$U/checkpoint.safetensors" && grep -aqF 'lambda_cyc\":4.0' "$U/checkpoint.safetensors" \
+  && echo "ok   the resumed checkpoint carries the new weights" || { echo "FAIL the resumed checkpoint's configuration"; fails=$((fails+1)); }
+check "resume: --ngf differs" 2 "the checkpoint's networks have ngf 4, and --ngf says 8" -- "$T" -a "$A" -b "$B" --out "$U" --resume --max-iters 11 --ngf 8
+check "resume: --spacing differs" 2 "--spacing differs from the checkpoint's data preparation" -- "$T" -a "$A" -b "$B" --out "$U" --resume --max-iters 11 --spacing 2
+check "resume: --model differs" 2 "networks have model nmi-dicyc, and --model says cyclegan" -- "$T" -a "$A" -b "$B" --out "$U" --resume --max-iters 11 --model cyclegan
+
 # ---------------------------------------------------------------- --device gpu
 # Tools built without CUDA refuse it as a usage error; built with CUDA (libdicyc-tools-gpu) but
 # without a GPU, they fail with a clear message; with a GPU, a few iterations and a synthesis run
@@ -208,6 +219,28 @@ for conf in "cyclegan 2 40" "dicyc 2 40" "cyclegan 3 8" "dicyc 3 8"; do
   interrupt_run KILL "$P.kill" "$n" "${RUN[@]}"
   same_run "resume $model $dim-D after SIGKILL = uninterrupted" "$P.full" "$P.kill"
 done
+# --precision bf16 (float weights, bf16 convolutions on oneDNN): the checkpoint keeps F32 weights
+# and says bf16, a stopped run resumed in bf16 (no flag) equals the uninterrupted one, and the
+# losses differ from float's (the bf16 passes are reached: ngf/ndf 16, the rule's smallest width).
+# Without oneDNN or AVX-512 it is refused with a message.
+BF=(-a "$A" -b "$B" --ngf 16 --blocks 1 --ndf 16 --d-layers 2 --crop 16 --threads 1 --control-points 3 --checkpoint-every 2 --sample-every 0)
+if "$T" "${BF[@]}" --precision bf16 --max-iters 6 --out "$WORK/bf16.full" > "$WORK/bf16.log" 2>&1; then
+  grep -q "bf16 (float weights" "$WORK/bf16.log" && grep -aqF '"scalar":"F32"' "$WORK/bf16.full/checkpoint.safetensors" &&
+    grep -aqF 'precision\":\"bf16' "$WORK/bf16.full/checkpoint.safetensors" &&
+    echo "ok   bf16: float weights in the checkpoint, precision bf16 stored" || { echo "FAIL bf16 checkpoint"; tail -3 "$WORK/bf16.log"; fails=$((fails+1)); }
+  "$T" "${BF[@]}" --precision bf16 --max-iters 3 --out "$WORK/bf16.clean" >/dev/null 2>&1
+  check "bf16: resume keeps bf16" 0 "bf16 (float weights" -- "$T" -a "$A" -b "$B" --out "$WORK/bf16.clean" --resume --threads 1 --max-iters 6
+  same_run "bf16: resumed after a stop = uninterrupted" "$WORK/bf16.full" "$WORK/bf16.clean"
+  "$T" "${BF[@]}" --max-iters 6 --out "$WORK/f32.full" >/dev/null 2>&1
+  cmp -s <(cut -d, -f2-10 "$WORK/f32.full/losses.csv") <(cut -d, -f2-10 "$WORK/bf16.full/losses.csv") &&
+    { echo "FAIL bf16 losses equal float's: the bf16 convolutions were not reached"; fails=$((fails+1)); } || echo "ok   bf16 losses differ from float's"
+else
+  grep -q "no bf16 convolutions" "$WORK/bf16.log" && echo "ok   bf16 refused here: $(grep -o 'this build.*' "$WORK/bf16.log")" ||
+    { echo "FAIL bf16 run"; tail -5 "$WORK/bf16.log"; fails=$((fails+1)); }
+fi
+check "bf16 on a GPU is refused" 2 "--precision bf16 runs on the CPU" -- "$T" "${BF[@]}" --precision bf16 --device gpu --max-iters 1 --out "$WORK/bf16gpu"
+check "bad precision" 2 "--precision must be float, half or bf16" -- "$T" "${BF[@]}" --precision fp8 --out "$WORK/fp8"
+
 check "a resumed run keeps the original end" 0 "done at iteration 40" -- "$T" -a "$A" -b "$B" --out "$WORK/resume_cyclegan_2d.int" --resume --threads 1
 
 # ---------------------------------------------------------------- deformation protocol

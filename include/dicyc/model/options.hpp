@@ -55,6 +55,18 @@ class ModelOptions {
   Index stn_hidden2() const { return stn_h2_; }
   EmMode em() const { return em_; }
 
+  /// The configuration keys (to_json()) that a resumed run may change: the loss weights, the
+  /// learning rate and the number of epochs. They leave every tensor's shape and meaning as it
+  /// was, so a checkpoint written with other values loads into a model with these (with a note);
+  /// the other keys describe the networks or the epoch length and must match.
+  static bool tunable(const std::string& key) {
+    static const char* const keys[] = {"lambda_cyc",      "lambda_id",    "lambda_dicyc", "align_weight",
+                                       "lr",              "constant_epochs", "decay_epochs", "early_stop"};
+    for (const char* k : keys)
+      if (key == k) return true;
+    return false;
+  }
+
   /// The paper's name of this configuration: cyclegan, nmi-cyclegan, ..., nmi-dicyc.
   std::string model_name() const {
     const std::string base = deform_ ? "dicyc" : "cyclegan";

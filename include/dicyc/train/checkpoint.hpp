@@ -126,7 +126,10 @@ StagedPool<S, Rank> stage_pool(const io::SafeTensorsFile& f, const std::string& 
 
 /// The saved configuration must match the model's (architecture and training settings; the seed
 /// may differ).
-inline void check_config(const std::string& L, const std::string& text, const model::ModelOptions& o) {
+/// The checkpoint's model configuration against the model's: the networks' keys must match; a
+/// tunable one (ModelOptions::tunable: loss weights, learning rate, epochs) may differ, and the
+/// model's value is then used from here on, with a note on stderr (rank 0, when `speak`).
+inline void check_config(const std::string& L, const std::string& text, const model::ModelOptions& o, bool speak = true) {
   nlohmann::json saved;
   try {
     saved = nlohmann::json::parse(text);
@@ -138,6 +141,12 @@ inline void check_config(const std::string& L, const std::string& text, const mo
     if (it.key() == "seed") continue;
     DICYC_CHECK(saved.contains(it.key()), SerializationError,
                 L << ": configuration has no '" << it.key() << "' (expected " << it.value().dump() << ")");
+    if (saved[it.key()] != it.value() && model::ModelOptions::tunable(it.key())) {
+      if (speak)
+        std::fprintf(stderr, "dicyc: note: %s has %s %s; this model's %s is used from here on\n", L.c_str(),
+                     it.key().c_str(), saved[it.key()].dump().c_str(), it.value().dump().c_str());
+      continue;
+    }
     DICYC_CHECK(saved[it.key()] == it.value(), SerializationError,
                 L << ": configuration '" << it.key() << "' is " << saved[it.key()].dump() << ", but this model has "
                   << it.value().dump());
@@ -240,7 +249,7 @@ std::function<void()> stage_checkpoint(model::ModelBase<Dim, S, Device>& m, cons
               L << ": holds a " << meta("dim") << "-D model, expected " << Dim << "-D");
   DICYC_CHECK(meta("scalar") == io::dtype_name(io::dtype_of<S>()), SerializationError,
               L << ": holds " << meta("scalar") << " weights, expected " << io::dtype_name(io::dtype_of<S>()));
-  check_config(L, meta("config"), o);
+  check_config(L, meta("config"), o, m.communicator().rank() == 0);
   auto& comm = m.communicator();
   const int K = comm.size(), rank = comm.rank();
   const std::int64_t ranks = f.has_metadata("ranks") ? io::parse_int(f.metadata("ranks"), "ranks") : 1;

@@ -113,6 +113,8 @@ struct RunSettings {
   data::AugmentOptions augment;
   std::int64_t max_iters = 0;  // 0: the schedule's end
   std::int64_t checkpoint_every = 500, sample_every = 500;
+  /// float, half or bf16 (float weights with bf16 convolutions: the weights alone do not say it).
+  std::string precision = "float";
 
   /// The stored keys, each with whether a different value changes the data stream (a resume with
   /// it then no longer reproduces the uninterrupted run).
@@ -130,6 +132,7 @@ struct RunSettings {
     f("max_iters", max_iters, false);
     f("checkpoint_every", checkpoint_every, false);
     f("sample_every", sample_every, false);
+    f("precision", precision, true);
   }
   nlohmann::json to_json() const {
     nlohmann::json j;
