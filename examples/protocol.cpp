@@ -5,7 +5,7 @@
 //   protocol [--data data] [--out protocol_out] [--part main|crops|long|flip|em|onemm|all]
 //            [--models LIST] [--seeds 3] [--iters 1500] [--long-iters 6000] [--spacing 1.8] [--crop 128]
 //            [--ngf 16] [--blocks 4] [--ndf 32] [--flip 0] [--em single] [--threads 2] [--quick]
-//            [--report-only]
+//            [--report-only] [--precision float|bf16]
 //
 // Data (real anatomy, one synthetic contrast):
 //   B (T1):      ch2 (mricron's T1 template, 181x217x181 at 1 mm);
@@ -513,9 +513,10 @@ void run_job(core::Context<Dev>& ctx, Data& D, const Job& job, const Width& wd, 
   }
   char b[256];
   // Training time alone: the evaluations (in the checkpoint hook) are taken out.
-  std::snprintf(b, sizeof b, "iterations %lld -> %lld, %.1f s, %.3f s/iteration, %d threads, %.1f s of evaluations\n",
+  std::snprintf(b, sizeof b, "iterations %lld -> %lld, %.1f s, %.3f s/iteration, %d threads, %.1f s of evaluations%s\n",
                 static_cast<long long>(r.start_iteration), static_cast<long long>(r.iteration), secs,
-                r.steps ? (r.seconds - eval_seconds) / static_cast<double>(r.steps) : 0.0, ctx.num_threads(), eval_seconds);
+                r.steps ? (r.seconds - eval_seconds) / static_cast<double>(r.steps) : 0.0, ctx.num_threads(), eval_seconds,
+                ctx.conv_bf16() ? ", bf16 convolutions" : "");
   std::ofstream(job.dir + "/job.txt", std::ios::app) << b;
   std::printf("  %s/%s seed %d: %s", job.setting.name.c_str(), job.model.c_str(), job.seed, b);
 }
@@ -938,6 +939,9 @@ int main(int argc, char** argv) try {
       "lo", "lowest slice used (1 mm)", cxxopts::value<int>()->default_value("30"))(
       "hi", "highest slice used (1 mm)", cxxopts::value<int>()->default_value("150"))(
       "threads", "CPU threads", cxxopts::value<int>()->default_value("2"))(
+      "precision", "float, or bf16: float weights and tensors, the convolutions that measured faster in bfloat16 on "
+                   "oneDNN's bf16 primitives (training and evaluation; as dicyc-train --precision bf16); use its own --out",
+      cxxopts::value<std::string>()->default_value("float"))(
       "data-seed", "seed of the domain deformation and the jitters", cxxopts::value<std::uint64_t>()->default_value("1"))(
       "out", "output folder", cxxopts::value<std::string>()->default_value("protocol_out"))("h,help", "help");
   const auto a = opts.parse(argc, argv);
@@ -978,6 +982,15 @@ int main(int argc, char** argv) try {
   DICYC_CHECK(split.test.front() >= 0 && split.test.back() < 181 && lo >= 0 && hi < 181, ConfigError,
               "protocol: slices must lie in [0, 180]");
   core::Context<Dev> ctx(a["threads"].as<int>());
+  const std::string precision = a["precision"].as<std::string>();
+  DICYC_CHECK(precision == "float" || precision == "bf16", ConfigError, "protocol: --precision takes float or bf16, got '" << precision << "'");
+  if (precision == "bf16") {
+    DICYC_CHECK(std::string(ops::bf16_conv_support()) != "none", ConfigError,
+                "protocol: --precision bf16 needs oneDNN and a CPU with AVX-512 (this one: none)");
+    ctx.set_conv_bf16(true);
+    std::printf("precision: bf16 convolutions (%s), float weights, Adam, norms, losses and evaluation arithmetic\n",
+                ops::bf16_conv_support());
+  }
 
   Data D = load_data(ctx, data, a["data-seed"].as<std::uint64_t>());
   D.lo = lo;
