@@ -614,6 +614,7 @@ struct Report {
   Setting main_setting;
   std::map<std::string, Index> crops;  // setting -> crop (for the crop sweep)
   std::map<std::string, std::string> job_dirs;  // "setting/model/seed" -> dir
+  std::string precision = "float";               // float, or bf16 (float weights, bf16 convolutions)
 
   std::vector<Row> rows_of(const std::string& setting, const std::string& model, int seed, std::int64_t it) const {
     const auto k = job_dirs.find(setting + "/" + model + "/" + std::to_string(seed));
@@ -639,10 +640,13 @@ struct Report {
                   "%s: %lld iterations per run, seeds 1-%d, ch2 resampled to %.1f mm, %lldx%lld training crops (dicyc-train's "
                   "sampler: >= 10 %% foreground, affine augmentation, flip probability %.2f), whole-slice inference as "
                   "dicyc-synth runs it, scored on the 1 mm grid; ngf %d, %d blocks, ndf %d, batch 1, constant lr 2e-4, "
-                  "EM %s.\n\n",
+                  "EM %s; %s.\n\n",
                   quick ? "QUICK MODE (a smoke test; the numbers mean nothing)" : "Configuration",
                   static_cast<long long>(iters), seeds, main_setting.spacing, static_cast<long long>(main_setting.crop),
-                  static_cast<long long>(main_setting.crop), main_setting.flip, wd.ngf, wd.blocks, wd.ndf, main_setting.em.c_str());
+                  static_cast<long long>(main_setting.crop), main_setting.flip, wd.ngf, wd.blocks, wd.ndf, main_setting.em.c_str(),
+                  precision == "bf16" ? "bf16 convolutions on oneDNN (float weights, Adam, norms, losses), in training and "
+                                        "evaluation"
+                                      : "float");
     md << b;
     std::snprintf(b, sizeof b,
                   "Data: B = ch2 (real T1 anatomy); its training slices carry one domain TPS (4x4, 6 %% of the field of "
@@ -1014,7 +1018,7 @@ int main(int argc, char** argv) try {
 
   Setting main_setting{"main", spacing, crop, flip, em};
   std::vector<Job> jobs;
-  Report rep{D, out, quick, wd, models, seeds, iters, long_iters, main_setting, {}, {}};
+  Report rep{D, out, quick, wd, models, seeds, iters, long_iters, main_setting, {}, {}, precision};
   auto add = [&](const Setting& st, const std::string& mdl, int seed, std::int64_t n, bool curve, bool run) {
     Job j{st, mdl, seed, n, curve, out + "/runs/" + st.name + "/" + mdl + "_seed" + std::to_string(seed),
           st.name == "main" && seed == 1};
