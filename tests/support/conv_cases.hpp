@@ -1,6 +1,8 @@
 // Convolution tests, written once and compiled for Dim = 2 and 3 (test_conv2d.cpp, test_conv3d.cpp).
 #pragma once
 
+#include <limits>
+
 #include "support/test_util.hpp"
 
 namespace dt {
@@ -36,7 +38,9 @@ std::vector<double> run_forward(Ctx<Dev>& ctx, const ConvCase<Dim>& c, const std
   auto X = core::Tensor<S, Dim + 2, Dev>::from_host(ctx, c.in, convert<S>(x));
   auto W = core::Tensor<S, Dim + 2, Dev>::from_host(ctx, ws, convert<S>(w));
   auto B = core::Tensor<S, 1, Dev>::from_host(ctx, Shape<1>(c.opts.out_channels()), convert<S>(b));
-  core::Tensor<S, Dim + 2, Dev> Y(ctx, ys);
+  // The output starts as NaN: a forward must write every element, not add to what is there.
+  auto Y = core::Tensor<S, Dim + 2, Dev>::from_host(
+      ctx, ys, std::vector<S>(std::size_t(num_elements(ys)), S(std::numeric_limits<float>::quiet_NaN())));
   auto ym = Y.map();
   auto bm = B.cmap();
   if (c.transpose) ops::conv_transpose_forward<Dim>(ctx, c.opts, X.cmap(), W.cmap(), &bm, ym);
@@ -344,11 +348,20 @@ void check_swap_kernel_axes() {
     }
   }
 }
+/// A case's three passes: a conv's, or a transposed conv's.
+template <int Dim>
+std::array<dicyc::ops::ConvPass, 3> case_passes(const ConvCase<Dim>& c) {
+  using P = dicyc::ops::ConvPass;
+  if (c.transpose) return {P::TransposedForward, P::TransposedInputGrad, P::TransposedWeightGrad};
+  return {P::Forward, P::InputGrad, P::WeightGrad};
+}
+
 /// The oneDNN path (ops/conv_dnnl.hpp, ConvPath::Dnnl): with the context's DnnlConvMode::Always
-/// every conv (not transposed) that oneDNN can describe plans on it, and its float forward and
-/// gradients (accumulated onto pre-filled buffers) agree with the naive double reference as the
-/// other paths must; with Off nothing plans on it and the results are dicyc's own kernels'; Auto
-/// takes only the 4^d (PatchGAN) convs, their input gradient from >= 8 channels. The switch is
+/// every conv and transposed conv that oneDNN can describe plans on it (a transposed conv as the
+/// passes of ops::detail::transposed_as_conv), and its float forward (written over a NaN-filled
+/// output) and gradients (accumulated onto pre-filled buffers) agree with the naive double
+/// reference as the other paths must; with Off nothing plans on it and the results are dicyc's
+/// own kernels'; Auto takes the passes of ops::detail::dnnl_conv_auto (table below). The switch is
 /// reached: some result differs in its bits between Always and Off. Without oneDNN nothing plans
 /// on it whatever the mode. The pool (2 threads) agrees with one thread.
 template <int Dim>
@@ -369,14 +382,15 @@ void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
   };
   bool some_differ = false;
   int on_dnnl = 0;
+  int transposed_on_dnnl = 0;
   for (const auto& c : cs) {
-    if (c.transpose) continue;
     BOOST_TEST_CONTEXT(c.label) {
-      const bool shape_ok = ops::detail::dnnl_conv_shape<Dim>(c.opts, ops::ConvPass::Forward, c.in);
+      const auto passes = case_passes(c);
+      const bool shape_ok = ops::detail::dnnl_conv_shape<Dim>(c.opts, passes[0], c.in);
       auto dnnl_planned = [&](auto scalar, ops::ConvPass pass) {
         return ops::plan_conv<Dim, decltype(scalar)>(cx.pool, c.opts, pass, c.in) == ops::ConvPath::Dnnl;
       };
-      for (auto pass : {ops::ConvPass::Forward, ops::ConvPass::InputGrad, ops::ConvPass::WeightGrad}) {
+      for (auto pass : passes) {
         BOOST_CHECK_EQUAL(dnnl_planned(float(), pass), have && shape_ok && ops::detail::dnnl_conv_auto(c.opts, pass));
         BOOST_CHECK(!dnnl_planned(double(), pass));
         set_mode(DnnlConvMode::Always);
@@ -386,6 +400,7 @@ void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
         set_mode(DnnlConvMode::Auto);
       }
       on_dnnl += have && shape_ok;
+      transposed_on_dnnl += have && shape_ok && c.transpose;
       auto d = make_data(c, 41);
       const auto ref = reference(c, d);
       const auto g = random_vec<double>(num_elements(d.ys), 43);
@@ -415,6 +430,7 @@ void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
   }
   BOOST_CHECK_EQUAL(some_differ, have);
   if (have) BOOST_CHECK_GT(on_dnnl, 3);
+  if (have) BOOST_CHECK_GT(transposed_on_dnnl, 1);
 
   // bf16 compute (set_conv_bf16): the passes of ops::detail::dnnl_conv_bf16 go to oneDNN in bf16
   // (the others as before), within bf16's tolerance of the double reference (inputs rounded to 8 significant bits,
@@ -422,12 +438,12 @@ void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
   // by more than float's 2e-5) where the CPU has bf16 primitives.
   bool bf16_seen = false;
   for (const auto& c : cs) {
-    if (c.transpose) continue;
     BOOST_TEST_CONTEXT(c.label << ", bf16") {
       cx.pool.set_conv_bf16(true);
       cx.cpu.set_conv_bf16(true);
-      const bool shape_ok = ops::detail::dnnl_conv_shape<Dim>(c.opts, ops::ConvPass::Forward, c.in);
-      for (auto pass : {ops::ConvPass::Forward, ops::ConvPass::InputGrad, ops::ConvPass::WeightGrad}) {
+      const auto passes = case_passes(c);
+      const bool shape_ok = ops::detail::dnnl_conv_shape<Dim>(c.opts, passes[0], c.in);
+      for (auto pass : passes) {
         const bool planned = ops::plan_conv<Dim, float>(cx.pool, c.opts, pass, c.in) == ops::ConvPath::Dnnl;
         BOOST_CHECK_EQUAL(planned, have && shape_ok &&
                                        (ops::detail::dnnl_conv_bf16(c.opts, pass) || ops::detail::dnnl_conv_auto(c.opts, pass)));
@@ -481,9 +497,35 @@ void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
         BOOST_CHECK_EQUAL(ops::detail::dnnl_conv_auto(l.o, passes[i]), l.want[i]);
         const bool planned = ops::plan_conv<Dim, float>(cx.pool, l.o, passes[i], in) == ops::ConvPath::Dnnl;
         BOOST_CHECK_EQUAL(planned, have && l.want[i]);
-        // transposed convs never go there
-        const bool transposed = ops::plan_conv<Dim, float>(cx.pool, l.o, ops::ConvPass::TransposedForward, in) == ops::ConvPath::Dnnl;
-        BOOST_CHECK(!transposed);
+      }
+    }
+  }
+  // Transposed convs ({forward, input gradient, weight gradient}): the forward from 16 channels
+  // on both sides; in bf16 all three passes there.
+  const std::vector<Layer> up{
+      {ConvOptions<Dim>(64, 32, 3).stride(2).padding(1).output_padding(1), {true, false, false}, "upsampling 64 -> 32"},
+      {ConvOptions<Dim>(32, 16, 3).stride(2).padding(1).output_padding(1), {true, false, false}, "upsampling 32 -> 16"},
+      {ConvOptions<Dim>(16, 8, 3).stride(2).padding(1).output_padding(1), {false, false, false}, "upsampling 16 -> 8"},
+      {ConvOptions<Dim>(8, 16, 3).stride(2).padding(1).output_padding(1), {false, false, false}, "upsampling 8 -> 16"},
+  };
+  const ops::ConvPass tpasses[] = {ops::ConvPass::TransposedForward, ops::ConvPass::TransposedInputGrad,
+                                   ops::ConvPass::TransposedWeightGrad};
+  for (const auto& l : up) {
+    Shape<Dim + 2> in;
+    in[0] = l.o.in_channels();
+    for (int d = 0; d < Dim; ++d) in[d + 1] = 12;
+    in[Dim + 1] = 1;
+    const bool big = l.o.in_channels() >= 16 && l.o.out_channels() >= 16;
+    for (int i = 0; i < 3; ++i) {
+      BOOST_TEST_CONTEXT(l.what << ", pass " << i) {
+        BOOST_CHECK_EQUAL(ops::detail::dnnl_conv_auto(l.o, tpasses[i]), l.want[i]);
+        const bool planned = ops::plan_conv<Dim, float>(cx.pool, l.o, tpasses[i], in) == ops::ConvPath::Dnnl;
+        BOOST_CHECK_EQUAL(planned, have && l.want[i]);
+        BOOST_CHECK_EQUAL(ops::detail::dnnl_conv_bf16(l.o, tpasses[i]), big);
+        cx.pool.set_conv_bf16(true);
+        const bool planned_bf16 = ops::plan_conv<Dim, float>(cx.pool, l.o, tpasses[i], in) == ops::ConvPath::Dnnl;
+        BOOST_CHECK_EQUAL(planned_bf16, have && big);
+        cx.pool.set_conv_bf16(false);
       }
     }
   }

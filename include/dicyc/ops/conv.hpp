@@ -975,6 +975,34 @@ inline const char* conv_path_name(ConvPath p) {
 
 namespace detail {
 
+inline bool is_transposed_pass(ConvPass p) {
+  return p == ConvPass::TransposedForward || p == ConvPass::TransposedInputGrad || p == ConvPass::TransposedWeightGrad;
+}
+
+/// The conv whose passes a transposed conv's are: from the transposed conv's output grid (its
+/// out_channels) to its input grid (its in_channels), same kernel, stride and padding; its weight
+/// (Cout, Cin, k...) is the transposed conv's (Cin, Cout, k...) as it lies in memory.
+template <int Dim>
+ConvOptions<Dim> transposed_as_conv(const ConvOptions<Dim>& o) {
+  return ConvOptions<Dim>(o.out_channels(), o.in_channels(), o.kernel_size())
+      .stride(o.stride())
+      .padding(o.padding())
+      .bias(false)
+      .name(o.name());
+}
+
+/// Which pass of transposed_as_conv(o) a pass of transposed conv o is: its forward is the conv's
+/// input gradient, its input gradient the conv's forward, its weight gradient the conv's weight
+/// gradient (with the roles of the two activations swapped). A conv's passes map to themselves.
+inline ConvPass as_conv_pass(ConvPass p) {
+  switch (p) {
+    case ConvPass::TransposedForward: return ConvPass::InputGrad;
+    case ConvPass::TransposedInputGrad: return ConvPass::Forward;
+    case ConvPass::TransposedWeightGrad: return ConvPass::WeightGrad;
+    default: return p;
+  }
+}
+
 template <class S, class Device>
 constexpr bool dnnl_conv_capable_v =
 #if defined(DICYC_DNNL_CONV)
@@ -983,20 +1011,26 @@ constexpr bool dnnl_conv_capable_v =
     false;
 #endif
 
-/// Whether pass `pass` of conv `o` (not transposed) goes to oneDNN under DnnlConvMode::Auto:
-/// what measured faster there, layer by layer (bench_ops conv_layer, DICYC_DNNL_CONV=0 against
-/// always; docs/results/conv-paths.md): with at least kDnnlMinOutChannels output channels (the
+/// Whether pass `pass` of conv `o` goes to oneDNN under DnnlConvMode::Auto: what measured faster
+/// there, layer by layer (bench_ops conv_layer, DICYC_DNNL_CONV=0 against always;
+/// docs/results/conv-paths.md): with at least kDnnlMinOutChannels output channels (the
 /// 1-channel heads and the PatchGAN's last layer stay on dicyc's kernels, 2-6x faster there),
 ///   forward and weight gradient: the 4^d convs (PatchGAN) and the 7^d stems (<= 4 input channels);
 ///   input gradient: from >= kDnnlMinInputGradChannels channels, the 4^d convs and the stride-2
 ///     3^d downsampling convs (the stems' input gradients are faster on gemm_col2im_thin, and the
-///     first layer needs none).
-/// Everything else (3^d stride 1, transposed convs) stays on dicyc's kernels.
+///     first layer needs none);
+///   transposed convs: the forward (oneDNN's backward-data primitive of transposed_as_conv), with
+///     at least kDnnlMinOutChannels channels on both sides: 0.26-0.87 of gemm_col2im's time on
+///     the generators' upsampling layers; their gradients measured even (0.97-1.47) and stay.
+/// Everything else (3^d stride 1) stays on dicyc's kernels.
 constexpr Index kDnnlMinOutChannels = 16;
 constexpr Index kDnnlMinInputGradChannels = 8;
 
 template <int Dim>
 bool dnnl_conv_auto(const ConvOptions<Dim>& o, ConvPass pass) {
+  if (is_transposed_pass(pass))
+    return pass == ConvPass::TransposedForward && o.in_channels() >= kDnnlMinOutChannels &&
+           o.out_channels() >= kDnnlMinOutChannels;
   const Index k = o.kernel_size()[0], s = o.stride()[0];
   for (int d = 1; d < Dim; ++d)
     if (o.kernel_size()[d] != k || o.stride()[d] != s) return false;
@@ -1013,9 +1047,14 @@ bool dnnl_conv_auto(const ConvOptions<Dim>& o, ConvPass pass) {
 /// input gradient from kDnnlMinInputGradChannels (not of the Winograd convs: a 3x3 256 -> 256
 /// input gradient took 1.9x float Winograd's time in bf16), the weight gradient from 16 to 64
 /// input channels (oneDNN 2.6's bf16 weight gradients of the deeper layers and of the 1-channel
-/// stems are slower than its float ones). The other passes keep float (on the Auto rule's path).
+/// stems are slower than its float ones), and all three passes of the transposed convs with at
+/// least kDnnlMinOutChannels channels on both sides (0.14-0.8 of float's dicyc kernels on the
+/// generators' upsampling layers, 2-D and 3-D). The other passes keep float (on the Auto rule's
+/// path).
 template <int Dim>
 bool dnnl_conv_bf16(const ConvOptions<Dim>& o, ConvPass pass) {
+  if (is_transposed_pass(pass))
+    return o.in_channels() >= kDnnlMinOutChannels && o.out_channels() >= kDnnlMinOutChannels;
   if (o.out_channels() < kDnnlMinOutChannels) return false;
   const Index ci = o.in_channels();
   if (pass == ConvPass::Forward) return ci >= 16;
@@ -1024,12 +1063,14 @@ bool dnnl_conv_bf16(const ConvOptions<Dim>& o, ConvPass pass) {
   return false;
 }
 
-/// Whether oneDNN can take the pass at all: a conv (not transposed) in 2-D or 3-D whose output
-/// grid oneDNN describes with non-negative right padding.
+/// Whether oneDNN can take the pass at all: a conv in 2-D or 3-D whose output grid oneDNN
+/// describes with non-negative right padding; a transposed conv's pass where that holds for the
+/// pass of transposed_as_conv it is (so not where the output padding exceeds the padding).
 template <int Dim>
 bool dnnl_conv_shape(const ConvOptions<Dim>& o, ConvPass pass, const Shape<Dim + 2>& x) {
   if (Dim != 2 && Dim != 3) return false;
-  if (pass != ConvPass::Forward && pass != ConvPass::InputGrad && pass != ConvPass::WeightGrad) return false;
+  if (is_transposed_pass(pass))
+    return dnnl_conv_shape(transposed_as_conv(o), as_conv_pass(pass), conv_transpose_output_shape(o, x));
   const Shape<Dim + 2> y = conv_output_shape(o, x);
   for (int d = 0; d < Dim; ++d)
     if (y[d + 1] <= 0 || (y[d + 1] - 1) * o.stride()[d] + o.kernel_size()[d] - x[d + 1] - o.padding()[d] < 0) return false;
@@ -1204,7 +1245,19 @@ void conv_transpose_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, con
     detail::assign_from_float(ctx, yf, y);
   } else {
     // The transposed conv's forward is the input gradient of the conv from y's grid to x's.
-    if (plan_conv<Dim, S>(ctx, o, ConvPass::TransposedForward, x.dimensions()) == ConvPath::TransposedGather) {
+    const ConvPath path = plan_conv<Dim, S>(ctx, o, ConvPass::TransposedForward, x.dimensions());
+#if defined(DICYC_DNNL_CONV)
+    if constexpr (detail::dnnl_conv_capable_v<S, Device>) {
+      if (path == ConvPath::Dnnl &&
+          detail::dnnl_conv_run<Dim>(ctx, 1, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::TransposedForward),
+                                     detail::transposed_as_conv(o), out, x.dimensions(), x.data(), w.data(), nullptr,
+                                     y.data(), /*accumulate=*/0)) {
+        if (bias) detail::add_bias(ctx, *bias, y.data(), o.out_channels(), num_elements(out) / o.out_channels());
+        return;
+      }
+    }
+#endif
+    if (path == ConvPath::TransposedGather || path == ConvPath::Dnnl) {
       const auto g = detail::geometry(o, o.in_channels(), x.dimensions(), out, true);
       const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
       detail::patch_gemm<Dim>(ctx, g, x.data(), wt.data(), o.out_channels(), y.data(), false);
@@ -1235,6 +1288,23 @@ void conv_transpose_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, co
       conv_transpose_backward<Dim, float>(ctx, o, xf, wf, dyf, gx, gw, nullptr);
     });
   } else {
+#if defined(DICYC_DNNL_CONV)
+    // oneDNN first: the input gradient is the forward of the conv from y's grid to x's, the
+    // weight gradient that conv's weight gradient with dy as its input and x as its output's.
+    if constexpr (detail::dnnl_conv_capable_v<S, Device>) {
+      const auto c = detail::transposed_as_conv(o);
+      if (dw && plan_conv<Dim, S>(ctx, o, ConvPass::TransposedWeightGrad, x.dimensions()) == ConvPath::Dnnl &&
+          detail::dnnl_conv_run<Dim>(ctx, 2,
+                                     ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::TransposedWeightGrad), c,
+                                     out, x.dimensions(), dy.data(), x.data(), nullptr, dw->data()))
+        dw = nullptr;
+      if (dx && plan_conv<Dim, S>(ctx, o, ConvPass::TransposedInputGrad, x.dimensions()) == ConvPath::Dnnl &&
+          detail::dnnl_conv_run<Dim>(ctx, 0,
+                                     ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::TransposedInputGrad), c,
+                                     out, x.dimensions(), dy.data(), w.data(), nullptr, dx->data(), /*accumulate=*/1))
+        dx = nullptr;
+    }
+#endif
     // Both gradients gather dy onto the input grid, normal mode.
     const auto g = detail::geometry(o, o.out_channels(), out, x.dimensions(), false);
     if (dx) detail::patch_gemm<Dim>(ctx, g, dy.data(), w.data(), o.in_channels(), dx->data(), true);

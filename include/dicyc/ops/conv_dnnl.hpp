@@ -50,7 +50,10 @@ class ConvOptions;  // ops/conv.hpp
 namespace dicyc::ops::detail {
 
 /// What a cached oneDNN pass is keyed by: pass (0 forward, 1 input gradient, 2 weight gradient),
-/// dimension, input shape, output channels, kernel, stride, padding, bias, threads, bf16 compute.
+/// dimension, input shape, output channels, kernel, stride, padding, bias, threads, bf16 compute,
+/// and whether the output is added to the user's buffer (the gradients; and the forward when it is
+/// a transposed conv's input gradient) or written (the forward; and the input gradient when it is
+/// a transposed conv's forward).
 struct DnnlConvKey {
   int pass, dim;
   std::array<Index, 5> x;
@@ -59,12 +62,14 @@ struct DnnlConvKey {
   bool bias;
   int threads;
   bool bf16;
-  auto tie() const { return std::tie(pass, dim, x, cout, k, s, p, bias, threads, bf16); }
+  bool accumulate;
+  auto tie() const { return std::tie(pass, dim, x, cout, k, s, p, bias, threads, bf16, accumulate); }
   bool operator<(const DnnlConvKey& o) const { return tie() < o.tie(); }
 };
 
 /// One pass, ready to run: the primitive, the user-layout descriptors, and the reorders between
-/// them (empty where the layouts agree; the output reorder of a gradient always exists and adds).
+/// them (empty where the layouts agree; the output reorder of an accumulating pass always exists
+/// and adds).
 struct DnnlConvPass {
   dnnl::primitive prim;
   // a: src (forward, weight gradient) or diff_dst (input gradient); b: weights (forward, input
@@ -177,8 +182,8 @@ class DnnlConvCache {
       needed = user != prim;
       if (needed) r = dnnl::reorder(reorder::primitive_desc(eng, user, eng, prim));
     };
-    // The output always goes back through a reorder for the gradients (its sum post-op is the
-    // accumulation), and only when the layouts differ for the forward.
+    // The output always goes back through a reorder when it accumulates (its sum post-op is the
+    // accumulation), and otherwise only when the layouts differ.
     auto out = [&](const memory::desc& prim, const memory::desc& user, bool accumulate) {
       p->out_prim = prim;
       p->out_user = user;
@@ -199,7 +204,7 @@ class DnnlConvCache {
       p->bias_md = key.bias ? fpd.bias_desc() : memory::desc();
       in(p->a_user, p->a_prim, p->a_in, p->a_reorder);
       in(p->b_user, p->b_prim, p->b_in, p->b_reorder);
-      out(fpd.dst_desc(), y_user, false);
+      out(fpd.dst_desc(), y_user, key.accumulate);
       p->scratch_bytes = fpd.scratchpad_desc().get_size();
     } else if (key.pass == 1) {
       const convolution_backward_data::desc bd_(algorithm::convolution_direct, any(xd), any(wd, cdt), any(yd, cdt), st,
@@ -210,7 +215,7 @@ class DnnlConvCache {
       p->b_user = w_user, p->b_prim = pd.weights_desc();
       in(p->a_user, p->a_prim, p->a_in, p->a_reorder);
       in(p->b_user, p->b_prim, p->b_in, p->b_reorder);
-      out(pd.diff_src_desc(), x_user, true);
+      out(pd.diff_src_desc(), x_user, key.accumulate);
       p->scratch_bytes = pd.scratchpad_desc().get_size();
     } else {
       const convolution_backward_weights::desc bw(algorithm::convolution_direct, any(xd, cdt), any(wd), any(yd, cdt), st,
@@ -221,7 +226,7 @@ class DnnlConvCache {
       p->b_user = y_user, p->b_prim = pd.diff_dst_desc();
       in(p->a_user, p->a_prim, p->a_in, p->a_reorder);
       in(p->b_user, p->b_prim, p->b_in, p->b_reorder);
-      out(pd.diff_weights_desc(), w_user, true);
+      out(pd.diff_weights_desc(), w_user, key.accumulate);
       p->scratch_bytes = pd.scratchpad_desc().get_size();
     }
     return p;
@@ -233,8 +238,8 @@ class DnnlConvCache {
 
 template <int Dim>
 DnnlConvKey dnnl_conv_key(int pass, const ConvOptions<Dim>& o, const Shape<Dim + 2>& x, bool bias, int threads,
-                          bool bf16) {
-  DnnlConvKey k{pass, Dim, {}, o.out_channels(), {}, {}, {}, bias, threads, bf16};
+                          bool bf16, bool accumulate) {
+  DnnlConvKey k{pass, Dim, {}, o.out_channels(), {}, {}, {}, bias, threads, bf16, accumulate};
   for (int i = 0; i < Dim + 2; ++i) k.x[i] = x[i];
   for (int d = 0; d < Dim; ++d) {
     k.k[d] = o.kernel_size()[d];
@@ -244,14 +249,19 @@ DnnlConvKey dnnl_conv_key(int pass, const ConvOptions<Dim>& o, const Shape<Dim +
   return k;
 }
 
-/// Runs pass `pass` of conv `o` with oneDNN, in bf16 if `bf16`: a and b as DnnlConvPass names
-/// them, out written (forward) or accumulated into (gradients). Returns false, having done
-/// nothing, when oneDNN has no primitive for the shape.
+/// Runs pass `pass` of conv `o` (input shape x, output shape y) with oneDNN, in bf16 if `bf16`:
+/// a and b as DnnlConvPass names them, out written or, if `accumulate` (by default the
+/// gradients), added to. Returns false, having done nothing, when oneDNN has no primitive for
+/// the shape. A transposed conv's passes are those of the conv from its output grid to its input
+/// grid (ops/conv.hpp, transposed_as_conv): its forward is that conv's input gradient, written;
+/// its input gradient that conv's forward, accumulated.
 template <int Dim, class Device>
 bool dnnl_conv_run(Context<Device>& ctx, int pass, bool bf16, const ConvOptions<Dim>& o, const Shape<Dim + 2>& x,
-                   const Shape<Dim + 2>& y, const float* a, const float* b, const float* bias, float* out) {
+                   const Shape<Dim + 2>& y, const float* a, const float* b, const float* bias, float* out,
+                   int accumulate = -1) {
   const int threads = ctx.num_threads();
-  const auto key = dnnl_conv_key<Dim>(pass, o, x, bias != nullptr, threads, bf16);
+  const bool acc = accumulate < 0 ? pass != 0 : accumulate != 0;
+  const auto key = dnnl_conv_key<Dim>(pass, o, x, bias != nullptr, threads, bf16, acc);
   const std::shared_ptr<const DnnlConvPass> p = DnnlConvCache::instance().get<Dim>(key, o, x, y);
   if (!p) return false;
   using dnnl::memory;
