@@ -5,6 +5,9 @@
     PY benchmarks/compare_models.py --dim 3 [--size 64] [--ngf 16] [--blocks 3] [--ndf 32]
     the demo's widths:  --size 96 --ngf 16 --blocks 4 --ndf 32   (3-D: --dim 3 --size 48 --ngf 16 --blocks 4 --ndf 32)
     --bf16-anchor       a second PyTorch column under torch.autocast("cpu", torch.bfloat16)
+    --dicyc-bf16        dicyc with bf16 convolutions as well (DICYC_CONV_BF16=1, what dicyc-train
+                        --precision bf16 runs), against PyTorch under autocast and in float
+                        (implies --bf16-anchor)
     --train BIN_DIR     dicyc-train's per-iteration time (losses.csv) at the same widths, beside the step's
 
 PY is the anchor's interpreter: build/torch-venv/bin/python (scripts/torch_venv.sh, the current
@@ -118,7 +121,11 @@ def train_times(a, three):
 
 
 def ours_times(binary, env, names, min_time):
+    # An untimed warm-up first, as the PyTorch side has (timeit(..., warmup=1)): without it a
+    # 3-D case at --benchmark_min_time=0.1 times a single iteration, the first, which pays for
+    # creating and JIT-compiling the oneDNN primitives and filling the caching allocator.
     res = subprocess.run([binary, "--benchmark_format=json", "--benchmark_min_time=%g" % min_time,
+                          "--benchmark_min_warmup_time=%g" % min(min_time, 0.5),
                           "--benchmark_filter=^(%s)/" % "|".join(names)], env=env,
                          capture_output=True, text=True, check=True)
     data = json.loads(res.stdout)
@@ -147,12 +154,16 @@ def main():
     ap.add_argument("--runs3", type=int, default=3, help="3-D: timed runs per PyTorch case")
     ap.add_argument("--bf16-anchor", action="store_true",
                     help="also time PyTorch under torch.autocast('cpu', torch.bfloat16), a second anchor column")
+    ap.add_argument("--dicyc-bf16", action="store_true",
+                    help="also time dicyc with bf16 convolutions (DICYC_CONV_BF16=1); implies --bf16-anchor")
     ap.add_argument("--train", default=None, metavar="BIN_DIR",
                     help="also run dicyc-train (from BIN_DIR) at these widths and report its per-iteration time")
     ap.add_argument("--train-data", default=os.path.join(ROOT, "data", "mricron", "ch2.nii.gz") + "," +
                     os.path.join(ROOT, "data", "mricron", "ch2bet.nii.gz"), help="A,B volumes for --train")
     ap.add_argument("--train-iters", type=int, default=60)
     a = ap.parse_args()
+    if a.dicyc_bf16:
+        a.bf16_anchor = True
     if a.dim == 3 and a.size == 128:
         a.size = 64
     for k, two, three_d in (("ngf", 64, 16), ("blocks", 6, 3), ("ndf", 64, 32)):
@@ -191,6 +202,10 @@ def main():
     theirs_all = {k: [] for k in names}
     bf16_all = {k: [] for k in names}
     bf16_ratios = {k: [] for k in names}
+    ob16_all = {k: [] for k in names}
+    ob16_vs_bf16 = {k: [] for k in names}
+    ob16_vs_float = {k: [] for k in names}
+    env_b16 = dict(env, DICYC_CONV_BF16="1")
     train_all = {}
     for r in range(a.repeats):
         ours = ours_times(binary, env, names, 0.1 if three else 1)
@@ -204,6 +219,12 @@ def main():
             for k in names:
                 bf16_all[k].append(tb[k])
                 bf16_ratios[k].append(ours[k] / tb[k])
+            if a.dicyc_bf16:
+                ob = ours_times(binary, env_b16, names, 0.1 if three else 1)
+                for k in names:
+                    ob16_all[k].append(ob[k])
+                    ob16_vs_bf16[k].append(ob[k] / tb[k])
+                    ob16_vs_float[k].append(ob[k] / theirs[k])
         if a.train:
             for k, v in train_times(a, three).items():
                 train_all.setdefault(k, []).append(v)
@@ -221,17 +242,23 @@ def main():
     if a.bf16_anchor:
         head += " PyTorch bf16 autocast ms | dicyc float / PyTorch bf16 (range) |"
         line += "---|---|"
+    if a.dicyc_bf16:
+        head += " dicyc bf16 ms | dicyc bf16 / PyTorch bf16 (range) | dicyc bf16 / PyTorch float (range) |"
+        line += "---|---|---|"
     print(head)
     print(line)
     for k in names:
         row = "| %s | %.1f | %.1f | %.2f (%s) |" % (k, med(ours_all[k]), med(theirs_all[k]), med(ratios[k]), spread(ratios[k]))
         if a.bf16_anchor:
             row += " %.1f | %.2f (%s) |" % (med(bf16_all[k]), med(bf16_ratios[k]), spread(bf16_ratios[k]))
+        if a.dicyc_bf16:
+            row += " %.1f | %.2f (%s) | %.2f (%s) |" % (med(ob16_all[k]), med(ob16_vs_bf16[k]), spread(ob16_vs_bf16[k]),
+                                                      med(ob16_vs_float[k]), spread(ob16_vs_float[k]))
         print(row)
     for k, v in sorted(train_all.items()):
         print("| dicyc-train %s, per iteration from losses.csv (median over %d iterations; range of repeats) | %.1f (%.1f-%.1f) | %.1f | %.2f |" % (
             k.replace("_step", "").replace("3", ""), a.train_iters - 11, med(v), min(v), max(v), med(theirs_all[k]),
-            med(v) / med(theirs_all[k])) + (" | |" if a.bf16_anchor else ""))
+            med(v) / med(theirs_all[k])) + (" | |" if a.bf16_anchor else "") + (" | | |" if a.dicyc_bf16 else ""))
     print()
     print("DiCyc / CycleGAN iteration time: dicyc %.2f, PyTorch %.2f" % (
         med(ours_all[names[4]]) / med(ours_all[names[3]]), med(theirs_all[names[4]]) / med(theirs_all[names[3]])))

@@ -1044,10 +1044,11 @@ bool dnnl_conv_auto(const ConvOptions<Dim>& o, ConvPass pass) {
 /// (ContextSettings::set_conv_bf16): where bf16 measured faster than float (bench_ops conv_layer
 /// and conv_winograd, DICYC_CONV_BF16=1 against the float default; docs/results/conv-paths.md),
 /// with at least kDnnlMinOutChannels output channels, the forward from 16 input channels, the
-/// input gradient from kDnnlMinInputGradChannels (not of the Winograd convs: a 3x3 256 -> 256
-/// input gradient took 1.9x float Winograd's time in bf16), the weight gradient from 16 to 64
-/// input channels (oneDNN 2.6's bf16 weight gradients of the deeper layers and of the 1-channel
-/// stems are slower than its float ones), and all three passes of the transposed convs with at
+/// input gradient from kDnnlMinInputGradChannels (the Winograd convs' too: 0.18-0.40 of float
+/// Winograd's time at 32-256 channels, 2-D and 3-D, bench_ops conv_winograd), the weight gradient
+/// from 16 to 64 input channels and of the Winograd convs from 16 (0.29-0.89 of float
+/// Winograd's; the other deeper layers' bf16 weight gradients on oneDNN 2.6, the PatchGAN's 4^d,
+/// and the 1-channel stems' are slower than float), and all three passes of the transposed convs with at
 /// least kDnnlMinOutChannels channels on both sides (0.14-0.8 of float's dicyc kernels on the
 /// generators' upsampling layers, 2-D and 3-D). The other passes keep float (on the Auto rule's
 /// path).
@@ -1058,8 +1059,8 @@ bool dnnl_conv_bf16(const ConvOptions<Dim>& o, ConvPass pass) {
   if (o.out_channels() < kDnnlMinOutChannels) return false;
   const Index ci = o.in_channels();
   if (pass == ConvPass::Forward) return ci >= 16;
-  if (pass == ConvPass::InputGrad) return ci >= kDnnlMinInputGradChannels && !winograd_shape(o);
-  if (pass == ConvPass::WeightGrad) return ci >= 16 && ci <= 64;
+  if (pass == ConvPass::InputGrad) return ci >= kDnnlMinInputGradChannels;
+  if (pass == ConvPass::WeightGrad) return ci >= 16 && (ci <= 64 || winograd_shape(o));
   return false;
 }
 
