@@ -94,11 +94,11 @@ def torch_times3(a, precision="float"):
     return {k: data[k]["median_ms"] for k in NAMES3}
 
 
-def train_times(a, three):
+def train_times(a, three, precision="float"):
     """dicyc-train's own per-iteration time at the benchmark's widths (from its losses.csv, whose 'seconds'
     column counts from the start of the loop: the median difference between rows after the first 10
     iterations; the loader, the sampler and the augmentation included), CycleGAN and NMI-DiCyc, on ch2
-    (A) and ch2bet (B)."""
+    (A) and ch2bet (B), with --precision `precision`."""
     import csv
     import tempfile
     out = {}
@@ -111,7 +111,8 @@ def train_times(a, three):
             cmd = [exe, "-a", da, "-b", db, "--model", model, "--dim", "3" if three else "2", "--crop", str(a.size),
                    "--spacing", "2.5" if three else "1", "--ngf", str(a.ngf), "--blocks", str(a.blocks), "--ndf",
                    str(a.ndf), "--threads", str(a.threads), "--max-iters", str(a.train_iters), "--checkpoint-every",
-                   str(10 ** 6), "--sample-every", "0", "--log-every", str(10 ** 6), "--out", tmp, "--seed", "1"]
+                   str(10 ** 6), "--sample-every", "0", "--log-every", str(10 ** 6), "--out", tmp, "--seed", "1",
+                   "--precision", precision]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             with open(os.path.join(tmp, "losses.csv")) as f:
                 t = [float(r["seconds"]) for r in csv.DictReader(f)]  # since the loop began, per row
@@ -226,8 +227,9 @@ def main():
                     ob16_vs_bf16[k].append(ob[k] / tb[k])
                     ob16_vs_float[k].append(ob[k] / theirs[k])
         if a.train:
-            for k, v in train_times(a, three).items():
-                train_all.setdefault(k, []).append(v)
+            for prec in ("float", "bf16") if a.dicyc_bf16 else ("float",):
+                for k, v in train_times(a, three, prec).items():
+                    train_all.setdefault((k, prec), []).append(v)
         print("repeat %d: %s" % (r + 1, ", ".join("%s %.2f" % (k, ratios[k][-1]) for k in names)), file=sys.stderr)
     med = statistics.median
 
@@ -255,10 +257,17 @@ def main():
             row += " %.1f | %.2f (%s) | %.2f (%s) |" % (med(ob16_all[k]), med(ob16_vs_bf16[k]), spread(ob16_vs_bf16[k]),
                                                       med(ob16_vs_float[k]), spread(ob16_vs_float[k]))
         print(row)
-    for k, v in sorted(train_all.items()):
-        print("| dicyc-train %s, per iteration from losses.csv (median over %d iterations; range of repeats) | %.1f (%.1f-%.1f) | %.1f | %.2f |" % (
-            k.replace("_step", "").replace("3", ""), a.train_iters - 11, med(v), min(v), max(v), med(theirs_all[k]),
-            med(v) / med(theirs_all[k])) + (" | |" if a.bf16_anchor else "") + (" | | |" if a.dicyc_bf16 else ""))
+    for (k, prec), v in sorted(train_all.items()):
+        what = "| dicyc-train %s%s, per iteration from losses.csv (median over %d iterations; range of repeats) |" % (
+            k.replace("_step", "").replace("3", ""), " --precision bf16" if prec == "bf16" else "", a.train_iters - 11)
+        if prec == "float":
+            print(what + " %.1f (%.1f-%.1f) | %.1f | %.2f |" % (med(v), min(v), max(v), med(theirs_all[k]),
+                                                              med(v) / med(theirs_all[k]))
+                  + (" | |" if a.bf16_anchor else "") + (" | | |" if a.dicyc_bf16 else ""))
+        else:  # in the dicyc bf16 columns
+            print(what + " | %.1f | | %.1f | | %.1f (%.1f-%.1f) | %.2f | %.2f |" % (
+                med(theirs_all[k]), med(bf16_all[k]), med(v), min(v), max(v), med(v) / med(bf16_all[k]),
+                med(v) / med(theirs_all[k])))
     print()
     print("DiCyc / CycleGAN iteration time: dicyc %.2f, PyTorch %.2f" % (
         med(ours_all[names[4]]) / med(ours_all[names[3]]), med(theirs_all[names[4]]) / med(theirs_all[names[3]])))
