@@ -1128,7 +1128,7 @@ void conv_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTe
     if constexpr (detail::dnnl_conv_capable_v<S, Device>) {
       if (plan_conv<Dim, S>(ctx, o, ConvPass::Forward, x.dimensions()) == ConvPath::Dnnl &&
           detail::dnnl_conv_run<Dim>(ctx, 0, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::Forward), o, x.dimensions(), out, x.data(), w.data(), bias ? bias->data() : nullptr,
-                                     y.data()))
+                                     y.data(), /*accumulate=*/false))
         return;  // the bias is added by the primitive
     }
 #endif
@@ -1178,10 +1178,12 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
 #if defined(DICYC_DNNL_CONV)
     if constexpr (detail::dnnl_conv_capable_v<S, Device>) {
       if (dw && plan_conv<Dim, S>(ctx, o, ConvPass::WeightGrad, x.dimensions()) == ConvPath::Dnnl &&
-          detail::dnnl_conv_run<Dim>(ctx, 2, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::WeightGrad), o, x.dimensions(), out, x.data(), dy.data(), nullptr, dw->data()))
+          detail::dnnl_conv_run<Dim>(ctx, 2, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::WeightGrad), o, x.dimensions(), out, x.data(), dy.data(), nullptr, dw->data(),
+                                     /*accumulate=*/true))
         dw = nullptr;
       if (dx && plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions()) == ConvPath::Dnnl &&
-          detail::dnnl_conv_run<Dim>(ctx, 1, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::InputGrad), o, x.dimensions(), out, dy.data(), w.data(), nullptr, dx->data()))
+          detail::dnnl_conv_run<Dim>(ctx, 1, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::InputGrad), o, x.dimensions(), out, dy.data(), w.data(), nullptr, dx->data(),
+                                     /*accumulate=*/true))
         dx = nullptr;
     }
 #endif
@@ -1252,7 +1254,7 @@ void conv_transpose_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, con
       if (path == ConvPath::Dnnl &&
           detail::dnnl_conv_run<Dim>(ctx, 1, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::TransposedForward),
                                      detail::transposed_as_conv(o), out, x.dimensions(), x.data(), w.data(), nullptr,
-                                     y.data(), /*accumulate=*/0)) {
+                                     y.data(), /*accumulate=*/false)) {
         if (bias) detail::add_bias(ctx, *bias, y.data(), o.out_channels(), num_elements(out) / o.out_channels());
         return;
       }
@@ -1297,12 +1299,12 @@ void conv_transpose_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, co
       if (dw && plan_conv<Dim, S>(ctx, o, ConvPass::TransposedWeightGrad, x.dimensions()) == ConvPath::Dnnl &&
           detail::dnnl_conv_run<Dim>(ctx, 2,
                                      ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::TransposedWeightGrad), c,
-                                     out, x.dimensions(), dy.data(), x.data(), nullptr, dw->data()))
+                                     out, x.dimensions(), dy.data(), x.data(), nullptr, dw->data(), /*accumulate=*/true))
         dw = nullptr;
       if (dx && plan_conv<Dim, S>(ctx, o, ConvPass::TransposedInputGrad, x.dimensions()) == ConvPath::Dnnl &&
           detail::dnnl_conv_run<Dim>(ctx, 0,
                                      ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::TransposedInputGrad), c,
-                                     out, x.dimensions(), dy.data(), w.data(), nullptr, dx->data(), /*accumulate=*/1))
+                                     out, x.dimensions(), dy.data(), w.data(), nullptr, dx->data(), /*accumulate=*/true))
         dx = nullptr;
     }
 #endif

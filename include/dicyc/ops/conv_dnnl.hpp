@@ -250,18 +250,16 @@ DnnlConvKey dnnl_conv_key(int pass, const ConvOptions<Dim>& o, const Shape<Dim +
 }
 
 /// Runs pass `pass` of conv `o` (input shape x, output shape y) with oneDNN, in bf16 if `bf16`:
-/// a and b as DnnlConvPass names them, out written or, if `accumulate` (by default the
-/// gradients), added to. Returns false, having done nothing, when oneDNN has no primitive for
-/// the shape. A transposed conv's passes are those of the conv from its output grid to its input
+/// a and b as DnnlConvPass names them, out written or, if `accumulate` (a conv's gradients),
+/// added to. Returns false, having done nothing, when oneDNN has no primitive for the shape. A transposed conv's passes are those of the conv from its output grid to its input
 /// grid (ops/conv.hpp, transposed_as_conv): its forward is that conv's input gradient, written;
 /// its input gradient that conv's forward, accumulated.
 template <int Dim, class Device>
 bool dnnl_conv_run(Context<Device>& ctx, int pass, bool bf16, const ConvOptions<Dim>& o, const Shape<Dim + 2>& x,
                    const Shape<Dim + 2>& y, const float* a, const float* b, const float* bias, float* out,
-                   int accumulate = -1) {
+                   bool accumulate) {
   const int threads = ctx.num_threads();
-  const bool acc = accumulate < 0 ? pass != 0 : accumulate != 0;
-  const auto key = dnnl_conv_key<Dim>(pass, o, x, bias != nullptr, threads, bf16, acc);
+  const auto key = dnnl_conv_key<Dim>(pass, o, x, bias != nullptr, threads, bf16, accumulate);
   const std::shared_ptr<const DnnlConvPass> p = DnnlConvCache::instance().get<Dim>(key, o, x, y);
   if (!p) return false;
   using dnnl::memory;
