@@ -66,11 +66,13 @@ BOOST_AUTO_TEST_CASE(deformed_path_starts_at_the_identity) {
 // 0.9 x GCC alignment) against central differences for parameters of every tensor of every
 // generator-side group, after randomising the zero-initialised last layers so that the offsets and
 // the TPS are far from the identity.
+// With gan_plain > 0 the objective also holds the undeformed outputs' GAN terms (beyond the paper).
 template <int Dim>
-void gradient_case(const Shape<Dim + 2>& s) {
+void gradient_case(const Shape<Dim + 2>& s, double gan_plain = 0) {
   // GCC as the alignment term: its gradient is exact, where soft NMI's treats each image's min and
   // max as constants (the spec's choice, as the reference's detach()), which finite differences see.
-  model::DiCyc<Dim, double, Dev> m(cpu(), tiny(2).alignment(model::AlignmentOptions().kind(model::AlignKind::Gcc).weight(0.9)));
+  model::DiCyc<Dim, double, Dev> m(
+      cpu(), tiny(2).alignment(model::AlignmentOptions().kind(model::AlignKind::Gcc).weight(0.9)).lambda_gan_plain(gan_plain));
   for (const char* g : {"o_ab", "o_ba"})
     dt::randomise(m.group(g), 3, [](const std::string& n) { return n.find("c2") != std::string::npos ? 0.05 : 0.3; });
   for (const char* g : {"s_ab", "s_ba"})
@@ -83,6 +85,7 @@ void gradient_case(const Shape<Dim + 2>& s) {
                           << L.cyc_a << " + " << L.cyc_b << ", deformed " << L.dicyc_a << " + " << L.dicyc_b
                           << ", alignment " << L.align_a << " + " << L.align_b << ")");
   BOOST_CHECK(L.dicyc_a != L.cyc_a);  // the deformed path really deforms
+  BOOST_CHECK((gan_plain > 0) == (L.gan_plain_ab > 0 && L.gan_plain_ba > 0));
   auto f = [&] { return m.generator_losses(xm, ym, false).g_total; };
   // 6 probes per tensor (border elements and random ones). Step 1e-8: thousands of ReLU and
   // bilinear-sampling kinks; a 1e-6 step straddled one for a
@@ -96,6 +99,69 @@ void gradient_case(const Shape<Dim + 2>& s) {
 }
 BOOST_AUTO_TEST_CASE(whole_objective_gradient_2d) { gradient_case<2>(Shape<4>(1, 16, 16, 1)); }
 BOOST_AUTO_TEST_CASE(whole_objective_gradient_3d) { gradient_case<3>(Shape<5>(1, 8, 8, 8, 1)); }
+BOOST_AUTO_TEST_CASE(whole_objective_gradient_with_undeformed_gan_2d) { gradient_case<2>(Shape<4>(1, 16, 16, 1), 0.7); }
+
+// The undeformed outputs' GAN terms (ModelOptions::lambda_gan_plain, not in the paper). With the
+// offset branches randomised (so y^ != y~) and the STNs at their identity start (so the warp W is
+// the identity): the generator terms are mean((D(G(x)) - 1)^2), computed here from the plain
+// generator and the discriminator alone; the total grows by exactly the weight times their sum and
+// every other term is bit for bit the paper objective's; the D step's loss is
+// 0.5 mean((D(y) - 1)^2) + 0.25 mean(D(y^)^2) + 0.25 mean(D(W y~)^2) (the pool returns the
+// current fake while it fills), where the paper's is 0.5 [mean((D(y) - 1)^2) + mean(D(y^)^2)].
+BOOST_AUTO_TEST_CASE(undeformed_gan_term) {
+  const double w = 0.35;
+  model::DiCyc<2, double, Dev> paper(cpu(), tiny(8)), ours(cpu(), tiny(8).lambda_gan_plain(w));
+  for (auto* m : {&paper, &ours})
+    for (const char* g : {"o_ab", "o_ba"})
+      dt::randomise(m->group(g), 3, [](const std::string& n) { return n.find("c2") != std::string::npos ? 0.05 : 0.3; });
+  const Shape<4> s(1, 16, 16, 1);
+  const auto x = smooth<double>(256, 0.3, 0.9), y = smooth<double>(256, 0.9, 0.8);
+  ConstTensorMap<double, 4> xm(x.data(), s), ym(y.data(), s);
+  const auto P = paper.generator_losses(xm, ym, false), O = ours.generator_losses(xm, ym, false);
+  BOOST_TEST(P.gan_plain_ab == 0.0);
+  BOOST_TEST(P.gan_plain_ba == 0.0);
+  for (const auto& f : model::kLossFields)
+    if (std::string(f.name).rfind("gan_plain", 0) != 0 && f.kind == model::LossKind::GeneratorTerm)
+      BOOST_TEST_CONTEXT(f.name) BOOST_TEST((P.*f.member) == (O.*f.member));
+  // independently: D_B(G_AB(x)) and D_A(G_BA(y)) through the public inference and D's forward
+  auto mean_sq = [&](auto& d, const std::vector<double>& img, double target) {
+    typename model::ModelBase<2, double, Dev>::Disc::Cache c;
+    const auto os = d.output_shape(s);
+    std::vector<double> pred(static_cast<std::size_t>(num_elements(os)));
+    TensorMap<double, 4> pm(pred.data(), os);
+    d.forward(cpu(), ConstTensorMap<double, 4>(img.data(), s), c, pm);
+    double acc = 0;
+    for (double v : pred) acc += (v - target) * (v - target);
+    return acc / double(pred.size());
+  };
+  std::vector<double> yt(256), xt(256), yh(256);
+  TensorMap<double, 4> ytm(yt.data(), s), xtm(xt.data(), s), yhm(yh.data(), s);
+  ours.translate_ab(xm, ytm);
+  ours.translate_ba(ym, xtm);
+  ours.deform_ab(xm, ym, yhm);
+  BOOST_TEST(dt::max_abs_diff(yt, yh) > 1e-3);  // the deformed output really differs
+  BOOST_TEST(O.gan_plain_ab == mean_sq(ours.d_b(), yt, 1.0), boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(O.gan_plain_ba == mean_sq(ours.d_a(), xt, 1.0), boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(O.gan_plain_ab > 0.0);
+  BOOST_TEST(O.g_total - P.g_total == w * (O.gan_plain_ab + O.gan_plain_ba), boost::test_tools::tolerance(1e-9));
+  // one whole iteration: the D step's loss, from D as it was before the step
+  const double real_b = mean_sq(ours.d_b(), y, 1.0), fake_b = mean_sq(ours.d_b(), yh, 0.0),
+               plain_b = mean_sq(ours.d_b(), yt, 0.0);
+  const auto Lp = paper.train_step(xm, ym), Lo = ours.train_step(xm, ym);
+  BOOST_TEST(Lo.d_b == 0.5 * real_b + 0.25 * fake_b + 0.25 * plain_b, boost::test_tools::tolerance(1e-10));
+  BOOST_TEST(Lp.d_b == 0.5 * (real_b + fake_b), boost::test_tools::tolerance(1e-10));
+  BOOST_TEST(Lo.gan_plain_ab == O.gan_plain_ab, boost::test_tools::tolerance(1e-12));
+  // the configuration: absent at 0 (a paper run's metadata is what it always was), kept otherwise
+  BOOST_TEST(!paper.options().to_json().contains("lambda_gan_plain"));
+  BOOST_TEST(ours.options().to_json().at("lambda_gan_plain").get<double>() == w);
+  BOOST_TEST(model::ModelOptions::from_json(ours.options().to_json()).lambda_gan_plain() == w);
+  BOOST_TEST(model::ModelOptions::from_json(paper.options().to_json()).lambda_gan_plain() == 0.0);
+  BOOST_TEST(model::ModelOptions::tunable("lambda_gan_plain"));
+  // refused: a negative weight, and any weight on a CycleGAN (its one output already meets D)
+  BOOST_CHECK_THROW((model::DiCyc<2, double, Dev>(cpu(), tiny(8).lambda_gan_plain(-1))), ConfigError);
+  BOOST_CHECK_THROW((model::make_model<2, double, Dev>(cpu(), model::ModelOptions::preset("nmi-cyclegan").lambda_gan_plain(1))),
+                    ConfigError);
+}
 
 // The STN gradient of the total loss equals that of the deformed-path terms alone: with the cycle
 // and alignment weights set to 0 it is bit for bit the same.

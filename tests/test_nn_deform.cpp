@@ -119,7 +119,67 @@ void stn_case(const Shape<Dim + 2>& s, Index control) {
     check_param("Stn d " + g.name_of(i), g.value(g.ref_of(i)), g.grads() + g.ref_of(i).offset, g.ref_of(i).size(), f);
 }
 
+// Stn::warp: the forward's TPS applied to an image of another resolution (DiCyc's undeformed-output
+// GAN term). At the latent's own grid it is the forward's output, bit for bit; the gradient of
+// <forward, w> + <warp(img at 2x), w2> with respect to the source, the target, the image and every
+// STN parameter (the warp's part reaching the STN through warp_backward's displacement gradient)
+// against central differences.
+template <int Dim>
+void stn_warp_case(const Shape<Dim + 2>& s, Index control) {
+  constexpr int R = Dim + 2;
+  using Stn = nn::Stn<Dim, double, Dev>;
+  nn::ParameterGroup<double, Dev> g("stn");
+  Stn stn(g, "stn_ab", s[0], control, 8, 6);
+  core::Rng rng(17);
+  g.allocate(cpu(), rng);
+  randomise(g, 12, [](const std::string& name) { return name.find("fc") != std::string::npos ? 0.2 : 0.3; });
+  const Index n = num_elements(s);
+  auto src = dt::random_vec<double>(n, 18), tgt = dt::random_vec<double>(n, 19);
+  Shape<R> is = s;  // one channel at twice the resolution
+  is[0] = 1;
+  for (int d = 1; d <= Dim; ++d) is[d] = 2 * s[d];
+  const Index ni = num_elements(is);
+  auto img = dt::random_vec<double>(ni, 20);
+  std::vector<double> out(n), wout(ni), same(n);
+  core::Tensor<double, R, Dev> grid, grid_same;
+  auto run = [&](typename Stn::Cache& c) {
+    ConstTensorMap<double, R> sm(src.data(), s), tm(tgt.data(), s), im(img.data(), is);
+    TensorMap<double, R> om(out.data(), s), wm(wout.data(), is), sam(same.data(), s);
+    stn.forward(cpu(), sm, tm, c, om);
+    stn.warp(cpu(), c, im, grid, wm);
+    stn.warp(cpu(), c, sm, grid_same, sam);
+  };
+  typename Stn::Cache cache;
+  run(cache);
+  BOOST_CHECK(same == out);  // the same TPS, the same grid: the forward's output exactly
+  BOOST_CHECK(dt::max_abs_diff(wout, img) > 1e-2);  // and it does move the image
+  const auto w = dt::random_vec<double>(n, 21), w2 = dt::random_vec<double>(ni, 22);
+  auto f = [&] {
+    typename Stn::Cache c;
+    run(c);
+    return dt::dot(out, w) + dt::dot(wout, w2);
+  };
+  g.zero_grad();
+  std::vector<double> ds(n, 0.0), dt_(n, 0.0), di(ni, 0.0);
+  run(cache);
+  {
+    ConstTensorMap<double, R> sm(src.data(), s), tm(tgt.data(), s), wm(w.data(), s), w2m(w2.data(), is), im(img.data(), is);
+    TensorMap<double, R> dsm(ds.data(), s), dtm(dt_.data(), s), dim(di.data(), is);
+    auto ddisp = core::Tensor<double, 2, Dev>::zeros(cpu(), cache.disp.shape());
+    stn.warp_backward(cpu(), im, grid, w2m, &dim, &ddisp);
+    stn.backward(cpu(), sm, tm, cache, wm, &dsm, &dtm, &ddisp);
+  }
+  check("Stn+warp d source", src, ds, f);
+  check("Stn+warp d target", tgt, dt_, f);
+  check("Stn+warp d image", img, di, f);
+  for (Index i = 0; i < g.count(); ++i)
+    check_param("Stn+warp d " + g.name_of(i), g.value(g.ref_of(i)), g.grads() + g.ref_of(i).offset, g.ref_of(i).size(), f);
+}
+
 }  // namespace
+
+BOOST_AUTO_TEST_CASE(stn_warp_2d) { stn_warp_case<2>(Shape<4>(3, 9, 8, 2), 4); }
+BOOST_AUTO_TEST_CASE(stn_warp_3d) { stn_warp_case<3>(Shape<5>(2, 6, 5, 7, 2), 3); }
 
 BOOST_AUTO_TEST_CASE(offset_branch_2d) { offset_case<2>(Shape<4>(3, 7, 6, 2)); }
 BOOST_AUTO_TEST_CASE(offset_branch_3d) { offset_case<3>(Shape<5>(2, 5, 4, 3, 2)); }

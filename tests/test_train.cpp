@@ -115,10 +115,16 @@ enum class Stop { MaxIterations, Request, Killed };
 /// Stop::Request stops through the hook (an interrupt); Stop::Killed runs on to stop_at + 1 and
 /// then puts back the checkpoint of stop_at (even), as a SIGKILL before the next save leaves it:
 /// the log then has a row past the checkpoint, which the resume must drop.
+/// gan_plain: ModelOptions::lambda_gan_plain of both runs. old_log: before the resume, the log is
+/// rewritten as a dicyc from before the gan_plain columns wrote it (those columns dropped, the
+/// others moved); the resumed run must give it back in the current columns, equal to the whole run's.
 template <int Dim>
-void check_resume(const std::string& preset, std::int64_t total, std::int64_t stop_at, Stop how) {
+void check_resume(const std::string& preset, std::int64_t total, std::int64_t stop_at, Stop how, double gan_plain = 0,
+                  bool old_log = false) {
   const bool stop_request = how == Stop::Request;
-  dt::TmpDir tmp("train_resume_" + preset + std::to_string(Dim) + "_" + std::to_string(static_cast<int>(how)));
+  auto tiny = [&](const std::string& p, int dim) { return ::tiny(p, dim).lambda_gan_plain(gan_plain); };
+  dt::TmpDir tmp("train_resume_" + preset + std::to_string(Dim) + "_" + std::to_string(static_cast<int>(how)) +
+                 (gan_plain > 0 ? "_gp" : "") + (old_log ? "_old" : ""));
   Setup s(Dim);
   auto opts = [&](const std::string& out, std::int64_t max_it) {
     return train::TrainerOptions().out(tmp(out)).max_iterations(max_it).checkpoint_every(2).seed(3).log_every(1);
@@ -151,6 +157,24 @@ void check_resume(const std::string& preset, std::int64_t total, std::int64_t st
       std::ofstream(tmp("parts/checkpoint.safetensors"), std::ios::binary).write(at_stop.data(), static_cast<std::streamsize>(at_stop.size()));
     }
   }
+  if (old_log) {
+    std::ifstream in(tmp("parts/losses.csv"));
+    std::string line, text;
+    std::vector<std::size_t> keep;
+    while (std::getline(in, line)) {
+      std::vector<std::string> cells;
+      std::stringstream ss(line);
+      for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+      if (keep.empty())
+        for (std::size_t i = 0; i < cells.size(); ++i)
+          if (cells[i].rfind("gan_plain", 0) != 0) keep.push_back(i);
+      BOOST_TEST_REQUIRE(keep.size() + 2 == cells.size());
+      for (std::size_t k = 0; k < keep.size(); ++k) text += (k ? "," : "") + cells[keep[k]];
+      text += "\n";
+    }
+    BOOST_TEST_REQUIRE(text.find("gan_plain") == std::string::npos);
+    std::ofstream(tmp("parts/losses.csv"), std::ios::binary) << text;
+  }
   {
     Run<Dim> r(tiny(preset, Dim));  // a fresh process: new model, new source
     train::SamplerSource src(s.a, s.b, s.so);
@@ -174,6 +198,12 @@ BOOST_AUTO_TEST_CASE(resume_after_kill_drops_log_rows_past_the_checkpoint) {
 }
 BOOST_AUTO_TEST_CASE(resume_after_stop_request_nmi_dicyc_2d) { check_resume<2>("nmi-dicyc", 6, 3, Stop::Request); }
 BOOST_AUTO_TEST_CASE(resume_cyclegan_3d_bit_for_bit) { check_resume<3>("cyclegan", 4, 2, Stop::MaxIterations); }
+BOOST_AUTO_TEST_CASE(resume_with_the_undeformed_gan_term_bit_for_bit) {
+  check_resume<2>("nmi-dicyc", 6, 2, Stop::MaxIterations, 0.5);
+}
+BOOST_AUTO_TEST_CASE(resume_rewrites_a_log_from_before_the_undeformed_gan_columns) {
+  check_resume<2>("nmi-cyclegan", 6, 4, Stop::MaxIterations, 0, true);
+}
 
 BOOST_AUTO_TEST_CASE(non_finite_loss_keeps_last_good_checkpoint) {
   dt::TmpDir tmp("train_nan");
@@ -203,15 +233,15 @@ BOOST_AUTO_TEST_CASE(non_finite_loss_keeps_last_good_checkpoint) {
 BOOST_AUTO_TEST_CASE(csv_header_is_the_field_table) {
   // The documented column list of losses.csv (README), written out independently of the table.
   const std::string documented =
-      "iteration,epoch,lr,g_total,gan_ab,gan_ba,cyc_a,cyc_b,dicyc_a,dicyc_b,id_a,id_b,align_a,align_b,d_a,d_b,"
-      "constant_samples,seconds\n";
+      "iteration,epoch,lr,g_total,gan_ab,gan_ba,cyc_a,cyc_b,dicyc_a,dicyc_b,id_a,id_b,align_a,align_b,gan_plain_ab,"
+      "gan_plain_ba,d_a,d_b,constant_samples,seconds\n";
   BOOST_TEST(train::loss_log_header() == documented);
   static_assert(model::kLossFieldCount * sizeof(double) == sizeof(model::StepLosses));
   model::StepLosses L;
   L.cyc_b = 0.25;
   L.lr = 2e-4;
   const std::string row = train::loss_log_row(12, 1, L, 0, 1.5);
-  BOOST_TEST(row == "12,1,0.0002,0,0,0,0,0.25,0,0,0,0,0,0,0,0,0,1.500\n");
+  BOOST_TEST(row == "12,1,0.0002,0,0,0,0,0.25,0,0,0,0,0,0,0,0,0,0,0,1.500\n");
 
   dt::TmpDir tmp("train_csv");
   Setup s;

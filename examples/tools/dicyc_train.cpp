@@ -63,6 +63,9 @@ int main_impl(int argc, char** argv) {
     ("lambda-id", "identity loss weight", cxxopts::value<double>()->default_value("0"))
     ("lambda-dicyc", "deformation-invariant cycle loss weight", cxxopts::value<double>()->default_value("10"))
     ("align-weight", "alignment loss weight (default: the preset's 0.9)", cxxopts::value<double>()->default_value("-1"))
+    ("lambda-gan-plain", "DiCyc models, beyond the paper (0 there): weight of an adversarial term on the undeformed "
+                         "outputs, the ones synthesis runs, which the paper's discriminators never see (docs/demo.md: "
+                         "on MR -> CT they keep the MR's contrast without it)", cxxopts::value<double>()->default_value("0"))
     ("seed", "seed", cxxopts::value<unsigned long long>()->default_value("1"));
   o.add_options("output")
     ("out", "output folder", cxxopts::value<std::string>()->default_value("dicyc_run"))
@@ -90,7 +93,7 @@ int main_impl(int argc, char** argv) {
                         // replace the checkpoint's (with a note); the networks and the data
                         // preparation cannot change (a differing value is refused)
                         "model", "ngf", "ndf", "blocks", "d-layers", "pool-size", "control-points", "em", "no-tanh",
-                        "lambda-cyc", "lambda-id", "lambda-dicyc", "align-weight", "lr", "epochs", "decay-epochs",
+                        "lambda-cyc", "lambda-id", "lambda-dicyc", "align-weight", "lambda-gan-plain", "lr", "epochs", "decay-epochs",
                         "iters-per-epoch", "early-stop", "spacing", "zscore", "percentiles", "window-a", "window-b",
                         "no-reorient", "volume", "crop", "crop-z"})
     if (r.count(f)) c.given.insert(f);
@@ -184,7 +187,9 @@ int main_impl(int argc, char** argv) {
   c.lambda_id = r["lambda-id"].as<double>();
   c.lambda_dicyc = r["lambda-dicyc"].as<double>();
   c.align_weight = r["align-weight"].as<double>();
-  TOOL_REQUIRE(c.lr > 0 && c.lr < 1 && c.lambda_cyc >= 0 && c.lambda_id >= 0 && c.lambda_dicyc >= 0,
+  c.lambda_gan_plain = r["lambda-gan-plain"].as<double>();
+  TOOL_REQUIRE(std::isfinite(c.lambda_gan_plain), "--lambda-gan-plain must be a finite number >= 0");
+  TOOL_REQUIRE(c.lr > 0 && c.lr < 1 && c.lambda_cyc >= 0 && c.lambda_id >= 0 && c.lambda_dicyc >= 0 && c.lambda_gan_plain >= 0,
                "--lr must be in (0, 1) and the loss weights >= 0");
   c.seed = r["seed"].as<unsigned long long>();
   c.checkpoint_every = r["checkpoint-every"].as<long long>();

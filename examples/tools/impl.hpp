@@ -46,7 +46,7 @@ struct TrainConfig {
   Index pool_size = 50;
   std::int64_t iterations_per_epoch = 1000, epochs = 100, decay_epochs = 100;
   bool early_stop = false;
-  double lr = 2e-4, lambda_cyc = 10, lambda_id = 0, lambda_dicyc = 10, align_weight = -1;
+  double lr = 2e-4, lambda_cyc = 10, lambda_id = 0, lambda_dicyc = 10, align_weight = -1, lambda_gan_plain = 0;
   std::uint64_t seed = 1;
   std::int64_t max_iters = 0, checkpoint_every = 500, sample_every = 500, log_every = 10;
   bool resume = false;
@@ -170,6 +170,7 @@ struct Runner {
         .lambda_cyc(c.lambda_cyc)
         .lambda_id(c.lambda_id)
         .lambda_dicyc(c.lambda_dicyc)
+        .lambda_gan_plain(c.lambda_gan_plain)
         .control_points(c.control_points)
         .seed(c.seed)
         .em(c.em == "sequential" ? model::EmMode::Sequential : model::EmMode::Single)
@@ -231,6 +232,12 @@ struct Runner {
                    "--align-weight: the checkpoint holds a " << mo.model_name() << ", which has no alignment loss");
       if (change("align-weight", mo.alignment().weight(), c.align_weight))
         mo.alignment(model::AlignmentOptions(mo.alignment()).weight(c.align_weight));
+    }
+    if (change("lambda-gan-plain", mo.lambda_gan_plain(), c.lambda_gan_plain)) {
+      TOOL_REQUIRE(mo.deformation() || c.lambda_gan_plain == 0,
+                   "--lambda-gan-plain: the checkpoint holds a " << mo.model_name()
+                       << ", whose only output its discriminators already see (the term is for DiCyc models)");
+      mo.lambda_gan_plain(c.lambda_gan_plain);
     }
     auto sched = mo.schedule();
     if (change("lr", sched.lr(), c.lr)) sched.lr(c.lr);
@@ -578,6 +585,7 @@ struct Runner {
                   static_cast<long long>(p.goal), static_cast<long long>(p.epoch), p.rate(),
                   format_duration(p.eta_seconds()).c_str(), L.g_total, L.gan_ab, L.gan_ba, L.cyc_a, L.cyc_b);
       if (mo.deformation()) std::printf(" dicyc %.4f/%.4f", L.dicyc_a, L.dicyc_b);
+      if (mo.lambda_gan_plain() > 0) std::printf(" gan(plain) %.3f/%.3f", L.gan_plain_ab, L.gan_plain_ba);
       if (mo.alignment().kind() != model::AlignKind::None) std::printf(" align %.4f/%.4f", L.align_a, L.align_b);
       std::printf(" | D %.4f/%.4f lr %.3g", L.d_a, L.d_b, L.lr);
       if (p.degenerate > 0) std::printf(" | constant samples %lld", static_cast<long long>(p.degenerate));

@@ -152,7 +152,17 @@ inline void write_report(const std::string& out, const std::string& model, const
   }
   h << "<h2>Losses</h2><div>";
   h << svg_chart(header, rows, {"g_total"}, "generator total (weighted)");
-  h << svg_chart(header, rows, {"gan_ab", "gan_ba"}, "generator GAN terms");
+  {
+    // the undeformed outputs' GAN terms (--lambda-gan-plain) only when the run has them
+    std::vector<std::string> gan = {"gan_ab", "gan_ba"};
+    for (const char* c : {"gan_plain_ab", "gan_plain_ba"}) {
+      const auto it = std::find(header.begin(), header.end(), c);
+      const auto k = static_cast<std::size_t>(it - header.begin());
+      if (it != header.end() && std::any_of(rows.begin(), rows.end(), [&](const auto& r) { return r[k] != 0; }))
+        gan.push_back(c);
+    }
+    h << svg_chart(header, rows, gan, "generator GAN terms");
+  }
   h << svg_chart(header, rows, {"cyc_a", "cyc_b", "dicyc_a", "dicyc_b"}, "cycle terms (plain and deformed)");
   h << svg_chart(header, rows, {"align_a", "align_b", "id_a", "id_b"}, "alignment and identity terms");
   h << svg_chart(header, rows, {"d_a", "d_b"}, "discriminators");

@@ -56,6 +56,16 @@ check "resume: --align-weight and --lambda-cyc replace the checkpoint's" 0 "--al
   "$T" -a "$A" -b "$B" --out "$U" --resume --max-iters 10 --threads 1 --align-weight 0.25 --lambda-cyc 4 --spacing 1.5 --ngf 4
 grep -aqF 'align_weight\":0.25' "$U/checkpoint.safetensors" && grep -aqF 'lambda_cyc\":4.0' "$U/checkpoint.safetensors" \
   && echo "ok   the resumed checkpoint carries the new weights" || { echo "FAIL the resumed checkpoint's configuration"; fails=$((fails+1)); }
+# --lambda-gan-plain (beyond the paper): a DiCyc run takes it on resume, logs its terms, and the
+# checkpoint carries it; a CycleGAN refuses it, as does a negative weight.
+V="$WORK/ganplain"; cp -r "$R" "$V"
+check "resume: --lambda-gan-plain adds the undeformed outputs' GAN terms" 0 "--lambda-gan-plain 0.5 replaces the checkpoint's 0" -- \
+  "$T" -a "$A" -b "$B" --out "$V" --resume --max-iters 11 --threads 1 --lambda-gan-plain 0.5
+grep -aqF 'lambda_gan_plain\":0.5' "$V/checkpoint.safetensors" && echo "ok   the checkpoint carries lambda_gan_plain" || { echo "FAIL lambda_gan_plain not in the checkpoint"; fails=$((fails+1)); }
+gp=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "gan_plain_ab") c = i; next } { printf "%s:%s ", $1, ($c != 0) }' "$V/losses.csv")
+[[ "$gp" == "1:0 2:0 3:0 4:0 5:0 6:0 7:0 8:0 9:0 10:1 11:1 " ]] && echo "ok   gan_plain_ab logged from the resumed iterations on" || { echo "FAIL gan_plain_ab column: $gp"; fails=$((fails+1)); }
+check "train: --lambda-gan-plain on a CycleGAN" 2 "needs a DiCyc model" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --model cyclegan --lambda-gan-plain 1 --max-iters 1 --out "$WORK/gp_cg"
+check "train: negative --lambda-gan-plain" 2 "the loss weights >= 0" -- "$T" -a "$A" -b "$B" "${TINY[@]}" --lambda-gan-plain -1 --max-iters 1 --out "$WORK/gp_neg"
 check "resume: --ngf differs" 2 "the checkpoint's networks have ngf 4, and --ngf says 8" -- "$T" -a "$A" -b "$B" --out "$U" --resume --max-iters 11 --ngf 8
 check "resume: --spacing differs" 2 "--spacing differs from the checkpoint's data preparation" -- "$T" -a "$A" -b "$B" --out "$U" --resume --max-iters 11 --spacing 2
 check "resume: --model differs" 2 "networks have model nmi-dicyc, and --model says cyclegan" -- "$T" -a "$A" -b "$B" --out "$U" --resume --max-iters 11 --model cyclegan

@@ -140,14 +140,17 @@ class ModelBase {
   std::int64_t iteration() const { return schedule_.iteration(); }
 
   /// The D step: both discriminators on real images and on fakes drawn through the pools, then
-  /// their Adam steps (only d_a and d_b change).
-  void discriminator_update(StepLosses& L, const CMap& x, const CMap& y, const CMap& fake_a, const CMap& fake_b) {
+  /// their Adam steps (only d_a and d_b change). extra_a / extra_b (null: none; DiCyc's warped
+  /// undeformed outputs with ModelOptions::lambda_gan_plain > 0) are further fakes, unpooled: the
+  /// loss is then 0.5 mean((D(real) - 1)^2) + 0.25 mean(D(pooled)^2) + 0.25 mean(D(extra)^2).
+  void discriminator_update(StepLosses& L, const CMap& x, const CMap& y, const CMap& fake_a, const CMap& fake_b,
+                            const CMap* extra_a = nullptr, const CMap* extra_b = nullptr) {
     group("d_a").requires_grad(true);
     group("d_b").requires_grad(true);
     group("d_a").zero_grad();
     group("d_b").zero_grad();
-    L.d_b = discriminator_step(d_b_, pool_b_, y, fake_b);
-    L.d_a = discriminator_step(d_a_, pool_a_, x, fake_a);
+    L.d_b = discriminator_step(d_b_, pool_b_, y, fake_b, extra_b);
+    L.d_a = discriminator_step(d_a_, pool_a_, x, fake_a, extra_a);
     if (comm_->size() > 1) {
       double d[2] = {L.d_a, L.d_b};
       dist::mean_over_ranks(*comm_, d, 2);
@@ -200,6 +203,11 @@ class ModelBase {
                 "model: loss weights must be >= 0 (lambda_cyc " << o.lambda_cyc() << ", lambda_dicyc " << o.lambda_dicyc()
                                                                 << ", lambda_id " << o.lambda_id() << ", alignment "
                                                                 << o.alignment().weight() << ")");
+    DICYC_CHECK(o.lambda_gan_plain() >= 0 && std::isfinite(o.lambda_gan_plain()), ConfigError,
+                "model: the undeformed outputs' adversarial weight must be >= 0, got " << o.lambda_gan_plain());
+    DICYC_CHECK(o.lambda_gan_plain() == 0 || o.deformation(), ConfigError,
+                "model: an adversarial weight on the undeformed outputs (" << o.lambda_gan_plain() << ") needs a DiCyc "
+                    "model: a " << o.model_name() << " has only one output, which its discriminators already see");
     DICYC_CHECK(o.lambda_id() == 0 || o.generator().in_channels() == o.generator().out_channels(), ConfigError,
                 "model: the identity loss needs as many input as output channels");
     DICYC_CHECK(o.alignment().kind() == AlignKind::None ||
@@ -305,7 +313,8 @@ class ModelBase {
   }
   double total(const StepLosses& L) const {
     return L.gan_ab + L.gan_ba + o_.lambda_cyc() * (L.cyc_a + L.cyc_b) + o_.lambda_dicyc() * (L.dicyc_a + L.dicyc_b) +
-           o_.lambda_id() * (L.id_a + L.id_b) + o_.alignment().weight() * (L.align_a + L.align_b);
+           o_.lambda_id() * (L.id_a + L.id_b) + o_.alignment().weight() * (L.align_a + L.align_b) +
+           o_.lambda_gan_plain() * (L.gan_plain_ab + L.gan_plain_ba);
   }
   void begin_step(StepLosses& L, const CMap& x, const CMap& y) {
     DICYC_CHECK(!done(), ConfigError, o_.model_name() << ": the schedule is done (epoch " << schedule_.epoch() << ")");
@@ -315,8 +324,8 @@ class ModelBase {
     for (auto& a : adam_) a->set_lr(L.lr);
   }
 
-  /// mean((D(fake) - 1)^2) with its gradient accumulated into dfake (D frozen).
-  double gan_generator(const Disc& d, const T& fake, Map& dfake) {
+  /// mean((D(fake) - 1)^2) with weight times its gradient accumulated into dfake (D frozen).
+  double gan_generator(const Disc& d, const T& fake, Map& dfake, double weight = 1.0) {
     auto& ctx = *ctx_;
     typename Disc::Cache c;
     T pred(ctx, d.output_shape(fake.shape()));
@@ -324,7 +333,7 @@ class ModelBase {
     d.forward(ctx, fake.cmap(), c, pm);
     T dpred = T::zeros(ctx, pred.shape());
     auto dpm = dpred.map();
-    const double v = loss::lsgan_generator<S, Rank>(ctx, pred.cmap(), {&dpm, nullptr, 1.0});
+    const double v = loss::lsgan_generator<S, Rank>(ctx, pred.cmap(), {&dpm, nullptr, weight});
     d.backward(ctx, fake.cmap(), c, dpred.cmap(), &dfake);
     return v;
   }
@@ -354,7 +363,8 @@ class ModelBase {
   }
 
   /// The LSGAN discriminator loss on real and pooled fakes; gradients into d's group.
-  double discriminator_step(const Disc& d, ImagePool<S, Rank, Device>& pool, const CMap& real, const CMap& fake) {
+  double discriminator_step(const Disc& d, ImagePool<S, Rank, Device>& pool, const CMap& real, const CMap& fake,
+                            const CMap* extra = nullptr) {
     auto& ctx = *ctx_;
     const T pooled = pool.query(ctx, fake);
     typename Disc::Cache cr, cf;
@@ -366,9 +376,24 @@ class ModelBase {
     T dr = T::zeros(ctx, pr.shape()), df = T::zeros(ctx, pf.shape());
     auto drm = dr.map();
     auto dfm = df.map();
-    const double v = loss::lsgan_discriminator<S, Rank>(ctx, pr.cmap(), pf.cmap(), {&drm, &dfm, 1.0});
+    if (!extra) {
+      const double v = loss::lsgan_discriminator<S, Rank>(ctx, pr.cmap(), pf.cmap(), {&drm, &dfm, 1.0});
+      d.backward(ctx, real, cr, dr.cmap(), nullptr);
+      d.backward(ctx, pooled.cmap(), cf, df.cmap(), nullptr);
+      return v;
+    }
+    typename Disc::Cache ce;
+    T pe(ctx, d.output_shape(extra->dimensions()));
+    auto pem = pe.map();
+    d.forward(ctx, *extra, ce, pem);
+    T de = T::zeros(ctx, pe.shape());
+    auto dem = de.map();
+    const double v = 0.5 * static_cast<double>(loss::lsgan<S, Rank>(ctx, pr.cmap(), 1.0, {&drm, nullptr, 0.5})) +
+                     0.25 * static_cast<double>(loss::lsgan<S, Rank>(ctx, pf.cmap(), 0.0, {&dfm, nullptr, 0.25})) +
+                     0.25 * static_cast<double>(loss::lsgan<S, Rank>(ctx, pe.cmap(), 0.0, {&dem, nullptr, 0.25}));
     d.backward(ctx, real, cr, dr.cmap(), nullptr);
     d.backward(ctx, pooled.cmap(), cf, df.cmap(), nullptr);
+    d.backward(ctx, *extra, ce, de.cmap(), nullptr);
     return v;
   }
 

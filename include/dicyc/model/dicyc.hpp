@@ -17,10 +17,15 @@
 //      y^ = Dec_AB(S_AB(E~_AB(x), f_y)), x^ = Dec_BA(S_BA(E~_BA(y), f_x)),
 //      back_x = Dec_BA(S_BA(E~_BA(y^), f_x)), back_y = Dec_AB(S_AB(E~_AB(x^), f_y)),
 //      GAN mean((D_B(y^) - 1)^2) + mean((D_A(x^) - 1)^2), deformed cycle |back_x - x| + |back_y - y|;
+//      (with ModelOptions::lambda_gan_plain > 0, not in the paper: also, with that weight, the GAN
+//      terms of the undeformed outputs moved into the other sample's pose by the TPS of step 2,
+//      mean((D_B(W_AB(y~)) - 1)^2) + mean((D_A(W_BA(x~)) - 1)^2), whose gradient reaches the plain
+//      generators and, through W, the STNs; the D step also takes W(y~), W(x~) as fakes);
 //   3. one backward of GAN + 10 cycle + 10 deformed cycle + 0.9 alignment (+ identity), the
 //      discriminators frozen; E step: Adam on the STNs (only the deformed-path terms reach them);
 //      M step: Adam on the generators and the offset branches;
-//   4. D step on the deformed outputs through the 50-image pools.
+//   4. D step on the deformed outputs through the 50-image pools (and on W(y~), W(x~), unpooled,
+//      with lambda_gan_plain > 0).
 // EmMode::Sequential first runs an E step of its own (fresh deformed pass, GAN + deformed cycle,
 // only the STNs updated), then the M step on fresh passes with the STNs frozen.
 // This is benchmarks/torch_reference.py's bench_dicyc, with the pools of spec section 5.
@@ -127,7 +132,8 @@ class DiCyc : public ModelBase<Dim, S, Device> {
   }
   /// din += d/d in, dtarget += d/d target (either null skips) of <deformed output, dout>.
   void deformed_backward(const Gen& g, const Deformer& d, const CMap& in, const CMap& target, const DeformedCache& c,
-                         const CMap& dout, nondeduced_t<Map>* din, nondeduced_t<Map>* dtarget) const {
+                         const CMap& dout, nondeduced_t<Map>* din, nondeduced_t<Map>* dtarget,
+                         const core::Tensor<S, 2, Device>* ddisp_extra = nullptr) const {
     auto& ctx = *this->ctx_;
     T dwl = T::zeros(ctx, c.warped_latent.shape());
     auto dwlm = dwl.map();
@@ -135,7 +141,7 @@ class DiCyc : public ModelBase<Dim, S, Device> {
     const T& h = g.latent(c.enc.enc);
     T dh = T::zeros(ctx, h.shape());
     auto dhm = dh.map();
-    d.stn->backward(ctx, h.cmap(), target, c.stn, dwl.cmap(), &dhm, dtarget);
+    d.stn->backward(ctx, h.cmap(), target, c.stn, dwl.cmap(), &dhm, dtarget, ddisp_extra);
     encode_deformed_backward(g, d, in, c.enc, dh.cmap(), din);
   }
 
@@ -144,24 +150,31 @@ class DiCyc : public ModelBase<Dim, S, Device> {
     StepLosses L;
     this->begin_step(L, x, y);
     if (this->o_.em() == EmMode::Sequential) e_step(x, y);
-    T y_hat, x_hat;
-    generator_step(x, y, L, y_hat, x_hat);
-    this->discriminator_update(L, x, y, x_hat.cmap(), y_hat.cmap());
+    T y_hat, x_hat, y_plain, x_plain;
+    generator_step(x, y, L, y_hat, x_hat, &y_plain, &x_plain);
+    if (this->o_.lambda_gan_plain() > 0) {
+      const CMap pa = x_plain.cmap(), pb = y_plain.cmap();
+      this->discriminator_update(L, x, y, x_hat.cmap(), y_hat.cmap(), &pa, &pb);
+    } else {
+      this->discriminator_update(L, x, y, x_hat.cmap(), y_hat.cmap());
+    }
     this->schedule_.record(L.g_total);
     return L;
   }
 
   /// Steps 1-3 of an iteration: both passes, one backward, the E step (EmMode::Single) and the M
   /// step; fills L's generator terms and returns the deformed outputs (the D step's fakes). With
-  /// EmMode::Sequential the STNs stay frozen here (run e_step() first).
-  void generator_step(const CMap& x, const CMap& y, StepLosses& L, T& y_hat, T& x_hat) {
+  /// EmMode::Sequential the STNs stay frozen here (run e_step() first). With lambda_gan_plain > 0,
+  /// y_plain / x_plain (when given) receive the warped undeformed outputs, the D step's other fakes.
+  void generator_step(const CMap& x, const CMap& y, StepLosses& L, T& y_hat, T& x_hat, T* y_plain = nullptr,
+                      T* x_plain = nullptr) {
     check_pair(x, y);
     const bool seq = this->o_.em() == EmMode::Sequential;
     for (const char* n : {"d_a", "d_b"}) this->group(n).requires_grad(false);
     if (seq)
       for (const char* n : {"s_ab", "s_ba"}) this->group(n).requires_grad(false);
     for (const char* n : {"g_ab", "g_ba", "o_ab", "o_ba", "s_ab", "s_ba"}) this->group(n).zero_grad();
-    this->guarded([&] { generator_pass(x, y, L, y_hat, x_hat, true); });  // its NumericError reaches every rank
+    this->guarded([&] { generator_pass(x, y, L, y_hat, x_hat, true, y_plain, x_plain); });  // its NumericError reaches every rank
     L.g_total = this->total(L);
     this->check_total(L);
     for (const char* n : {"d_a", "d_b", "s_ab", "s_ba"}) this->group(n).requires_grad(true);
@@ -260,45 +273,84 @@ class DiCyc : public ModelBase<Dim, S, Device> {
                                       << shape_str(x.dimensions()) << " and " << shape_str(y.dimensions()));
   }
 
-  /// Steps 1-3 of the iteration (no optimiser step): losses into L, deformed outputs out.
-  void generator_pass(const CMap& x, const CMap& y, StepLosses& L, T& y_hat_out, T& x_hat_out, bool backward) {
+  /// Steps 1-3 of the iteration (no optimiser step): losses into L, deformed outputs out; with
+  /// lambda_gan_plain > 0 also the warped undeformed outputs (warped_plain()) into y_plain_out /
+  /// x_plain_out when given.
+  void generator_pass(const CMap& x, const CMap& y, StepLosses& L, T& y_hat_out, T& x_hat_out, bool backward,
+                      T* y_plain_out = nullptr, T* x_plain_out = nullptr) {
     auto& ctx = *this->ctx_;
     const auto& o = this->o_;
+    const bool plain_gan = o.lambda_gan_plain() > 0;
     // 1. Undeformed pass.
     typename Gen::EncoderCache ex, ey;
     const T& f_x = this->g_ab_.encode(ctx, x, ex);
     const T& f_y = this->g_ba_.encode(ctx, y, ey);
     T df_x = T::zeros(ctx, f_x.shape()), df_y = T::zeros(ctx, f_y.shape());
     Map dfx = df_x.map(), dfy = df_y.map();
-    {
-      typename Gen::DecoderCache dx_, dy_;
-      const T& y_til = this->g_ab_.decode(ctx, f_x.cmap(), dx_);
-      const T& x_til = this->g_ba_.decode(ctx, f_y.cmap(), dy_);
-      T dyt = T::zeros(ctx, y_til.shape()), dxt = T::zeros(ctx, x_til.shape());
-      Map dytm = dyt.map(), dxtm = dxt.map();
-      L.cyc_a = this->cycle(this->g_ba_, y_til, x, dytm, backward ? o.lambda_cyc() : 0.0);
-      L.cyc_b = this->cycle(this->g_ab_, x_til, y, dxtm, backward ? o.lambda_cyc() : 0.0);
-      if (this->align_ && o.alignment().weight() > 0) {
-        L.align_a = this->align_(ctx, x, y_til.cmap(), backward ? &dytm : nullptr, o.alignment().weight());
-        L.align_b = this->align_(ctx, y, x_til.cmap(), backward ? &dxtm : nullptr, o.alignment().weight());
-      }
-      if (backward) {
-        this->g_ab_.decode_backward(ctx, f_x.cmap(), dx_, dyt.cmap(), &dfx);
-        this->g_ba_.decode_backward(ctx, f_y.cmap(), dy_, dxt.cmap(), &dfy);
-      }
+    typename Gen::DecoderCache dx_, dy_;
+    const T& y_til = this->g_ab_.decode(ctx, f_x.cmap(), dx_);
+    const T& x_til = this->g_ba_.decode(ctx, f_y.cmap(), dy_);
+    T dyt = T::zeros(ctx, y_til.shape()), dxt = T::zeros(ctx, x_til.shape());
+    Map dytm = dyt.map(), dxtm = dxt.map();
+    L.cyc_a = this->cycle(this->g_ba_, y_til, x, dytm, backward ? o.lambda_cyc() : 0.0);
+    L.cyc_b = this->cycle(this->g_ab_, x_til, y, dxtm, backward ? o.lambda_cyc() : 0.0);
+    if (this->align_ && o.alignment().weight() > 0) {
+      L.align_a = this->align_(ctx, x, y_til.cmap(), backward ? &dytm : nullptr, o.alignment().weight());
+      L.align_b = this->align_(ctx, y, x_til.cmap(), backward ? &dxtm : nullptr, o.alignment().weight());
     }
+    auto undeformed_backward = [&] {
+      if (!backward) return;
+      this->g_ab_.decode_backward(ctx, f_x.cmap(), dx_, dyt.cmap(), &dfx);
+      this->g_ba_.decode_backward(ctx, f_y.cmap(), dy_, dxt.cmap(), &dfy);
+    };
+    // The paper's order (bit for bit as before the option existed); with the undeformed GAN terms
+    // the decoders' backward waits for them, as they need the deformed pass's TPS.
+    if (!plain_gan) undeformed_backward();
     if (o.lambda_id() > 0) {
       L.id_b = identity_term(this->g_ab_, y, backward);
       L.id_a = identity_term(this->g_ba_, x, backward);
     }
-    // 2. Deformed pass, with the plain latents as the STN targets.
+    // 2. Deformed pass, with the plain latents as the STN targets (and, beyond the paper, the
+    // undeformed outputs' GAN terms, which need its TPS).
+    PlainOutputs po{&y_til, &x_til, &dytm, &dxtm, y_plain_out, x_plain_out};
     deformed_pass(x, y, f_x.cmap(), f_y.cmap(), backward ? &dfx : nullptr, backward ? &dfy : nullptr, L, y_hat_out,
-                  x_hat_out, backward);
+                  x_hat_out, backward, plain_gan ? &po : nullptr);
+    if (plain_gan) undeformed_backward();
     // 3. The plain encoders receive the cycle, alignment and STN-target gradients.
     if (backward) {
       this->g_ab_.encode_backward(ctx, x, ex, df_x.cmap(), nullptr);
       this->g_ba_.encode_backward(ctx, y, ey, df_y.cmap(), nullptr);
     }
+  }
+
+  /// The undeformed outputs, their gradients and where their warped copies go (the D step's fakes).
+  struct PlainOutputs {
+    const T *y_til, *x_til;
+    Map *dyt, *dxt;
+    T *y_out, *x_out;
+  };
+
+  /// mean((D(W(plain)) - 1)^2), W the TPS of the deformed pass's STN cache `sc` (warp()); with
+  /// `backward`, lambda_gan_plain times its gradient into dplain and, through the TPS, into ddisp
+  /// (allocated here; deformed_backward() takes it on into the STN); the warped image into `out`.
+  double plain_gan_term(const typename Base::Disc& d, const Deformer& def, const typename Stn::Cache& sc, const T& plain,
+                        Map& dplain, bool backward, T* out, core::Tensor<S, 2, Device>& ddisp) {
+    auto& ctx = *this->ctx_;
+    T warped(ctx, plain.shape()), grid;
+    auto wm = warped.map();
+    def.stn->warp(ctx, sc, plain.cmap(), grid, wm);
+    double v;
+    if (backward) {
+      T dw = T::zeros(ctx, plain.shape());
+      auto dwm = dw.map();
+      v = this->gan_generator(d, warped, dwm, this->o_.lambda_gan_plain());
+      ddisp = core::Tensor<S, 2, Device>::zeros(ctx, sc.disp.shape());
+      def.stn->warp_backward(ctx, plain.cmap(), grid, dw.cmap(), &dplain, &ddisp);
+    } else {
+      v = gan_value(d, warped);
+    }
+    if (out) *out = std::move(warped);
+    return v;
   }
 
   double identity_term(const Gen& g, const CMap& real, bool backward) {
@@ -310,8 +362,10 @@ class DiCyc : public ModelBase<Dim, S, Device> {
 
   /// y^, x^, the deformed cycles and the GAN terms; with `backward`, their gradients into the
   /// unfrozen groups and, through the STN targets, into dfx / dfy (null skips).
+  /// With `plain` (lambda_gan_plain > 0), also the undeformed outputs' GAN terms through the TPS of
+  /// y^ and x^, their gradients into plain's dyt / dxt and on through the STNs.
   void deformed_pass(const CMap& x, const CMap& y, const CMap& f_x, const CMap& f_y, Map* dfx, Map* dfy, StepLosses& L,
-                     T& y_hat_out, T& x_hat_out, bool backward) {
+                     T& y_hat_out, T& x_hat_out, bool backward, const PlainOutputs* plain = nullptr) {
     auto& ctx = *this->ctx_;
     const auto& o = this->o_;
     const Gen &gab = this->g_ab_, &gba = this->g_ba_;
@@ -324,11 +378,17 @@ class DiCyc : public ModelBase<Dim, S, Device> {
     // back_x = G~_BA(y^; pose of x), back_y = G~_AB(x^; pose of y)
     L.dicyc_a = deformed_cycle(gba, ba_, y_hat, f_x, x, wd, backward ? &dyhm : nullptr, dfx);
     L.dicyc_b = deformed_cycle(gab, ab_, x_hat, f_y, y, wd, backward ? &dxhm : nullptr, dfy);
+    core::Tensor<S, 2, Device> ddisp_y, ddisp_x;  // the plain terms' displacement gradients
+    if (plain) {
+      L.gan_plain_ab = plain_gan_term(this->d_b_, ab_, cy.stn, *plain->y_til, *plain->dyt, backward, plain->y_out, ddisp_y);
+      L.gan_plain_ba = plain_gan_term(this->d_a_, ba_, cx.stn, *plain->x_til, *plain->dxt, backward, plain->x_out, ddisp_x);
+    }
+    const bool pd = plain && backward;
     if (backward) {
       L.gan_ab = this->gan_generator(this->d_b_, y_hat, dyhm);
       L.gan_ba = this->gan_generator(this->d_a_, x_hat, dxhm);
-      deformed_backward(gab, ab_, x, f_y, cy, dyh.cmap(), nullptr, dfy);
-      deformed_backward(gba, ba_, y, f_x, cx, dxh.cmap(), nullptr, dfx);
+      deformed_backward(gab, ab_, x, f_y, cy, dyh.cmap(), nullptr, dfy, pd ? &ddisp_y : nullptr);
+      deformed_backward(gba, ba_, y, f_x, cx, dxh.cmap(), nullptr, dfx, pd ? &ddisp_x : nullptr);
     } else {
       L.gan_ab = gan_value(this->d_b_, y_hat);
       L.gan_ba = gan_value(this->d_a_, x_hat);

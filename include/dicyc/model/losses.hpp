@@ -19,6 +19,9 @@ struct StepLosses {
   double dicyc_a = 0, dicyc_b = 0;    // deformed cycles (DiCyc; 0 otherwise)
   double id_a = 0, id_b = 0;          // |G_BA(x) - x|, |G_AB(y) - y| (0 when lambda_id is 0)
   double align_a = 0, align_b = 0;    // L(x, G_AB(x)), L(y, G_BA(y)) (0 without alignment)
+  double gan_plain_ab = 0, gan_plain_ba = 0;  // LSGAN terms on DiCyc's undeformed outputs warped into
+                                              // the other pose (0 unless ModelOptions::lambda_gan_plain
+                                              // > 0; not in the paper)
   double g_total = 0;
   double d_a = 0, d_b = 0;            // discriminator losses
   double lr = 0;                      // learning rate used
@@ -50,6 +53,8 @@ inline constexpr LossField kLossFields[] = {
     {"id_b", &StepLosses::id_b, LossKind::GeneratorTerm},
     {"align_a", &StepLosses::align_a, LossKind::GeneratorTerm},
     {"align_b", &StepLosses::align_b, LossKind::GeneratorTerm},
+    {"gan_plain_ab", &StepLosses::gan_plain_ab, LossKind::GeneratorTerm},
+    {"gan_plain_ba", &StepLosses::gan_plain_ba, LossKind::GeneratorTerm},
     {"d_a", &StepLosses::d_a, LossKind::Discriminator},
     {"d_b", &StepLosses::d_b, LossKind::Discriminator},
 };

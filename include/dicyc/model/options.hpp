@@ -33,6 +33,15 @@ class ModelOptions {
   /// DiCyc's deformation modules (offset branches + TPS STN) and EM training; off: a CycleGAN.
   ModelOptions& deformation(bool v) { deform_ = v; return *this; }
   ModelOptions& lambda_dicyc(double v) { dicyc_ = v; return *this; }
+  /// Beyond the paper (0 there, the default): the weight of an adversarial term on DiCyc's
+  /// undeformed outputs, the images synthesis runs. The paper's discriminators see only the
+  /// deformed outputs, and on MR -> CT the undeformed ones keep the MR's contrast (docs/demo.md).
+  /// Each undeformed output is moved into the other sample's pose by the TPS its deformed pass
+  /// regressed (no local offsets), W_AB(G_AB(x)), and the term is mean((D_B(W_AB(G_AB(x))) - 1)^2)
+  /// + mean((D_A(W_BA(G_BA(y))) - 1)^2); the discriminators take those warped images as fakes too
+  /// (unpooled), so the generator cannot fool them with patterns they never saw, and since they are
+  /// in the target's pose, D judges appearance rather than pose. Only for deformation(true).
+  ModelOptions& lambda_gan_plain(double v) { gan_plain_ = v; return *this; }
   ModelOptions& control_points(Index v) { control_ = v; return *this; }
   ModelOptions& offset_hidden(Index v) { off_hidden_ = v; return *this; }
   ModelOptions& stn_hidden(Index h1, Index h2) { stn_h1_ = h1; stn_h2_ = h2; return *this; }
@@ -49,6 +58,7 @@ class ModelOptions {
   std::uint64_t seed() const { return seed_; }
   bool deformation() const { return deform_; }
   double lambda_dicyc() const { return dicyc_; }
+  double lambda_gan_plain() const { return gan_plain_; }
   Index control_points() const { return control_; }
   Index offset_hidden() const { return off_hidden_; }
   Index stn_hidden1() const { return stn_h1_; }
@@ -61,7 +71,7 @@ class ModelOptions {
   /// the other keys describe the networks or the epoch length and must match.
   static bool tunable(const std::string& key) {
     static const char* const keys[] = {"lambda_cyc",      "lambda_id",    "lambda_dicyc", "align_weight",
-                                       "lr",              "constant_epochs", "decay_epochs", "early_stop"};
+                                       "lambda_gan_plain", "lr",              "constant_epochs", "decay_epochs", "early_stop"};
     for (const char* k : keys)
       if (key == k) return true;
     return false;
@@ -124,6 +134,9 @@ class ModelOptions {
     j["pool_size"] = pool_;
     j["deformation"] = deform_;
     j["lambda_dicyc"] = dicyc_;
+    // Written only when used, so that a paper configuration's metadata (and checkpoint) is byte
+    // for byte what it was before the term existed; a missing key reads as 0.
+    if (gan_plain_ != 0) j["lambda_gan_plain"] = gan_plain_;
     j["control_points"] = control_;
     j["offset_hidden"] = off_hidden_;
     j["stn_hidden"] = {stn_h1_, stn_h2_};
@@ -168,6 +181,7 @@ class ModelOptions {
                      .early_stop(get("early_stop").get<bool>()));
       o.pool_size(get("pool_size").get<Index>());
       o.deformation(get("deformation").get<bool>()).lambda_dicyc(get("lambda_dicyc").get<double>());
+      o.lambda_gan_plain(j.contains("lambda_gan_plain") ? j.at("lambda_gan_plain").get<double>() : 0.0);
       o.control_points(get("control_points").get<Index>()).offset_hidden(get("offset_hidden").get<Index>());
       const auto& sh = get("stn_hidden");
       DICYC_CHECK(sh.is_array() && sh.size() == 2, SerializationError, "model configuration: 'stn_hidden' is not a pair");
@@ -195,6 +209,7 @@ class ModelOptions {
   std::uint64_t seed_ = 0;
   bool deform_ = false;
   double dicyc_ = 10.0;
+  double gan_plain_ = 0.0;
   Index control_ = 6, off_hidden_ = 32, stn_h1_ = 128, stn_h2_ = 64;
   EmMode em_ = EmMode::Single;
 };

@@ -9,7 +9,9 @@
 // and the output is f_src resampled there (bilinear / trilinear, border padding).
 // Names: "<name>.body.0.*", "<name>.body.2.*", "<name>.fc.*" (the reference's STN: its state dict lines up).
 // backward accumulates d<out, dout> into dsrc (through the sampled values and through the STN) and
-// dtgt (null skips either), and the parameter gradients into the group.
+// dtgt (null skips either), and the parameter gradients into the group. warp() applies the same
+// TPS to an image of another resolution (DiCyc's undeformed-output GAN term); its displacement
+// gradient joins backward() through ddisp_extra.
 #pragma once
 
 #include <map>
@@ -92,7 +94,7 @@ class Stn {
 
   void backward(core::Context<Device>& ctx, const ConstTensorMap<S, Rank>& src, const ConstTensorMap<S, Rank>& tgt,
                 const Cache& cache, const ConstTensorMap<S, Rank>& dout, nondeduced_t<TensorMap<S, Rank>>* dsrc,
-                nondeduced_t<TensorMap<S, Rank>>* dtgt) const {
+                nondeduced_t<TensorMap<S, Rank>>* dtgt, const core::Tensor<S, 2, Device>* ddisp_extra = nullptr) const {
     const auto& d = ctx.device();
     const Index N = src.dimension(Rank - 1);
     auto dgrid = core::Tensor<S, Rank, Device>::zeros(ctx, cache.grid.shape());
@@ -101,6 +103,13 @@ class Stn {
     auto ddisp = core::Tensor<S, 2, Device>::zeros(ctx, cache.disp.shape());
     TensorMap<S, 3> dd3(ddisp.data(), Dim, num_control_points(), N);
     cache.tps->backward(ctx, dgrid.cmap(), dd3);
+    if (ddisp_extra) {  // a warp()'s displacement gradient (warp_backward)
+      DICYC_CHECK(ddisp_extra->shape() == ddisp.shape(), ShapeError, "Stn '" << name_ << "': extra displacement gradient of shape "
+                                                                           << shape_str(ddisp_extra->shape()) << ", expected "
+                                                                           << shape_str(ddisp.shape()));
+      auto ddm = ddisp.map();
+      ddm.device(d) = ddm + ddisp_extra->cmap();
+    }
     auto dpooled = core::Tensor<S, 2, Device>::zeros(ctx, cache.pooled.shape());
     auto dpm = dpooled.map();
     fc_.backward(ctx, cache.pooled.cmap(), ddisp.cmap(), &dpm);
@@ -130,6 +139,45 @@ class Stn {
     if (dsrc) dsrc->device(d) = *dsrc + dcc.slice(off, ext);
     off[0] = channels_;
     if (dtgt) dtgt->device(d) = *dtgt + dcc.slice(off, ext);
+  }
+
+  /// The TPS of a forward() (its control displacements, kept in `cache`) applied to `img`, an image
+  /// of any channel count and grid size with the same batch: the same transformation in normalised
+  /// coordinates (align_corners = false, so it is resolution-independent), sampled at img's grid
+  /// (bilinear / trilinear, border padding). `grid` keeps the dense map for warp_backward().
+  void warp(core::Context<Device>& ctx, const Cache& cache, const ConstTensorMap<S, Rank>& img,
+            core::Tensor<S, Rank, Device>& grid, TensorMap<S, Rank>& out) const {
+    const Index N = img.dimension(Rank - 1);
+    DICYC_CHECK(cache.disp.size() == Dim * num_control_points() * N && out.dimensions() == img.dimensions(), ShapeError,
+                "Stn '" << name_ << "': warp() needs a forward() of the same batch and an output of the image's shape, got "
+                        << shape_str(img.dimensions()) << " and " << shape_str(out.dimensions()));
+    Shape<Rank> gs = img.dimensions();
+    gs[0] = Dim;
+    grid = core::Tensor<S, Rank, Device>(ctx, gs);
+    auto gm = grid.map();
+    ConstTensorMap<S, 3> d3(cache.disp.data(), Dim, num_control_points(), N);
+    tps_for(ctx, img.dimensions()).forward(ctx, d3, gm);
+    tps::grid_sample_forward<Dim, S>(ctx, img, grid.cmap(), out, tps::PaddingMode::Border);
+  }
+  /// dimg += d<warp(img), dout>/d img, and ddisp += its gradient with respect to the control
+  /// displacements (shape (Dim * K, N), as the cache's; null skips either): hand ddisp to
+  /// backward() so that it flows on into the STN.
+  void warp_backward(core::Context<Device>& ctx, const ConstTensorMap<S, Rank>& img, const core::Tensor<S, Rank, Device>& grid,
+                     const ConstTensorMap<S, Rank>& dout, nondeduced_t<TensorMap<S, Rank>>* dimg,
+                     core::Tensor<S, 2, Device>* ddisp) const {
+    if (!ddisp) {
+      tps::grid_sample_backward<Dim, S>(ctx, img, grid.cmap(), dout, dimg, nullptr, tps::PaddingMode::Border);
+      return;
+    }
+    const Index N = img.dimension(Rank - 1);
+    DICYC_CHECK(ddisp->size() == Dim * num_control_points() * N, ShapeError,
+                "Stn '" << name_ << "': warp_backward() needs a displacement gradient of " << Dim * num_control_points() * N
+                        << " elements, got " << ddisp->size());
+    auto dgrid = core::Tensor<S, Rank, Device>::zeros(ctx, grid.shape());
+    auto dgm = dgrid.map();
+    tps::grid_sample_backward<Dim, S>(ctx, img, grid.cmap(), dout, dimg, &dgm, tps::PaddingMode::Border);
+    TensorMap<S, 3> dd3(ddisp->data(), Dim, num_control_points(), N);
+    tps_for(ctx, img.dimensions()).backward(ctx, dgrid.cmap(), dd3);
   }
 
  private:

@@ -136,7 +136,11 @@ inline void check_config(const std::string& L, const std::string& text, const mo
   } catch (const std::exception& e) {
     DICYC_CHECK(false, SerializationError, L << ": corrupt configuration metadata: " << e.what());
   }
-  const nlohmann::json ours = nlohmann::json::parse(o.to_json().dump());
+  nlohmann::json ours = nlohmann::json::parse(o.to_json().dump());
+  // Optional keys, written only when not at their default: a missing one is that default on
+  // either side (so a checkpoint from before the key existed loads, and a change is a tunable one).
+  for (auto* j : {&saved, &ours})
+    if (j->is_object() && !j->contains("lambda_gan_plain")) (*j)["lambda_gan_plain"] = 0.0;
   for (auto it = ours.begin(); it != ours.end(); ++it) {
     if (it.key() == "seed") continue;
     DICYC_CHECK(saved.contains(it.key()), SerializationError,

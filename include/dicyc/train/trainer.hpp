@@ -34,6 +34,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "dicyc/data/dataset.hpp"
 #include "dicyc/dist/communicator.hpp"
@@ -364,23 +365,53 @@ class Trainer {
   }
 
  private:
-  /// A fresh run starts losses.csv anew; a resumed one keeps its rows up to the checkpoint.
+  /// A fresh run starts losses.csv anew; a resumed one keeps its rows up to the checkpoint. A log
+  /// written by an older dicyc with other columns (a loss term added since) has its kept rows
+  /// rewritten to the current columns by name: a column the old log lacks is 0, the value such a
+  /// term had there (a term that was not computed), so every row has the header's columns.
   static void start_log(const std::string& csv, std::int64_t upto) {
-    std::string kept = loss_log_header();
+    const std::string header = loss_log_header();
+    std::string kept = header;
     if (upto > 0) {
       std::ifstream in(csv);
       std::string line;
-      bool header = true;
+      bool first = true;
+      std::vector<std::string> old_names;
+      bool remap = false;
+      const std::vector<std::string> names = split_csv(header.substr(0, header.size() - 1));
       while (std::getline(in, line)) {
-        if (header) {
-          header = false;
+        if (first) {
+          first = false;
+          old_names = split_csv(line);
+          remap = line + "\n" != header;
           continue;
         }
         const long long it = std::atoll(line.c_str());
-        if (it > 0 && it <= upto && !line.empty()) kept += line + "\n";
+        if (!(it > 0 && it <= upto && !line.empty())) continue;
+        if (!remap) {
+          kept += line + "\n";
+          continue;
+        }
+        const std::vector<std::string> vals = split_csv(line);
+        std::string row;
+        for (std::size_t i = 0; i < names.size(); ++i) {
+          std::string v = "0";
+          for (std::size_t k = 0; k < old_names.size() && k < vals.size(); ++k)
+            if (old_names[k] == names[i]) v = vals[k];
+          row += (i ? "," : "") + v;
+        }
+        kept += row + "\n";
       }
     }
     io::write_file_atomic(csv, kept);
+  }
+  static std::vector<std::string> split_csv(const std::string& line) {
+    std::vector<std::string> out(1);
+    for (char ch : line) {
+      if (ch == ',') out.emplace_back();
+      else if (ch != '\r') out.back() += ch;
+    }
+    return out;
   }
   static void print_losses(const model::StepLosses& L, const Progress& p) {
     std::printf("it %lld/%lld ep %lld  %.2f it/s |", static_cast<long long>(p.iteration), static_cast<long long>(p.goal),
