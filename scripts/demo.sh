@@ -34,8 +34,9 @@ for model in cyclegan dicyc; do
   "$BIN/dicyc-synth" --checkpoint "$OUT/mrct_$model/checkpoint.safetensors" --in "$OUT/mr" \
     --out "$OUT/mrct_$model/pseudo_ct" --threads "$(nproc)"
 done
-# The reference model: the same NMI-DiCyc trained for 20000 iterations (scripts/reference_checkpoint.sh
-# made models/mrct_nmi_dicyc_2d.safetensors, the generators only): what the short runs above become.
+# The reference model: the same NMI-DiCyc trained for 20000 iterations, then 4000 with the undeformed
+# outputs' GAN term (--lambda-gan-plain 1, beyond the paper; scripts/reference_checkpoint.sh made
+# models/mrct_nmi_dicyc_2d.safetensors, the A -> B generator only): what the short runs above become.
 REF=models/mrct_nmi_dicyc_2d.safetensors
 RUNS=(mrct_cyclegan mrct_dicyc)
 if [[ -f "$REF" ]]; then

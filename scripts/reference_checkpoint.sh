@@ -2,11 +2,17 @@
 # Trains the demo's reference MR -> CT model and writes its generator weights to
 # models/mrct_nmi_dicyc_2d.safetensors (committed; scripts/demo.sh synthesizes ch2 with it).
 #
-#   scripts/reference_checkpoint.sh [RUN_DIR] [ITERS]     defaults: build/reference, 20000
+#   scripts/reference_checkpoint.sh [RUN_DIR] [ITERS] [PLAIN_ITERS]   defaults: build/reference, 20000, 4000
+#
+# Two stages in one run folder: ITERS iterations of the paper's NMI-DiCyc objective, then
+# PLAIN_ITERS more with the undeformed outputs' GAN term (dicyc-train --lambda-gan-plain
+# $GAN_PLAIN, default 1; beyond the paper: without it the pseudo-CT keeps the MR's contrast,
+# docs/demo.md). PLAIN_ITERS 0 gives the paper's objective alone (the reference before 2026-12-06).
 #
 # Environment: ALIGN_WEIGHT (dicyc-train --align-weight; default: the preset's 0.9) for the
-# experiments on the alignment weight, OUT (default models/mrct_nmi_dicyc_2d: the committed
-# reference; give another stem for an experiment so the reference is not replaced).
+# experiments on the alignment weight, GAN_PLAIN (default 1), OUT (default
+# models/mrct_nmi_dicyc_2d: the committed reference; give another stem for an experiment so the
+# reference is not replaced).
 #
 # What it trains: NMI-DiCyc (dicyc-train --model dicyc), 2-D, with exactly the demo's settings
 # (scripts/demo.sh): the mricron ch2 T1 head (A) against the InVesalius head CT (B), unpaired,
@@ -28,6 +34,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-build/reference}
 ITERS=${2:-20000}
+PLAIN_ITERS=${3:-4000}
+GAN_PLAIN=${GAN_PLAIN:-1}
 BIN=${BIN:-build/release/examples}
 PY=${PYTHON:-python3}
 if [[ ! -x "$BIN/dicyc-train" ]]; then
@@ -40,14 +48,25 @@ ARGS=(-a "$RUN/data/mr" -b "$RUN/data/ct" --window-b -1024,3000 --spacing 1.8 --
       --threads "$(nproc)" --max-iters "$ITERS" --iters-per-epoch 100000 --epochs 1 --decay-epochs 0
       --checkpoint-every 500 --sample-every 1000 --log-every 100 --seed 1 --model dicyc --out "$RUN/train")
 [[ -n "${ALIGN_WEIGHT:-}" ]] && ARGS+=(--align-weight "$ALIGN_WEIGHT")
-if [[ -f "$RUN/train/checkpoint.safetensors" ]]; then
-  "$BIN/dicyc-train" -a "$RUN/data/mr" -b "$RUN/data/ct" --resume --max-iters "$ITERS" --threads "$(nproc)" --out "$RUN/train"
-else
+# The checkpoint's iteration (0 without one), from its metadata.
+at() {
+  "$PY" -c 'import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]
+print(json.loads(f.read(n))["__metadata__"]["iteration"])' "$1"
+}
+CK="$RUN/train/checkpoint.safetensors"
+if [[ ! -f "$CK" ]]; then
   "$BIN/dicyc-train" "${ARGS[@]}"
+elif (( $(at "$CK") < ITERS )); then
+  "$BIN/dicyc-train" -a "$RUN/data/mr" -b "$RUN/data/ct" --resume --max-iters "$ITERS" --threads "$(nproc)" --out "$RUN/train"
+fi
+if (( PLAIN_ITERS > 0 )); then  # stage 2 (resumable as stage 1: the checkpoint carries the weight)
+  "$BIN/dicyc-train" -a "$RUN/data/mr" -b "$RUN/data/ct" --resume --max-iters "$((ITERS + PLAIN_ITERS))" \
+    --lambda-gan-plain "$GAN_PLAIN" --sample-every 500 --threads "$(nproc)" --out "$RUN/train"
 fi
 OUT=${OUT:-models/mrct_nmi_dicyc_2d}
 PYTHONPATH=python "$PY" -m dicyc weights "$RUN/train/checkpoint.safetensors" "$OUT.safetensors" g_ab \
-  --note "reference=${ALIGN_WEIGHT:+ALIGN_WEIGHT=$ALIGN_WEIGHT }scripts/reference_checkpoint.sh $ITERS iterations: NMI-DiCyc, ch2 T1 (A) vs InVesalius CT (B), the demo's settings"
+  --note "reference=${ALIGN_WEIGHT:+ALIGN_WEIGHT=$ALIGN_WEIGHT }GAN_PLAIN=$GAN_PLAIN scripts/reference_checkpoint.sh $ITERS $PLAIN_ITERS: NMI-DiCyc, ch2 T1 (A) vs InVesalius CT (B), the demo's settings; $ITERS iterations of the paper's objective, then $PLAIN_ITERS with --lambda-gan-plain $GAN_PLAIN"
 awk -F, 'NR == 1 || $1 % 10 == 0' "$RUN/train/losses.csv" > "$OUT.csv"  # every 10th iteration's losses
 last=$(ls "$RUN/train/samples/"*.png 2>/dev/null | sort | tail -1 || true)
 [[ -n "$last" ]] && cp "$last" "$OUT.png"
