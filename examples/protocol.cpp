@@ -49,6 +49,7 @@
 // smoke test of the whole pipeline for ctest and the demo; its numbers mean nothing).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cxxopts.hpp>
 #include <filesystem>
@@ -267,6 +268,7 @@ struct Job {
 
 struct Width {
   int ngf = 16, blocks = 4, ndf = 32;
+  double gan_plain = 0;  // --lambda-gan-plain for the DiCyc models (beyond the paper; 0: the paper's)
 };
 
 /// One evaluation row: a model's output on one test slice in one direction.
@@ -439,6 +441,7 @@ void run_job(core::Context<Dev>& ctx, Data& D, const Job& job, const Width& wd, 
                 .seed(static_cast<std::uint64_t>(job.seed))
                 .em(job.setting.em == "sequential" ? model::EmMode::Sequential : model::EmMode::Single)
                 .schedule(optim::ScheduleOptions().iterations_per_epoch(1000000));
+  if (mo.deformation()) mo.lambda_gan_plain(wd.gan_plain);
   auto m = model::make_model<2, float, Dev>(ctx, mo);
   train::ModelTrainable<2, float, Dev> trainable(ctx, *m);
   data::SamplerOptions so;  // dicyc-train's sampler: 10 % foreground per crop, affine augmentation
@@ -648,6 +651,9 @@ struct Report {
                                         "evaluation"
                                       : "float");
     md << b;
+    if (wd.gan_plain != 0)
+      md << "**Beyond the paper: the DiCyc models trained with `--lambda-gan-plain " << wd.gan_plain
+         << "`** (their undeformed outputs, warped into the target's pose, meet the discriminators too).\n\n";
     std::snprintf(b, sizeof b,
                   "Data: B = ch2 (real T1 anatomy); its training slices carry one domain TPS (4x4, 6 %% of the field of "
                   "view) and a per-slice jitter. A = the same anatomy through a contrast map fitted on ITK's real PD "
@@ -947,6 +953,8 @@ int main(int argc, char** argv) try {
                    "oneDNN's bf16 primitives (training and evaluation; as dicyc-train --precision bf16); use its own --out",
       cxxopts::value<std::string>()->default_value("float"))(
       "data-seed", "seed of the domain deformation and the jitters", cxxopts::value<std::uint64_t>()->default_value("1"))(
+      "lambda-gan-plain", "beyond the paper: dicyc-train --lambda-gan-plain for the DiCyc models (0: the paper's "
+      "objective); a folder holds runs of one value only", cxxopts::value<double>()->default_value("0"))(
       "out", "output folder", cxxopts::value<std::string>()->default_value("protocol_out"))("h,help", "help");
   const auto a = opts.parse(argc, argv);
   if (a.count("help")) {
@@ -959,6 +967,23 @@ int main(int argc, char** argv) try {
   Width wd{pick("ngf", 8), pick("blocks", 2), pick("ndf", 16)};
   const int iters = pick("iters", 30), seeds = pick("seeds", 1), crop = pick("crop", 64), long_iters = a["long-iters"].as<int>();
   const std::string data = a["data"].as<std::string>(), out = a["out"].as<std::string>();
+  wd.gan_plain = a["lambda-gan-plain"].as<double>();
+  DICYC_CHECK(std::isfinite(wd.gan_plain) && wd.gan_plain >= 0, ConfigError, "protocol: --lambda-gan-plain must be >= 0");
+  {  // one value per output folder: its runs are skipped or resumed by name, whatever they were trained with
+    const std::string tag = out + "/lambda_gan_plain.txt";
+    std::string have;
+    if (std::ifstream in(tag); in) std::getline(in, have);
+    else if (fs::exists(out + "/runs")) have = "0";
+    std::ostringstream want;
+    want << wd.gan_plain;
+    DICYC_CHECK(have.empty() || have == want.str(), ConfigError,
+                "protocol: " << out << " holds runs trained with --lambda-gan-plain " << have << ", not " << want.str()
+                             << ": give another --out");
+    if (have.empty() && wd.gan_plain != 0) {
+      fs::create_directories(out);
+      std::ofstream(tag) << want.str() << "\n";
+    }
+  }
   std::vector<std::string> models = split_list(a["models"].as<std::string>());
   if (models.empty()) {
     if (quick) models = {"cyclegan", "nmi-cyclegan", "nmi-dicyc"};

@@ -76,5 +76,14 @@ expect_fail "must lie inside" --quick --data "$DATA" --test-first 140 --test-cou
 expect_fail "unknown model 'dicycle'" --quick --data "$DATA" --models cyclegan,dicycle --out "$WORK/bad3"
 expect_fail "--part takes" --quick --data "$DATA" --part mian --out "$WORK/bad5"
 expect_fail "fetch_data.sh" --quick --data "$WORK/nowhere" --out "$WORK/bad4"
+# --lambda-gan-plain: the DiCyc runs carry it (checkpoint, report); a folder holds runs of one value
+# (jobs are skipped or resumed by name)
+"$BIN" --quick --data "$DATA" --models nmi-dicyc --lambda-gan-plain 1 --out "$WORK/gp" > "$WORK/gp.log" 2>&1 || { cat "$WORK/gp.log"; fail "--lambda-gan-plain 1 exited $?"; }
+grep -aqF 'lambda_gan_plain\":1.0' "$WORK/gp/runs/main/nmi-dicyc_seed1/checkpoint.safetensors" || fail "the run's checkpoint has no lambda_gan_plain 1"
+grep -q "lambda-gan-plain 1" "$WORK/gp/summary.md" || fail "summary.md does not say --lambda-gan-plain 1"
+awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "gan_plain_ab") c = i } NR > 1 && $c == 0 { bad = 1 } END { exit !(c && !bad) }' \
+  "$WORK/gp/runs/main/nmi-dicyc_seed1/losses.csv" || fail "losses.csv lacks the gan_plain_ab terms"
+expect_fail "holds runs trained with --lambda-gan-plain 0, not 1" --quick --data "$DATA" --lambda-gan-plain 1 --out "$WORK/quick"
+expect_fail "--lambda-gan-plain must be >= 0" --quick --data "$DATA" --lambda-gan-plain -1 --out "$WORK/bad6"
 for d in bad1 bad2 bad3; do [[ ! -e "$WORK/$d/results.csv" ]] || fail "$d wrote results"; done
 echo "test_protocol: all checks passed"
