@@ -274,7 +274,7 @@ class DiCyc : public ModelBase<Dim, S, Device> {
   }
 
   /// Steps 1-3 of the iteration (no optimiser step): losses into L, deformed outputs out; with
-  /// lambda_gan_plain > 0 also the warped undeformed outputs (warped_plain()) into y_plain_out /
+  /// lambda_gan_plain > 0 also the warped undeformed outputs (plain_gan_term()) into y_plain_out /
   /// x_plain_out when given.
   void generator_pass(const CMap& x, const CMap& y, StepLosses& L, T& y_hat_out, T& x_hat_out, bool backward,
                       T* y_plain_out = nullptr, T* x_plain_out = nullptr) {
