@@ -1,6 +1,6 @@
 // Shared by the benchmark programs: the CPU thread-pool context (2 threads by default;
 // DICYC_BENCH_THREADS overrides), as PyTorch's reference runs with 2 threads. DICYC_WINOGRAD=0 and
-// DICYC_COL2IM=0 switch those convolution paths off in it (ops::plan_conv), for comparison.
+// DICYC_COL2IM=0 (and DICYC_THIN_DIRECT=0) switch those convolution paths off in it (ops::plan_conv), for comparison.
 #pragma once
 
 #include <algorithm>
@@ -31,6 +31,7 @@ inline dicyc::core::Context<Dev>& ctx() {
     };
     c.set_winograd(on("DICYC_WINOGRAD"));
     c.set_col2im(on("DICYC_COL2IM"));
+    c.set_thin_direct(on("DICYC_THIN_DIRECT"));
     if (const char* e = std::getenv("DICYC_DNNL_CONV")) c.set_dnnl_conv(dicyc::core::parse_dnnl_conv_mode(e));
     c.set_conv_bf16(std::getenv("DICYC_CONV_BF16") && std::string(std::getenv("DICYC_CONV_BF16")) == "1");
     return true;

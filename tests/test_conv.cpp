@@ -7,6 +7,7 @@
 // - ops::plan_conv's col2im paths against the transposed gather they replace, the thin col2im's
 //   gather, the kernel-axis swap;
 // - ops::plan_conv's oneDNN path (ConvPath::Dnnl) switched on and off, against the naive reference;
+// - the direct thin kernels (ConvPath::ThinDirect: one channel on one side) switched on and off;
 // - Winograd F(4x4, 3x3) and F(2x2x2, 3x3x3): the kernels against the naive conv and the im2col
 //   gradients, and their dispatch;
 // - the errors with their messages.
@@ -70,6 +71,13 @@ std::vector<ConvCase<2>> cases<2>() {
       {O2(5, 17, 4).stride(2).padding(1), Shape<4>(5, 7, 9, 2), false, "thin col2im 5 <- 17 k4 s2 p1"},
       {O2(3, 16, 3).stride(2).padding(2), Shape<4>(3, 5, 6, 1), false, "thin col2im k3 s2 p2 (pad beyond)"},
       {O2(18, 3, 3).stride(2).padding(1).output_padding(1), Shape<4>(18, 3, 5, 2), true, "thin col2im convT 18->3 op1"},
+      // Stride-1 convs with one channel on one side and a multiple of the SIMD width on the other
+      // take the direct thin kernels (ops/conv_thin.hpp): the generators' heads and stems' input
+      // gradients, rows that are not multiples of the 8-output blocks, edges, per-axis kernels.
+      {O2(16, 1, 7), Shape<4>(16, 13, 11, 2), false, "thin head 16->1 k7 p0"},
+      {O2(16, 1, 5).padding(2), Shape<4>(16, 9, 6, 2), false, "thin 16->1 k5 p2"},
+      {O2(32, 1, {7, 5}).padding({3, 1}), Shape<4>(32, 10, 7, 1), false, "thin 32->1 k7x5 p3x1"},
+      {O2(1, 16, 7).padding(3), Shape<4>(1, 11, 9, 2), false, "thin 1->16 k7 p3 (input gradient)"},
   };
 }
 
@@ -104,6 +112,10 @@ std::vector<ConvCase<3>> cases<3>() {
       {O3(2, 16, {3, 1, 2}).stride({2, 2, 3}).padding({2, 0, 1}), Shape<5>(2, 4, 5, 3, 2), false,
        "thin col2im k3x1x2 s2x2x3 p2x0x1"},
       {O3(20, 3, 3).stride(2).padding(1).output_padding(1), Shape<5>(20, 2, 3, 3, 2), true, "thin col2im convT 20->3 op1"},
+      // The direct thin kernels (see the 2-D cases).
+      {O3(16, 1, 7), Shape<5>(16, 9, 8, 7, 1), false, "thin head 16->1 k7 p0"},
+      {O3(16, 1, 5).padding({2, 1, 0}), Shape<5>(16, 10, 4, 5, 1), false, "thin 16->1 k5 p2x1x0"},
+      {O3(1, 16, 5).padding(2), Shape<5>(1, 6, 5, 4, 1), false, "thin 1->16 k5 p2 (input gradient)"},
   };
 }
 
@@ -134,6 +146,31 @@ void col2im_dispatch_cases<3>() {
                             {O3(32, 64, 4).stride(2).padding(1), Shape<5>(32, 6, 5, 4, 1), false, "PatchGAN 32 <- 64"},
                             {O3(16, 1, 7), Shape<5>(16, 8, 7, 9, 1), false, "depth 1"},
                             {O3(1, 16, 7).padding(3), Shape<5>(1, 6, 5, 4, 1), false, "stride 1"}});
+}
+template <int Dim>
+void thin_dispatch_cases();
+template <>
+void thin_dispatch_cases<2>() {
+  check_thin_dispatch<2>({{O2(16, 1, 7), Shape<4>(16, 21, 9, 2), false, "head 16->1 k7 p0"},
+                          {O2(16, 1, 7).padding(3), Shape<4>(16, 19, 8, 1), false, "16->1 k7 p3"},
+                          {O2(64, 1, 5).padding({4, 0}), Shape<4>(64, 9, 7, 2), false, "64->1 k5 p4x0"},
+                          {O2(1, 16, 7), Shape<4>(1, 20, 9, 2), false, "stem 1->16 k7 p0"},
+                          {O2(1, 32, 5).padding(1), Shape<4>(1, 17, 6, 1), false, "1->32 k5 p1"}},
+                         {{O2(16, 1, 3).padding(1), Shape<4>(16, 9, 7, 1), false, "k3 (below kThinMinKernel)"},
+                          {O2(16, 1, 7).stride(2), Shape<4>(16, 15, 9, 1), false, "stride 2"},
+                          {O2(16, 2, 7), Shape<4>(16, 9, 8, 1), false, "two output channels"},
+                          {O2(6, 1, 7), Shape<4>(6, 9, 8, 1), false, "6 channels (no SIMD multiple)"},
+                          {O2(16, 1, 5).padding(5), Shape<4>(16, 4, 4, 1), false, "padding beyond the kernel"},
+                          {O2(1, 16, 7), Shape<4>(1, 9, 8, 1), true, "transposed"}});
+}
+template <>
+void thin_dispatch_cases<3>() {
+  check_thin_dispatch<3>({{O3(16, 1, 7), Shape<5>(16, 17, 8, 9, 1), false, "head 16->1 k7 p0"},
+                          {O3(16, 1, 7).padding(3), Shape<5>(16, 10, 5, 4, 1), false, "16->1 k7 p3"},
+                          {O3(1, 16, 5).padding({2, 0, 1}), Shape<5>(1, 11, 6, 5, 2), false, "1->16 k5 p2x0x1"}},
+                         {{O3(16, 1, 3), Shape<5>(16, 6, 5, 4, 1), false, "k3"},
+                          {O3(16, 1, 7).stride(2), Shape<5>(16, 9, 8, 7, 1), false, "stride 2"},
+                          {O3(1, 16, 4).stride(2).padding(1), Shape<5>(1, 8, 8, 8, 1), false, "PatchGAN stem"}});
 }
 template <int Dim>
 void col2im_gather_cases();
@@ -243,6 +280,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(tiling_and_generic_paths, D, Dims) {
 }
 BOOST_AUTO_TEST_CASE_TEMPLATE(col2im_dispatch, D, Dims) { col2im_dispatch_cases<D::value>(); }
 BOOST_AUTO_TEST_CASE_TEMPLATE(col2im_thin_gather, D, Dims) { col2im_gather_cases<D::value>(); }
+BOOST_AUTO_TEST_CASE_TEMPLATE(thin_direct_dispatch, D, Dims) { thin_dispatch_cases<D::value>(); }
 BOOST_AUTO_TEST_CASE_TEMPLATE(swap_kernel_axes_tiles, D, Dims) { check_swap_kernel_axes<D::value>(); }
 BOOST_AUTO_TEST_CASE_TEMPLATE(dnnl_conv_dispatch, D, Dims) { check_dnnl_dispatch<D::value>(cases<D::value>()); }
 

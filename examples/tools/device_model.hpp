@@ -18,7 +18,7 @@ inline bool& conv_bf16_requested() {
   return on;
 }
 
-/// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 in the environment switch those convolution paths off in the
+/// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 / DICYC_THIN_DIRECT=0 in the environment switch those convolution paths off in the
 /// tools' contexts (ops::plan_conv reads the context's settings), for comparison.
 inline void apply_env_switches(dicyc::core::ContextSettings& s) {
   auto on = [](const char* n) {
@@ -27,6 +27,7 @@ inline void apply_env_switches(dicyc::core::ContextSettings& s) {
   };
   s.set_winograd(on("DICYC_WINOGRAD"));
   s.set_col2im(on("DICYC_COL2IM"));
+  s.set_thin_direct(on("DICYC_THIN_DIRECT"));
   if (const char* e = std::getenv("DICYC_DNNL_CONV")) s.set_dnnl_conv(dicyc::core::parse_dnnl_conv_mode(e));
   s.set_conv_bf16(conv_bf16_requested() ||
                   (std::getenv("DICYC_CONV_BF16") && std::string(std::getenv("DICYC_CONV_BF16")) == "1"));

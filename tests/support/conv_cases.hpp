@@ -224,12 +224,15 @@ void check_col2im_dispatch(const std::vector<ConvCase<Dim>>& on, const std::vect
   auto& cx = contexts();
   BOOST_REQUIRE(cx.pool.col2im());
   // dicyc's own kernels are under test: the 4^d convs among the cases would go to oneDNN.
+  // The same for the stride-1 thin convs (ConvPath::ThinDirect) among the ineligible ones.
   struct DnnlOff {
-    DnnlOff() { set(dicyc::core::DnnlConvMode::Off); }
-    ~DnnlOff() { set(dicyc::core::DnnlConvMode::Auto); }
-    static void set(dicyc::core::DnnlConvMode m) {
+    DnnlOff() { set(dicyc::core::DnnlConvMode::Off, false); }
+    ~DnnlOff() { set(dicyc::core::DnnlConvMode::Auto, true); }
+    static void set(dicyc::core::DnnlConvMode m, bool thin) {
       contexts().pool.set_dnnl_conv(m);
       contexts().cpu.set_dnnl_conv(m);
+      contexts().pool.set_thin_direct(thin);
+      contexts().cpu.set_thin_direct(thin);
     }
   } dnnl_off;
   // What the switch changes: the input gradient of a conv, the forward of a transposed conv.
@@ -530,4 +533,104 @@ void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
     }
   }
 }
+/// The direct thin kernels (ops/conv_thin.hpp, ConvPath::ThinDirect; stride-1 convs with one
+/// channel on one side): the `on` cases plan their eligible passes on it (forward and input
+/// gradient of C -> 1 and 1 -> C, weight gradient of C -> 1; oneDNN off, so that its Auto rule
+/// does not take the 1 -> C forward first), the context's set_thin_direct(false) sends them back
+/// to the gather/GEMV/col2im paths, and both agree with the naive double reference: the forward
+/// written over NaN, the gradients accumulated onto pre-filled buffers, float to 2e-5 of the
+/// scale, double to 1e-12; the switch is reached (some float result differs in its bits), the
+/// pool's bits equal one thread's. The `off` cases never plan on it.
+template <int Dim>
+void check_thin_dispatch(const std::vector<ConvCase<Dim>>& on, const std::vector<ConvCase<Dim>>& off) {
+  using namespace dicyc;
+  using ops::ConvPass;
+  auto& cx = contexts();
+  BOOST_REQUIRE(cx.pool.thin_direct() && cx.cpu.thin_direct());
+  struct Restore {
+    ~Restore() {
+      for (auto* c : {static_cast<core::ContextSettings*>(&contexts().pool), static_cast<core::ContextSettings*>(&contexts().cpu)}) {
+        c->set_dnnl_conv(core::DnnlConvMode::Auto);
+        c->set_thin_direct(true);
+      }
+    }
+  } restore;
+  cx.pool.set_dnnl_conv(core::DnnlConvMode::Off);
+  cx.cpu.set_dnnl_conv(core::DnnlConvMode::Off);
+  auto set_thin = [&](bool t) {
+    cx.pool.set_thin_direct(t);
+    cx.cpu.set_thin_direct(t);
+  };
+  bool some_differ = false;
+  for (const auto& c : on) {
+    BOOST_TEST_CONTEXT(c.label) {
+      BOOST_REQUIRE(!c.transpose);
+      auto thin = [&](auto& ctx, auto scalar, ConvPass pass) {
+        return ops::plan_conv<Dim, decltype(scalar)>(ctx, c.opts, pass, c.in) == ops::ConvPath::ThinDirect;
+      };
+      auto eligible = [&](auto scalar, ConvPass pass) { return ops::detail::thin_direct_shape<Dim, decltype(scalar)>(c.opts, pass); };
+      int planned = 0;
+      for (auto pass : {ConvPass::Forward, ConvPass::InputGrad, ConvPass::WeightGrad}) {
+        const bool expect = eligible(float(), pass);
+        planned += expect;
+        BOOST_CHECK_EQUAL(thin(cx.pool, float(), pass), expect);
+        BOOST_CHECK_EQUAL(thin(cx.cpu, double(), pass), eligible(double(), pass));
+        cx.pool.set_thin_direct(false);
+        BOOST_CHECK(!thin(cx.pool, float(), pass));
+        BOOST_CHECK_EQUAL(thin(cx.cpu, float(), pass), expect);  // a setting of one context only
+        cx.pool.set_thin_direct(true);
+      }
+      BOOST_CHECK_GE(planned, 2);  // forward and input gradient at least
+      const auto d = make_data(c, 51);
+      const auto ref = reference(c, d);
+      const auto g = random_vec<double>(num_elements(d.ys), 53);
+      const double pre = 0.25;
+      std::vector<double> rx, rw, rb;
+      set_thin(false);
+      run_backward<Dim, double>(cx.cpu, c, d.x, d.w, g, rx, rw, rb, pre);
+      const auto ry = run_forward<Dim, double>(cx.cpu, c, d.x, d.w, d.b);
+      set_thin(true);
+      BOOST_CHECK_LT(max_abs_diff(ry, ref), 1e-12 * std::max(1.0, max_abs(ref)));
+      const double sy = std::max(1.0, max_abs(ref)), sx = std::max(1.0, max_abs(rx)), sw = std::max(1.0, max_abs(rw));
+      std::vector<double> y[2], dx[2], dw[2], db[2];
+      for (int t = 0; t < 2; ++t) {
+        BOOST_TEST_CONTEXT((t ? "thin on" : "thin off")) {
+          set_thin(t == 1);
+          y[t] = run_forward<Dim, float>(cx.pool, c, d.x, d.w, d.b);
+          run_backward<Dim, float>(cx.pool, c, d.x, d.w, g, dx[t], dw[t], db[t], pre);
+          BOOST_CHECK_LT(max_abs_diff(y[t], ref), 2e-5 * sy);
+          BOOST_CHECK_LT(max_abs_diff(dx[t], rx), 2e-5 * sx);
+          BOOST_CHECK_LT(max_abs_diff(dw[t], rw), 2e-5 * sw);
+          std::vector<double> y1, dx1, dw1, db1;
+          y1 = run_forward<Dim, float>(cx.cpu, c, d.x, d.w, d.b);
+          run_backward<Dim, float>(cx.cpu, c, d.x, d.w, g, dx1, dw1, db1, pre);
+          if (t == 1) {  // the thin kernels' passes: the same bits on 1 and 2 threads
+            if (eligible(float(), ConvPass::Forward)) BOOST_CHECK(y1 == y[t]);
+            if (eligible(float(), ConvPass::InputGrad)) BOOST_CHECK(dx1 == dx[t]);
+            if (eligible(float(), ConvPass::WeightGrad)) BOOST_CHECK(dw1 == dw[t]);
+          }
+          std::vector<double> qx, qw, qb;
+          run_backward<Dim, double>(cx.pool, c, d.x, d.w, g, qx, qw, qb, pre);
+          BOOST_CHECK_LT(max_abs_diff(run_forward<Dim, double>(cx.pool, c, d.x, d.w, d.b), ref), 1e-12 * sy);
+          BOOST_CHECK_LT(max_abs_diff(qx, rx), 1e-12 * sx);
+          BOOST_CHECK_LT(max_abs_diff(qw, rw), 1e-12 * sw);
+        }
+      }
+      set_thin(true);
+      some_differ = some_differ || y[0] != y[1] || dx[0] != dx[1] || dw[0] != dw[1];
+    }
+  }
+  BOOST_CHECK(some_differ);
+  for (const auto& c : off) {
+    BOOST_TEST_CONTEXT(c.label) {
+      for (auto pass : case_passes(c)) {
+        const bool eligible = ops::detail::thin_direct_shape<Dim, float>(c.opts, pass);
+        const bool planned = ops::plan_conv<Dim, float>(cx.pool, c.opts, pass, c.in) == ops::ConvPath::ThinDirect;
+        BOOST_CHECK(!eligible);
+        BOOST_CHECK(!planned);
+      }
+    }
+  }
+}
+
 }  // namespace dt

@@ -56,7 +56,7 @@ inline DnnlConvMode parse_dnnl_conv_mode(const std::string& v) {
 
 /// Settings shared by every context: the scratch bound of tiled ops, and the switches of the
 /// convolution paths that ops::plan_conv() reads (on by default; the tools set them from
-/// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 / DICYC_DNNL_CONV=0|auto|always in the environment).
+/// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 / DICYC_THIN_DIRECT=0 / DICYC_DNNL_CONV=0|auto|always in the environment).
 class ContextSettings {
  public:
   /// Conv passes on oneDNN's primitives (see DnnlConvMode).
@@ -76,6 +76,11 @@ class ContextSettings {
   /// Conv input gradients and transposed-conv forwards on GEMM + col2im where the shapes suit it (CPU).
   bool col2im() const { return col2im_; }
   void set_col2im(bool on) { col2im_ = on; }
+  /// Stride-1 convs with one channel on one side (the 7^d heads and the stems' input gradients)
+  /// on direct sums instead of a GEMV or rank-1 GEMM over im2col columns (CPU, float and double;
+  /// ops/conv_thin.hpp).
+  bool thin_direct() const { return thin_direct_; }
+  void set_thin_direct(bool on) { thin_direct_ = on; }
 
   /// Upper bound on the scratch memory of one tiled op (im2col columns): large convolutions are
   /// processed in column blocks that fit. Default 64 MiB.
@@ -87,7 +92,7 @@ class ContextSettings {
 
  private:
   std::size_t workspace_limit_ = std::size_t(64) << 20;
-  bool winograd_ = true, col2im_ = true;
+  bool winograd_ = true, col2im_ = true, thin_direct_ = true;
   DnnlConvMode dnnl_conv_ = DnnlConvMode::Auto;
   bool conv_bf16_ = false;
 };

@@ -17,8 +17,10 @@
 // off), wide and thin input gradients / transposed forwards on GEMM + col2im (ctx.set_col2im(false)
 // turns it off); where the build links oneDNN, the passes that measured faster there (the
 // PatchGAN's 4^d convs, the stems, the downsampling input gradients; float) run on oneDNN's own
-// convolution primitives (ops/conv_dnnl.hpp; ctx.set_dnnl_conv). The measurements behind
-// the thresholds are in docs/results/conv-paths.md.
+// convolution primitives (ops/conv_dnnl.hpp; ctx.set_dnnl_conv); stride-1 convs with one channel
+// on one side (the 7^d heads, the stems' input gradients) on direct sums (ops/conv_thin.hpp;
+// ctx.set_thin_direct(false) turns it off). The measurements behind the thresholds are in
+// docs/results/conv-paths.md.
 // Implementation of everything else: every product is a gather (ops/im2col.hpp, normal or transposed mode) followed
 // by a GEMM (ops/gemm.hpp); nothing scatters.
 //   conv forward        y  = W              x cols(x)             normal gather
@@ -46,6 +48,7 @@
 #include <vector>
 
 #include "dicyc/ops/conv_dnnl.hpp"
+#include "dicyc/ops/conv_thin.hpp"
 #include "dicyc/ops/gemm.hpp"
 #include "dicyc/ops/im2col.hpp"
 #include "dicyc/ops/winograd.hpp"
@@ -959,8 +962,10 @@ enum class ConvPass { Forward, InputGrad, WeightGrad, TransposedForward, Transpo
 ///   Gather            the normal gather + GEMM (every device; on the CPU, products with one output
 ///                     row at stride 1 skip the gather: plane_gemv);
 ///   Dnnl              oneDNN's convolution primitive for the pass (CPU, float, builds with oneDNN;
-///                     ops/conv_dnnl.hpp).
-enum class ConvPath { Winograd, GemmCol2im, GemmCol2imThin, TransposedGather, Gather, Dnnl };
+///                     ops/conv_dnnl.hpp);
+///   ThinDirect        direct sums for stride-1 convs with one channel on one side (CPU, float and
+///                     double; ops/conv_thin.hpp).
+enum class ConvPath { Winograd, GemmCol2im, GemmCol2imThin, TransposedGather, Gather, Dnnl, ThinDirect };
 
 inline const char* conv_path_name(ConvPath p) {
   switch (p) {
@@ -969,6 +974,7 @@ inline const char* conv_path_name(ConvPath p) {
     case ConvPath::GemmCol2imThin: return "gemm_col2im_thin";
     case ConvPath::TransposedGather: return "transposed_gather";
     case ConvPath::Dnnl: return "dnnl";
+    case ConvPath::ThinDirect: return "thin_direct";
     default: return "gather";
   }
 }
@@ -1078,6 +1084,51 @@ bool dnnl_conv_shape(const ConvOptions<Dim>& o, ConvPass pass, const Shape<Dim +
   return true;
 }
 
+template <class S, class Device>
+constexpr bool thin_capable_v = !core::is_gpu_v<Device> && (std::is_same_v<S, float> || std::is_same_v<S, double>);
+
+/// Whether pass `pass` of conv `o` suits the direct thin kernels (ops/conv_thin.hpp): stride 1, a
+/// padding below the kernel, one channel on one side and on the other a multiple of S's SIMD
+/// width (at least kThinMinChannels) and a kernel of at least kThinMinKernel taps per axis (the
+/// 7^d stems and heads; the PatchGAN's 4^d last layer measured faster on plane_gemv, see
+/// docs/results/conv-paths.md). Forward and input gradient of C -> 1 and 1 -> C convs, weight
+/// gradient of C -> 1 (the 1 -> C weight gradient is a GEMM with C output rows already).
+constexpr Index kThinMinChannels = 8;
+constexpr Index kThinMinKernel = 5;
+
+template <int Dim, class S>
+bool thin_direct_shape(const ConvOptions<Dim>& o, ConvPass pass) {
+  if constexpr (Dim != 2 && Dim != 3) {
+    return false;
+  } else {
+    if (is_transposed_pass(pass)) return false;
+    for (int d = 0; d < Dim; ++d)
+      if (o.stride()[d] != 1 || o.kernel_size()[d] < kThinMinKernel || o.padding()[d] > o.kernel_size()[d] - 1)
+        return false;
+    const Index ci = o.in_channels(), co = o.out_channels(), L = thin_lanes<S>;
+    auto wide = [&](Index c) { return c >= kThinMinChannels && c % L == 0; };
+    if (co == 1 && wide(ci)) return true;
+    return ci == 1 && wide(co) && pass != ConvPass::WeightGrad;
+  }
+}
+
+/// The thin kernels' geometry of conv o from grid `in` (channels on the wide side: c) to grid
+/// `out`, with padding `pad` (per axis).
+template <int Dim>
+ThinGeom thin_geom(Index c, const Shape<Dim + 2>& in, const Shape<Dim + 2>& out, const ConvOptions<Dim>& o,
+                   bool gradient) {
+  ThinGeom g;
+  g.C = c;
+  g.N = in[Dim + 1];
+  for (int d = 0; d < Dim; ++d) {
+    g.in[d] = in[d + 1];
+    g.out[d] = out[d + 1];
+    g.k[d] = o.kernel_size()[d];
+    g.pad[d] = gradient ? o.kernel_size()[d] - 1 - o.padding()[d] : o.padding()[d];
+  }
+  return g;
+}
+
 }  // namespace detail
 
 /// The one place that chooses a convolution's kernel: for pass `pass` of conv `o` on input shape
@@ -1096,6 +1147,8 @@ ConvPath plan_conv(const Context<Device>& ctx, const ConvOptions<Dim>& o, ConvPa
          detail::dnnl_conv_auto(o, pass)))
       return ConvPath::Dnnl;
   }
+  if constexpr (detail::thin_capable_v<S, Device>)
+    if (conv && ctx.thin_direct() && detail::thin_direct_shape<Dim, S>(o, pass)) return ConvPath::ThinDirect;
   if constexpr (detail::winograd_capable_v<Dim, S, Device>)
     if (conv && ctx.winograd() && detail::winograd_shape(o)) return ConvPath::Winograd;
   if (pass == P::Forward || pass == P::WeightGrad || pass == P::TransposedInputGrad || pass == P::TransposedWeightGrad)
@@ -1132,6 +1185,18 @@ void conv_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTe
         return;  // the bias is added by the primitive
     }
 #endif
+    if constexpr (detail::thin_capable_v<S, Device>) {
+      if (plan_conv<Dim, S>(ctx, o, ConvPass::Forward, x.dimensions()) == ConvPath::ThinDirect) {
+        if (o.out_channels() == 1)
+          detail::thin_corr(ctx, detail::thin_geom<Dim>(o.in_channels(), x.dimensions(), out, o, false), x.data(),
+                            w.data(), false, y.data(), false);
+        else
+          detail::thin_spread(ctx, detail::thin_geom<Dim>(o.out_channels(), x.dimensions(), out, o, false), x.data(),
+                              w.data(), false, y.data(), false);
+        if (bias) detail::add_bias(ctx, *bias, y.data(), o.out_channels(), num_elements(out) / o.out_channels());
+        return;
+      }
+    }
     if constexpr (detail::winograd_capable_v<Dim, S, Device>) {
       if (plan_conv<Dim, S>(ctx, o, ConvPass::Forward, x.dimensions()) == ConvPath::Winograd) {
         const Index cc = o.out_channels() * o.in_channels();
@@ -1187,6 +1252,24 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
         dx = nullptr;
     }
 #endif
+    if constexpr (detail::thin_capable_v<S, Device>) {
+      // The weight gradient of C -> 1; the input gradients as the flipped kernel's correlation of
+      // dy onto x's grid (1 <- C: onto one channel; C <- 1: spread over C).
+      if (dw && plan_conv<Dim, S>(ctx, o, ConvPass::WeightGrad, x.dimensions()) == ConvPath::ThinDirect) {
+        detail::thin_wgrad(ctx, detail::thin_geom<Dim>(o.in_channels(), x.dimensions(), out, o, false), x.data(),
+                           dy.data(), dw->data());
+        dw = nullptr;
+      }
+      if (dx && plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions()) == ConvPath::ThinDirect) {
+        if (o.in_channels() == 1)
+          detail::thin_corr(ctx, detail::thin_geom<Dim>(o.out_channels(), out, x.dimensions(), o, true), dy.data(),
+                            w.data(), true, dx->data(), true);
+        else
+          detail::thin_spread(ctx, detail::thin_geom<Dim>(o.in_channels(), out, x.dimensions(), o, true), dy.data(),
+                              w.data(), true, dx->data(), true);
+        dx = nullptr;
+      }
+    }
     if constexpr (detail::winograd_capable_v<Dim, S, Device>) {
       if (plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions()) == ConvPath::Winograd) {
         const Index px = o.padding()[0], py = o.padding()[1];
