@@ -24,6 +24,15 @@
 #include "dicyc/core/context.hpp"
 #include "dicyc/core/types.hpp"
 
+// Full unrolling of the register-block loops (their bounds are compile-time constants; GCC's
+// own heuristics stop short of the 98-step tap loop). Other compilers decide for themselves.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define DICYC_THIN_PRAGMA(x) _Pragma(#x)
+#define DICYC_THIN_UNROLL(n) DICYC_THIN_PRAGMA(GCC unroll n)
+#else
+#define DICYC_THIN_UNROLL(n)
+#endif
+
 namespace dicyc::ops::detail {
 
 /// Extents of a thin conv as 3-D ones (2-D: one z plane, kernel depth 1, padding 0 in z).
@@ -98,21 +107,21 @@ inline void thin_corr_block(const S* in, Index stride, const S* w, Index wstep, 
   using P = thin_packet_t<S>;
   namespace ei = Eigen::internal;
   P wv[KX], a[B];
-#pragma GCC unroll 16
+  DICYC_THIN_UNROLL(16)
   for (int k = 0; k < KX; ++k) wv[k] = ei::ploadu<P>(w + wstep * k);
   constexpr int L = int(thin_lanes<S>);
-#pragma GCC unroll 16
+  DICYC_THIN_UNROLL(16)
   for (int j = 0; j < B; ++j) a[j] = ei::ploadu<P>(acc + L * j);
-#pragma GCC unroll 32
+  DICYC_THIN_UNROLL(32)
   for (int q = 0; q < B + KX - 1; ++q) {
     const P v = ei::ploadu<P>(in + stride * q);
-#pragma GCC unroll 16
+    DICYC_THIN_UNROLL(16)
     for (int k = 0; k < KX; ++k) {
       const int j = q - k;
       if (j >= 0 && j < B) a[j] = ei::pmadd(v, wv[k], a[j]);
     }
   }
-#pragma GCC unroll 16
+  DICYC_THIN_UNROLL(16)
   for (int j = 0; j < B; ++j) ei::pstoreu(acc + L * j, a[j]);
 }
 
@@ -257,12 +266,12 @@ void thin_wgrad_taps(const S* drow, Index Xo, const S* xrow, Index Xi, Index C, 
     constexpr int B = 8;
     for (; o + B <= ob; o += B, ip += C * B) {
       P d[B];
-#pragma GCC unroll 16
+      DICYC_THIN_UNROLL(16)
       for (int j = 0; j < B; ++j) d[j] = ei::pset1<P>(drow[o + j]);
-#pragma GCC unroll 32
+      DICYC_THIN_UNROLL(32)
       for (int q = 0; q < B + NK - 1; ++q) {
         const P v = ei::ploadu<P>(ip + C * q);
-#pragma GCC unroll 16
+        DICYC_THIN_UNROLL(16)
         for (int k = 0; k < NK; ++k) {
           const int j = q - k;
           if (j >= 0 && j < B) acc[k] = ei::pmadd(d[j], v, acc[k]);
