@@ -251,6 +251,9 @@ static const int conv_layers_registered = [] {
       {"conv_layer/3d/generator", BM_conv_layer3,
        {{1, 16, 64, 7, 1, 0}, {16, 32, 64, 3, 2, 0}, {32, 64, 32, 3, 2, 0}, {64, 32, 16, 3, 2, 1},
         {32, 16, 32, 3, 2, 1}, {16, 1, 64, 7, 1, 0}}},
+      // The demo's 3-D residual blocks (ngf 16 -> 64 channels at 48^3 / 4 = 12^3; padding 1 here
+      // where the network pads by reflection first: the same multiply-adds).
+      {"conv_layer/3d/res_ngf16", BM_conv_layer3, {{64, 64, 12, 3, 1, 0}}},
       {"conv_layer/3d/patchgan", BM_conv_layer3,
        {{1, 32, 64, 4, 2, 0}, {32, 64, 32, 4, 2, 0}, {64, 128, 16, 4, 2, 0}, {128, 256, 8, 4, 1, 0},
         {256, 1, 7, 4, 1, 0}}},
