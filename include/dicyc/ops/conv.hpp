@@ -1105,9 +1105,10 @@ constexpr bool thin_capable_v = !core::is_gpu_v<Device> && (std::is_same_v<S, fl
 /// Whether pass `pass` of conv `o` suits the direct thin kernels (ops/conv_thin.hpp): stride 1, a
 /// padding below the kernel, one channel on one side and on the other a multiple of S's SIMD
 /// width (at least kThinMinChannels) and a kernel of at least kThinMinKernel taps per axis (the
-/// 7^d stems and heads; the PatchGAN's 4^d last layer measured faster on plane_gemv, see
-/// docs/results/conv-paths.md). Forward and input gradient of C -> 1 and 1 -> C convs, weight
-/// gradient of C -> 1 (the 1 -> C weight gradient is a GEMM with C output rows already).
+/// 7^d stems and heads, where it was measured: docs/results/conv-paths.md; the PatchGAN's 4^d last
+/// layer keeps plane_gemv, not measured on this path). Forward and input gradient of C -> 1 and
+/// 1 -> C convs, weight gradient of C -> 1 (the 1 -> C weight gradient is a GEMM with C output
+/// rows already).
 constexpr Index kThinMinChannels = 8;
 constexpr Index kThinMinKernel = 5;
 
@@ -1128,7 +1129,8 @@ bool thin_direct_shape(const ConvOptions<Dim>& o, ConvPass pass) {
 }
 
 /// The thin kernels' geometry of conv o from grid `in` (channels on the wide side: c) to grid
-/// `out`, with padding `pad` (per axis).
+/// `out`: o's padding, or for an input gradient (`gradient`, the flipped kernel's correlation of
+/// dy) k - 1 - padding.
 template <int Dim>
 ThinGeom thin_geom(Index c, const Shape<Dim + 2>& in, const Shape<Dim + 2>& out, const ConvOptions<Dim>& o,
                    bool gradient) {
