@@ -4,17 +4,18 @@
 //
 // These layers have C * k^d multiply-adds per voxel, as many as a residual block's conv at 16
 // channels, but the GEMM formulation degenerates: one output row (a GEMV over an im2col matrix of
-// C * k^d rows, written and read once per pass), or a rank-1 product and a col2im. Both are bound
-// by memory traffic on that matrix (at 48^3 and C = 16 it is 2.4 GB per pass), which made the
-// 3-D generator's head and stem gradient half of its forward+backward at the demo's width. Here
-// the sums run straight from the tensors: the channels are the fastest axis of the layout, so a
-// voxel's C values are C / L packed registers (L = the SIMD width), and each tap is one packed
-// multiply-add, with 8 outputs of a row per block for independent accumulators. Nothing is
-// materialised; the inputs of a row block (k^(d-1) rows of the input) stay in L1/L2.
+// C * k^d rows, written and read once per pass), or a rank-1 product and a col2im, bound by the
+// memory traffic on that matrix (at 48^3 and C = 16 it is 2.4 GB per pass): a quarter of the 3-D
+// generator's forward+backward at the demo's width (docs/results/conv-paths.md). Here the sums run
+// straight from the tensors: the channels are the fastest axis of the layout, so a voxel's C
+// values are C / L packed registers (L = the SIMD width), and each tap is one packed multiply-add,
+// with 8 outputs of a row per block for independent accumulators. No im2col matrix: the only
+// copies are the zero-padded input spans of the blocks at a row's edges (C -> 1) and the
+// 1-channel input rows of a 1 -> C conv, a few KiB per thread.
 //
 // Layout as everywhere: (C, x, y[, z], N), kernels (Cout, Cin, k...); 2-D runs as 3-D with one
-// z plane. The padding is any (zero padding, by clipping the taps), the stride 1. C must be a
-// multiple of the packet width of S (checked by thin_direct_shape).
+// z plane. Zero padding of any size below the kernel (taps outside the input clipped or read as
+// zeros), stride 1. C must be a multiple of the packet width of S (checked by thin_direct_shape).
 #pragma once
 
 #include <algorithm>
@@ -63,30 +64,30 @@ inline void thin_clip(Index o, Index pad, Index k, Index in, Index& lo, Index& h
   if (hi < lo) hi = lo;
 }
 
-/// Copies input row `src` (ch channels, n positions) into `dst` as positions q = 0..len-1 of
-/// the zero-padded row, q <-> input position q - pad.
+/// Copies the 1-channel input row `src` (n positions) into `dst` as positions q = 0..len-1 of the
+/// zero-padded row, q <-> input position q - pad.
 template <class S>
-void thin_fill_row(const S* src, Index ch, Index n, Index pad, Index len, S* dst) {
+void thin_fill_row(const S* src, Index n, Index pad, Index len, S* dst) {
   const Index a = std::min(len, std::max<Index>(0, pad)), b = std::max(a, std::min(len, n + pad));
-  std::fill(dst, dst + ch * a, S(0));
-  std::copy(src + ch * (a - pad), src + ch * (b - pad), dst + ch * a);
-  std::fill(dst + ch * b, dst + ch * len, S(0));
+  std::fill(dst, dst + a, S(0));
+  std::copy(src + (a - pad), src + (b - pad), dst + a);
+  std::fill(dst + b, dst + len, S(0));
 }
 
-/// The input rows one output row (oy, oz, n) reads, zero-padded in x: row i of `buf` (ch x len)
-/// is input row (oy - pad + ky, oz - pad + kz) for the i-th unclipped (ky, kz), and wbase[i] the
-/// weight of its tap kx = 0. Returns the number of rows.
+/// The 1-channel input rows one output row (oy, oz, n) reads, zero-padded in x: row i of `buf`
+/// (len positions) is input row (oy - pad + ky, oz - pad + kz) for the i-th unclipped (ky, kz),
+/// and wbase[i] the weight of its tap kx = 0. Returns the number of rows.
 template <class S>
-Index thin_gather_rows(const ThinGeom& g, const S* in, Index ch, Index oy, Index oz, Index n, Index len,
-                       const S* w, bool flip, S* buf, const S** wbase) {
+Index thin_gather_rows(const ThinGeom& g, const S* in, Index oy, Index oz, Index n, Index len, const S* w, bool flip,
+                       S* buf, const S** wbase) {
   Index ky0, ky1, kz0, kz1;
   thin_clip(oy, g.pad[1], g.k[1], g.in[1], ky0, ky1);
   thin_clip(oz, g.pad[2], g.k[2], g.in[2], kz0, kz1);
   Index rows = 0;
   for (Index kz = kz0; kz < kz1; ++kz)
     for (Index ky = ky0; ky < ky1; ++ky, ++rows) {
-      const S* src = in + ch * g.in[0] * ((oy - g.pad[1] + ky) + g.in[1] * ((oz - g.pad[2] + kz) + g.in[2] * n));
-      thin_fill_row(src, ch, g.in[0], g.pad[0], len, buf + rows * ch * len);
+      const S* src = in + g.in[0] * ((oy - g.pad[1] + ky) + g.in[1] * ((oz - g.pad[2] + kz) + g.in[2] * n));
+      thin_fill_row(src, g.in[0], g.pad[0], len, buf + rows * len);
       wbase[rows] = w + g.C * thin_tap(g, 0, ky, kz, flip);
     }
   return rows;
@@ -222,7 +223,7 @@ void thin_spread(core::Context<Device>& ctx, const ThinGeom& g, const S* in, con
     std::vector<const S*> wbase(static_cast<std::size_t>(g.k[1] * g.k[2]));
     for (Index r = r0; r < r1; ++r) {
       const Index oy = r % Yo, oz = (r / Yo) % Zo, n = r / (Yo * Zo);
-      const Index rows = thin_gather_rows(g, in, 1, oy, oz, n, len, w, flip, buf.data(), wbase.data());
+      const Index rows = thin_gather_rows(g, in, oy, oz, n, len, w, flip, buf.data(), wbase.data());
       S* orow = out + C * Xo * (oy + Yo * (oz + Zo * n));
       for (Index ox = 0; ox < Xo8; ox += B)
         for (Index cp = 0; cp < CP; ++cp) {
