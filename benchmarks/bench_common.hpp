@@ -1,13 +1,18 @@
 // Shared by the benchmark programs: the CPU thread-pool context (2 threads by default;
 // DICYC_BENCH_THREADS overrides), as PyTorch's reference runs with 2 threads. DICYC_WINOGRAD=0 and
 // DICYC_COL2IM=0 (and DICYC_THIN_DIRECT=0) switch those convolution paths off in it (ops::plan_conv), for comparison.
+// DICYC_BENCHMARK_MAIN() is Google Benchmark's main() with the tools' OpenMP spin
+// (core/openmp_env.hpp: GOMP_SPINCOUNT=1000 unless set), so the benchmarks time what the tools run.
 #pragma once
 
 #include <algorithm>
 #include <cstdlib>
 #include <string>
 
+#include <benchmark/benchmark.h>
+
 #include "dicyc/core/context.hpp"
+#include "dicyc/core/openmp_env.hpp"
 
 namespace dicyc_bench {
 
@@ -41,3 +46,14 @@ inline dicyc::core::Context<Dev>& ctx() {
 }
 
 }  // namespace dicyc_bench
+
+#define DICYC_BENCHMARK_MAIN()                                              \
+  int main(int argc, char** argv) {                                         \
+    ::dicyc::core::limit_openmp_spin(argv);                                 \
+    ::benchmark::Initialize(&argc, argv);                                   \
+    if (::benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;     \
+    ::benchmark::RunSpecifiedBenchmarks();                                  \
+    ::benchmark::Shutdown();                                                \
+    return 0;                                                               \
+  }                                                                         \
+  static_assert(true, "DICYC_BENCHMARK_MAIN() is used with a semicolon")

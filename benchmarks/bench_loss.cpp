@@ -43,4 +43,4 @@ BENCHMARK_CAPTURE(loss_bench, nmi/3d/64^3, Shape<5>(1, 64, 64, 64, 1), 0)->Unit(
 BENCHMARK_CAPTURE(loss_bench, mind/2d/128x128, Shape<4>(1, 128, 128, 1), 1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(loss_bench, gcc/2d/128x128, Shape<4>(1, 128, 128, 1), 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-BENCHMARK_MAIN();
+DICYC_BENCHMARK_MAIN();

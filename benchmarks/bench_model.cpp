@@ -150,4 +150,4 @@ BENCHMARK_CAPTURE(dicyc_step, sequential, model::EmMode::Sequential)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-BENCHMARK_MAIN();
+DICYC_BENCHMARK_MAIN();

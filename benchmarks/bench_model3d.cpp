@@ -121,4 +121,4 @@ BENCHMARK(D3_fwd_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(cyclegan3_step)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(dicyc3_step)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-BENCHMARK_MAIN();
+DICYC_BENCHMARK_MAIN();

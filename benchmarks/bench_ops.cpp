@@ -309,4 +309,4 @@ static void BM_instance_norm(benchmark::State& st) {
 }
 BENCHMARK(BM_instance_norm)->Name("instance_norm/2d/c256/32x32")->ArgName("bwd")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
-BENCHMARK_MAIN();
+DICYC_BENCHMARK_MAIN();

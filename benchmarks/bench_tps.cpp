@@ -55,4 +55,4 @@ BENCHMARK_CAPTURE(sampler, sampler_fwd_bwd/2d/c256/32x32, 256, 32)->Unit(benchma
 BENCHMARK_CAPTURE(sampler, sampler_fwd_bwd/2d/c1/128x128, 1, 128)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(tps_grid)->Name("tps_grid_fwd_bwd/2d/6x6/32x32")->Unit(benchmark::kMillisecond)->UseRealTime();
 
-BENCHMARK_MAIN();
+DICYC_BENCHMARK_MAIN();

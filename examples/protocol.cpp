@@ -59,6 +59,7 @@
 #include <set>
 #include <sstream>
 
+#include "dicyc/core/openmp_env.hpp"
 #include "dicyc/data/contrast.hpp"
 #include "dicyc/data/synthesis.hpp"
 #include "dicyc/eval.hpp"
@@ -923,6 +924,7 @@ struct Report {
 };
 
 int main(int argc, char** argv) try {
+  dicyc::core::limit_openmp_spin(argv);  // GOMP_SPINCOUNT=1000 unless the user set one (core/openmp_env.hpp)
   cxxopts::Options opts("protocol",
                         "The held-out simulated-deformation experiment in the paper's geometry: the seven models on ch2 slices "
                         "never seen in training, both directions (PD-like A from a contrast map fitted on ITK's PD slice)");

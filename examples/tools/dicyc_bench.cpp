@@ -7,6 +7,7 @@
 // the return of its losses to the host (so on a GPU, its completion). Used by
 // scripts/gpu_check.sh and comparable with benchmarks/torch_reference.py's steps of the same
 // networks (--device cuda there).
+#include "dicyc/core/openmp_env.hpp"
 #include "impl.hpp"
 
 using namespace tools;
@@ -73,4 +74,7 @@ int main_impl(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return run_tool("dicyc-bench", [&] { return main_impl(argc, argv); }); }
+int main(int argc, char** argv) {
+  dicyc::core::limit_openmp_spin(argv);  // GOMP_SPINCOUNT=1000 unless the user set one (see the header)
+  return run_tool("dicyc-bench", [&] { return main_impl(argc, argv); });
+}

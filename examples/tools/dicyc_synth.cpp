@@ -8,6 +8,7 @@
 // resampled back onto the input's own grid and written with the input's geometry, so it overlays
 // the input in any viewer.
 #include <algorithm>
+#include "dicyc/core/openmp_env.hpp"
 #include "impl.hpp"
 
 using namespace tools;
@@ -90,4 +91,7 @@ int main_impl(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return run_tool("dicyc-synth", [&] { return main_impl(argc, argv); }); }
+int main(int argc, char** argv) {
+  dicyc::core::limit_openmp_spin(argv);  // GOMP_SPINCOUNT=1000 unless the user set one (see the header)
+  return run_tool("dicyc-synth", [&] { return main_impl(argc, argv); });
+}

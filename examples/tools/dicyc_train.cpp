@@ -6,6 +6,7 @@
 // Writes into --out: checkpoint.safetensors (atomically, every --checkpoint-every iterations, at
 // the end and on Ctrl-C), losses.csv (every loss term of every iteration), samples/iter_*.png
 // (source | undeformed | deformed | cycle | checkerboard) and report.html (self-contained).
+#include "dicyc/core/openmp_env.hpp"
 #include "impl.hpp"
 
 using namespace tools;
@@ -230,4 +231,7 @@ int main_impl(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return run_tool("dicyc-train", [&] { return main_impl(argc, argv); }); }
+int main(int argc, char** argv) {
+  dicyc::core::limit_openmp_spin(argv);  // GOMP_SPINCOUNT=1000 unless the user set one (see the header)
+  return run_tool("dicyc-train", [&] { return main_impl(argc, argv); });
+}

@@ -276,5 +276,29 @@ alpha_in "alpha of a 3-D deformed volume is about 1" "$WORK/ev_a3/metrics.csv" 0
 check "eval: --fields needs --truth" 2 "--fields needs --truth" -- "$E" --pred "$WORK/def/deformed" --source "$A" --fields "$WORK/def/fields"
 check "eval: --fields without the volume's file" 2 "has no subj1.safetensors" -- "$E" --pred "$WORK/def/deformed" --truth "$WORK/def/truth_ab" --fields "$WORK/def3/fields"
 
+# ---------------------------------------------------------------- OpenMP spinning (core/openmp_env.hpp)
+# Where the tools load GNU OpenMP (oneDNN's runtime) they start again once with GOMP_SPINCOUNT=1000,
+# unless the user set GOMP_SPINCOUNT or OMP_WAIT_POLICY: libgomp prints what it read at each start
+# under OMP_DISPLAY_ENV=verbose, so the first start shows its default and the second 1000.
+if ldd "$T" 2>/dev/null | grep -q libgomp; then
+  spins() { "$@" 2>&1 | grep -o "GOMP_SPINCOUNT = '[0-9]*'" | tr -dc "0-9\n" | tr '\n' ' '; }
+  for tool in "$T" "$S"; do
+    n=$(basename "$tool")
+    got=$(spins env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY OMP_DISPLAY_ENV=verbose "$tool" --help)
+    [[ $got =~ ^[0-9]+\ 1000\ $ && $got != "1000 1000 " ]] && echo "ok   $n starts again with GOMP_SPINCOUNT=1000" \
+      || { echo "FAIL $n: libgomp read '$got', expected its default then 1000"; fails=$((fails+1)); }
+    got=$(spins env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=77 OMP_DISPLAY_ENV=verbose "$tool" --help)
+    [[ $got == "77 " ]] && echo "ok   $n keeps the user's GOMP_SPINCOUNT" \
+      || { echo "FAIL $n with GOMP_SPINCOUNT=77: libgomp read '$got'"; fails=$((fails+1)); }
+    got=$(spins env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=passive OMP_DISPLAY_ENV=verbose "$tool" --help)
+    [[ $got == "0 " ]] && echo "ok   $n keeps the user's OMP_WAIT_POLICY" \
+      || { echo "FAIL $n with OMP_WAIT_POLICY=passive: libgomp read '$got'"; fails=$((fails+1)); }
+  done
+  check "train with the spin set runs" 0 "done at iteration 2" -- env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY \
+    "$T" -a "$A" -b "$B" "${TINY[@]}" --max-iters 2 --out "$WORK/spin"
+else
+  echo "skip OpenMP spin checks: $(basename "$T") does not load GNU OpenMP"
+fi
+
 if [[ $fails -ne 0 ]]; then echo "$fails check(s) failed"; exit 1; fi
 echo "all tool checks passed"
