@@ -436,6 +436,64 @@ BOOST_AUTO_TEST_CASE(one_channel_large_problems_are_thread_count_independent) {
   }
 }
 
+/// Several channels, more positions than one table chunk (8192) of the many-channel backward: each
+/// channel's input gradient equals the one-channel kernels' on that channel alone (other code), the
+/// grid gradient their sum over the channels, and the serial context gives the same bits as the pool.
+template <int Dim>
+void many_channels_equal_one_channel_slices(Index C, const std::array<Index, Dim>& in_ext,
+                                            const std::array<Index, Dim>& out_ext, PaddingMode pm) {
+  Shape<Dim + 2> xs, x1s, gs;
+  xs[0] = C;
+  x1s[0] = 1;
+  gs[0] = Dim;
+  Index P = 1;
+  for (int d = 0; d < Dim; ++d) {
+    xs[d + 1] = x1s[d + 1] = in_ext[d];
+    gs[d + 1] = out_ext[d];
+    P *= out_ext[d];
+  }
+  xs[Dim + 1] = x1s[Dim + 1] = gs[Dim + 1] = 1;
+  BOOST_REQUIRE(P > 8192);
+  Shape<Dim + 2> ys = gs;
+  ys[0] = C;
+  const auto x = dt::random_vec<double>(num_elements(xs), 51);
+  const auto g = random_grid<Dim>(in_ext, P, 52);
+  const auto dy = dt::random_vec<double>(num_elements(ys), 53);
+  std::vector<double> dx(x.size(), 0.0), dg(g.size(), 0.0);
+  sample_backward<Dim, double>(pool(), xs, x, gs, g, dy, pm, dx, dg);
+  const Index n_in = num_elements(x1s);
+  std::vector<double> dg_sum(g.size(), 0.0);
+  double edx = 0, scale = 0;
+  for (Index c = 0; c < C; ++c) {
+    std::vector<double> x1(n_in), dy1(P), dx1(n_in, 0.0), dg1(g.size(), 0.0);
+    for (Index i = 0; i < n_in; ++i) x1[i] = x[i * C + c];
+    for (Index q = 0; q < P; ++q) dy1[q] = dy[q * C + c];
+    sample_backward<Dim, double>(cpu(), x1s, x1, gs, g, dy1, pm, dx1, dg1);
+    for (Index i = 0; i < n_in; ++i) edx = std::max(edx, std::abs(dx[i * C + c] - dx1[i]));
+    for (std::size_t i = 0; i < g.size(); ++i) dg_sum[i] += dg1[i];
+  }
+  for (double v : dg_sum) scale = std::max(scale, std::abs(v));
+  BOOST_TEST_CONTEXT(Dim << "-D, " << C << " channels, " << (pm == PaddingMode::Border ? "border" : "zeros")) {
+    BOOST_CHECK_SMALL(edx, 1e-11);
+    BOOST_CHECK_SMALL(dt::max_abs_diff(dg, dg_sum), 1e-12 * scale);
+    // float: the pool and the serial context, bit for bit (the scatter's channel ranges and chunks).
+    std::vector<double> dxa(x.size(), 0.0), dga(g.size(), 0.0), dxb = dxa, dgb = dga;
+    sample_backward<Dim, float>(cpu(), xs, x, gs, g, dy, pm, dxa, dga);
+    sample_backward<Dim, float>(pool(), xs, x, gs, g, dy, pm, dxb, dgb);
+    BOOST_CHECK(dxa == dxb);
+    BOOST_CHECK(dga == dgb);
+    BOOST_CHECK_SMALL(dt::max_abs_diff(dxa, dx), 1e-4 * dt::max_abs(dx));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(many_channel_backward_equals_one_channel_slices) {
+  for (auto pm : {PaddingMode::Border, PaddingMode::Zeros}) {
+    many_channels_equal_one_channel_slices<3>(6, {9, 8, 7}, {22, 21, 20}, pm);
+    many_channels_equal_one_channel_slices<2>(16, {31, 27}, {100, 95}, pm);
+    many_channels_equal_one_channel_slices<2>(5, {12, 10}, {97, 91}, pm);  // an odd split
+  }
+}
+
 BOOST_AUTO_TEST_CASE(non_finite_grid_coordinates_give_nan_not_a_quiet_clamp) {
   for (Index C : {1, 3}) {  // the one-channel kernels and the general path
   const Shape<4> xs(C, 5, 4, 1), gs(2, 3, 1, 1);

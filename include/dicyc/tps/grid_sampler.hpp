@@ -576,47 +576,61 @@ void sample_backward_host(Ctx& ctx, const S* in, const S* grid, const S* dout, S
     }
     return;
   }
-  if (dgrid) {
-    ctx.parallel_for(s.P_out * s.N, double(C) * 20 * Dim + 100, [&](Index q0, Index q1) {
+  // Channels enough for a split: positions in chunks of kTable. Per chunk, one parallel pass over
+  // its positions computes each position's corners once (and the grid gradient) and keeps the
+  // input-gradient offsets and weights in a table; then the input gradient is scattered from the
+  // table in parallel over channel ranges (a thread owns its channels, so nothing races). Each
+  // channel's sums run in position order, as in a serial loop: any thread count gives the same
+  // bits. (The scatter recomputed every position's corners once per channel block, which made it
+  // 8 % of the 3-D NMI-DiCyc step.)
+  constexpr int K = Corners<Dim>::K;
+  constexpr Index kTable = 8192;
+  const Index chunk = din ? std::min(Q, kTable) : Q;
+  const Index ranges = din ? std::min<Index>(ctx.num_threads(), std::max<Index>(1, C / 2)) : 1;
+  std::vector<Index> toff(din ? static_cast<std::size_t>(chunk * K) : 0);
+  std::vector<A> tw(toff.size());
+  for (Index qc = 0; qc < Q; qc += chunk) {
+    const Index m = std::min(chunk, Q - qc);
+    ctx.parallel_for(m, (dgrid ? double(C) * 20 * Dim : 0.0) + 40.0 * Dim + 20, [&](Index j0, Index j1) {
       Corners<Dim> cr;
       double g[Dim];
-      for (Index q = q0; q < q1; ++q) {
+      for (Index j = j0; j < j1; ++j) {
+        const Index q = qc + j;
         const Index n = q / s.P_out;
         for (int d = 0; d < Dim; ++d) g[d] = double(grid[q * Dim + d]);
-        cr.compute(g, s, pm, snap_tolerance<S>());
-        const S* base = in + n * s.P_in * C;
-        const S* go = dout + q * C;
-        std::array<A, Dim> acc{};
-        for (int k = 0; k < Corners<Dim>::K; ++k) {
-          if (cr.off[k] < 0) continue;
-          const S* src = base + cr.off[k] * C;
-          A dot = 0;
-          for (Index c = 0; c < C; ++c) dot += A(go[c]) * A(src[c]);
-          for (int d = 0; d < Dim; ++d) acc[d] += dot * A(cr.dw[k][d]);
+        cr.compute(g, s, pm, snap_tolerance<S>(), dgrid != nullptr);
+        if (dgrid) {
+          const S* base = in + n * s.P_in * C;
+          const S* go = dout + q * C;
+          std::array<A, Dim> acc{};
+          for (int k = 0; k < K; ++k) {
+            if (cr.off[k] < 0) continue;
+            const S* src = base + cr.off[k] * C;
+            A dot = 0;
+            for (Index c = 0; c < C; ++c) dot += A(go[c]) * A(src[c]);
+            for (int d = 0; d < Dim; ++d) acc[d] += dot * A(cr.dw[k][d]);
+          }
+          for (int d = 0; d < Dim; ++d)
+            dgrid[q * Dim + d] = S(A(dgrid[q * Dim + d]) + acc[d] * A(cr.dgrid[d]));
         }
-        for (int d = 0; d < Dim; ++d)
-          dgrid[q * Dim + d] = S(A(dgrid[q * Dim + d]) + acc[d] * A(cr.dgrid[d]));
+        if (din)
+          for (int k = 0; k < K; ++k) {
+            const bool skip = cr.off[k] < 0 || cr.w[k] == 0;
+            toff[j * K + k] = skip ? -1 : n * s.P_in * C + cr.off[k] * C;
+            tw[j * K + k] = A(cr.w[k]);
+          }
       }
     });
-  }
-  if (din) {
-    // Channel ranges in parallel: a thread owns its channels for every position, so nothing races.
-    const Index blocks = C >= 2 * ctx.num_threads() ? C : 1;
-    ctx.parallel_for(blocks, double(s.P_out * s.N) * 10 * C / double(blocks), [&](Index b0, Index b1) {
-      const Index c0 = blocks == 1 ? 0 : b0, c1 = blocks == 1 ? C : b1;
-      Corners<Dim> cr;
-      double g[Dim];
-      std::vector<A> tmp;
-      for (Index q = 0; q < s.P_out * s.N; ++q) {
-        const Index n = q / s.P_out;
-        for (int d = 0; d < Dim; ++d) g[d] = double(grid[q * Dim + d]);
-        cr.compute(g, s, pm, snap_tolerance<S>());
-        S* base = din + n * s.P_in * C;
-        const S* go = dout + q * C;
-        for (int k = 0; k < Corners<Dim>::K; ++k) {
-          if (cr.off[k] < 0 || cr.w[k] == 0) continue;
-          const A w = A(cr.w[k]);
-          S* dst = base + cr.off[k] * C;
+    if (!din) continue;
+    ctx.parallel_for(ranges, double(m) * K * (double(C) / double(ranges) * 2 + 2), [&](Index r0, Index r1) {
+      const Index c0 = r0 * C / ranges, c1 = r1 * C / ranges;
+      for (Index j = 0; j < m; ++j) {
+        const S* go = dout + (qc + j) * C;
+        for (int k = 0; k < K; ++k) {
+          const Index o = toff[j * K + k];
+          if (o < 0) continue;
+          const A w = tw[j * K + k];
+          S* dst = din + o;
           for (Index c = c0; c < c1; ++c) dst[c] = S(A(dst[c]) + w * A(go[c]));
         }
       }
