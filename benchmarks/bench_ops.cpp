@@ -254,6 +254,12 @@ static const int conv_layers_registered = [] {
       // The demo's 3-D residual blocks (ngf 16 -> 64 channels at 48^3 / 4 = 12^3; padding 1 here
       // where the network pads by reflection first: the same multiply-adds).
       {"conv_layer/3d/res_ngf16", BM_conv_layer3, {{64, 64, 12, 3, 1, 0}}},
+      // The 3-D DiCyc's offset branches at the demo's widths (48^3, ngf 16): conv 3 (C -> 32) and
+      // conv 3 (32 -> 3) on the input of each encoder stage (1 and 16 channels at 48^3, 32 at 24^3,
+      // 64 at 12^3).
+      {"conv_layer/3d/offset_ngf16", BM_conv_layer3,
+       {{1, 32, 48, 3, 1, 0}, {16, 32, 48, 3, 1, 0}, {32, 3, 48, 3, 1, 0}, {32, 32, 24, 3, 1, 0}, {32, 3, 24, 3, 1, 0},
+        {64, 32, 12, 3, 1, 0}, {32, 3, 12, 3, 1, 0}}},
       {"conv_layer/3d/patchgan", BM_conv_layer3,
        {{1, 32, 64, 4, 2, 0}, {32, 64, 32, 4, 2, 0}, {64, 128, 16, 4, 2, 0}, {128, 256, 8, 4, 1, 0},
         {256, 1, 7, 4, 1, 0}}},
