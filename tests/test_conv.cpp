@@ -78,6 +78,7 @@ std::vector<ConvCase<2>> cases<2>() {
       {O2(16, 1, 5).padding(2), Shape<4>(16, 9, 6, 2), false, "thin 16->1 k5 p2"},
       {O2(32, 1, {7, 5}).padding({3, 1}), Shape<4>(32, 10, 7, 1), false, "thin 32->1 k7x5 p3x1"},
       {O2(1, 16, 7).padding(3), Shape<4>(1, 11, 9, 2), false, "thin 1->16 k7 p3 (input gradient)"},
+      {O2(16, 2, 3).padding(1), Shape<4>(16, 11, 9, 2), false, "thin few 16->2 k3 p1 (offset branch)"},
   };
 }
 
@@ -116,6 +117,7 @@ std::vector<ConvCase<3>> cases<3>() {
       {O3(16, 1, 7), Shape<5>(16, 9, 8, 7, 1), false, "thin head 16->1 k7 p0"},
       {O3(16, 1, 5).padding({2, 1, 0}), Shape<5>(16, 10, 4, 5, 1), false, "thin 16->1 k5 p2x1x0"},
       {O3(1, 16, 5).padding(2), Shape<5>(1, 6, 5, 4, 1), false, "thin 1->16 k5 p2 (input gradient)"},
+      {O3(16, 3, 3).padding(1), Shape<5>(16, 9, 6, 5, 2), false, "thin few 16->3 k3 p1 (offset branch)"},
   };
 }
 
@@ -155,10 +157,16 @@ void thin_dispatch_cases<2>() {
                           {O2(16, 1, 7).padding(3), Shape<4>(16, 19, 8, 1), false, "16->1 k7 p3"},
                           {O2(64, 1, 5).padding({4, 0}), Shape<4>(64, 9, 7, 2), false, "64->1 k5 p4x0"},
                           {O2(1, 16, 7), Shape<4>(1, 20, 9, 2), false, "stem 1->16 k7 p0"},
-                          {O2(1, 32, 5).padding(1), Shape<4>(1, 17, 6, 1), false, "1->32 k5 p1"}},
+                          {O2(1, 32, 5).padding(1), Shape<4>(1, 17, 6, 1), false, "1->32 k5 p1"},
+                          // A few output channels (forward and weight gradient): the offset branches' last convs.
+                          {O2(16, 2, 7), Shape<4>(16, 9, 8, 1), false, "two output channels k7"},
+                          {O2(32, 2, 3).padding(1), Shape<4>(32, 19, 7, 2), false, "offset 32->2 k3 p1"},
+                          {O2(16, 4, 3), Shape<4>(16, 10, 6, 1), false, "16->4 k3 p0"}},
                          {{O2(16, 1, 3).padding(1), Shape<4>(16, 9, 7, 1), false, "k3 (below kThinMinKernel)"},
                           {O2(16, 1, 7).stride(2), Shape<4>(16, 15, 9, 1), false, "stride 2"},
-                          {O2(16, 2, 7), Shape<4>(16, 9, 8, 1), false, "two output channels"},
+                          {O2(16, 5, 3).padding(1), Shape<4>(16, 9, 8, 1), false, "five outputs (above kThinMaxOut)"},
+                          {O2(16, 3, 2), Shape<4>(16, 9, 8, 1), false, "three outputs, k2 (below kThinFewMinKernel)"},
+                          {O2(6, 3, 3).padding(1), Shape<4>(6, 9, 8, 1), false, "three outputs from 6 channels"},
                           {O2(6, 1, 7), Shape<4>(6, 9, 8, 1), false, "6 channels (no SIMD multiple)"},
                           {O2(16, 1, 5).padding(5), Shape<4>(16, 4, 4, 1), false, "padding beyond the kernel"},
                           {O2(1, 16, 7), Shape<4>(1, 9, 8, 1), true, "transposed"}});
@@ -167,8 +175,10 @@ template <>
 void thin_dispatch_cases<3>() {
   check_thin_dispatch<3>({{O3(16, 1, 7), Shape<5>(16, 17, 8, 9, 1), false, "head 16->1 k7 p0"},
                           {O3(16, 1, 7).padding(3), Shape<5>(16, 10, 5, 4, 1), false, "16->1 k7 p3"},
-                          {O3(1, 16, 5).padding({2, 0, 1}), Shape<5>(1, 11, 6, 5, 2), false, "1->16 k5 p2x0x1"}},
+                          {O3(1, 16, 5).padding({2, 0, 1}), Shape<5>(1, 11, 6, 5, 2), false, "1->16 k5 p2x0x1"},
+                          {O3(32, 3, 3).padding(1), Shape<5>(32, 11, 6, 5, 2), false, "offset 32->3 k3 p1"}},
                          {{O3(16, 1, 3), Shape<5>(16, 6, 5, 4, 1), false, "k3"},
+                          {O3(16, 3, 3).stride(2).padding(1), Shape<5>(16, 7, 6, 5, 1), false, "three outputs, stride 2"},
                           {O3(16, 1, 7).stride(2), Shape<5>(16, 9, 8, 7, 1), false, "stride 2"},
                           {O3(1, 16, 4).stride(2).padding(1), Shape<5>(1, 8, 8, 8, 1), false, "PatchGAN stem"}});
 }

@@ -1108,9 +1108,14 @@ constexpr bool thin_capable_v = !core::is_gpu_v<Device> && (std::is_same_v<S, fl
 /// 7^d stems and heads, where it was measured: docs/results/conv-paths.md; the PatchGAN's 4^d last
 /// layer keeps plane_gemv, not measured on this path). Forward and input gradient of C -> 1 and
 /// 1 -> C convs, weight gradient of C -> 1 (the 1 -> C weight gradient is a GEMM with C output
-/// rows already).
+/// rows already). And C -> co convs with 2 <= co <= kThinMaxOut outputs (the offset branches'
+/// last convs, C -> Dim, 3^d) from kThinFewMinKernel taps: forward and weight gradient, one
+/// thin pass per output channel (their im2col + GEMM ran at about 20 GFLOP/s; measured in
+/// docs/results/conv-paths.md); their input gradient keeps the col2im paths.
 constexpr Index kThinMinChannels = 8;
 constexpr Index kThinMinKernel = 5;
+constexpr Index kThinMaxOut = 4;
+constexpr Index kThinFewMinKernel = 3;
 
 template <int Dim, class S>
 bool thin_direct_shape(const ConvOptions<Dim>& o, ConvPass pass) {
@@ -1119,10 +1124,14 @@ bool thin_direct_shape(const ConvOptions<Dim>& o, ConvPass pass) {
   } else {
     if (is_transposed_pass(pass)) return false;
     for (int d = 0; d < Dim; ++d)
-      if (o.stride()[d] != 1 || o.kernel_size()[d] < kThinMinKernel || o.padding()[d] > o.kernel_size()[d] - 1)
+      if (o.stride()[d] != 1 || o.kernel_size()[d] < kThinFewMinKernel || o.padding()[d] > o.kernel_size()[d] - 1)
         return false;
     const Index ci = o.in_channels(), co = o.out_channels(), L = thin_lanes<S>;
     auto wide = [&](Index c) { return c >= kThinMinChannels && c % L == 0; };
+    if (co >= 2 && co <= kThinMaxOut)  // a few outputs: forward and weight gradient, from 3 taps
+      return wide(ci) && pass != ConvPass::InputGrad;
+    for (int d = 0; d < Dim; ++d)
+      if (o.kernel_size()[d] < kThinMinKernel) return false;
     if (co == 1 && wide(ci)) return true;
     return ci == 1 && wide(co) && pass != ConvPass::WeightGrad;
   }
@@ -1207,6 +1216,9 @@ void conv_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTe
         if (o.out_channels() == 1)
           detail::thin_corr(ctx, detail::thin_geom<Dim>(o.in_channels(), x.dimensions(), out, o, false), x.data(),
                             w.data(), false, y.data(), false);
+        else if (o.in_channels() != 1)
+          detail::thin_corr_few(ctx, detail::thin_geom<Dim>(o.in_channels(), x.dimensions(), out, o, false),
+                                o.out_channels(), x.data(), w.data(), y.data());
         else
           detail::thin_spread(ctx, detail::thin_geom<Dim>(o.out_channels(), x.dimensions(), out, o, false), x.data(),
                               w.data(), false, y.data(), false);
@@ -1273,8 +1285,12 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
       // The weight gradient of C -> 1; the input gradients as the flipped kernel's correlation of
       // dy onto x's grid (1 <- C: onto one channel; C <- 1: spread over C).
       if (dw && plan_conv<Dim, S>(ctx, o, ConvPass::WeightGrad, x.dimensions()) == ConvPath::ThinDirect) {
-        detail::thin_wgrad(ctx, detail::thin_geom<Dim>(o.in_channels(), x.dimensions(), out, o, false), x.data(),
-                           dy.data(), dw->data());
+        if (o.out_channels() == 1)
+          detail::thin_wgrad(ctx, detail::thin_geom<Dim>(o.in_channels(), x.dimensions(), out, o, false), x.data(),
+                             dy.data(), dw->data());
+        else
+          detail::thin_wgrad_few(ctx, detail::thin_geom<Dim>(o.in_channels(), x.dimensions(), out, o, false),
+                                 o.out_channels(), x.data(), dy.data(), dw->data());
         dw = nullptr;
       }
       if (dx && plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions()) == ConvPath::ThinDirect) {

@@ -193,6 +193,7 @@ void thin_corr(core::Context<Device>& ctx, const ThinGeom& g, const S* in, const
             const S* wt = wbase[i] + cp * L;
             S* ap = acc.data() + L * ox;
             if (kx_n == 7) thin_corr_block<7, B>(ir, stride, wt, wstep, ap);
+            else if (kx_n == 3) thin_corr_block<3, B>(ir, stride, wt, wstep, ap);
             else thin_corr_block_any<B>(ir, stride, wt, wstep, kx_n, ap);
           }
       S* orow = out + Xo * (oy + Yo * (oz + Zo * n));
@@ -357,6 +358,43 @@ void thin_wgrad(core::Context<Device>& ctx, const ThinGeom& g, const S* x, const
       dw[i] = s;
     }
   });
+}
+
+/// Output positions of a thin conv's output grid (all rows, all samples).
+inline Index thin_out_positions(const ThinGeom& g) { return g.out_rows() * g.out[0]; }
+
+/// The forward of a C -> co conv with a few output channels (2 <= co <= kThinMaxOut; the offset
+/// branches' last convs, C -> Dim): thin_corr once per output channel, with that channel's weights
+/// (w is (co, C, k...), the output channel fastest: gathered into one (1, C, k...) kernel) into a
+/// 1-channel buffer, then interleaved into out (co channels fastest). No bias.
+template <class S, class Device>
+void thin_corr_few(core::Context<Device>& ctx, const ThinGeom& g, Index co, const S* in, const S* w, S* out) {
+  const Index n_w = g.C * g.taps(), P = thin_out_positions(g);
+  std::vector<S> wo(static_cast<std::size_t>(n_w)), tmp(static_cast<std::size_t>(P));
+  for (Index o = 0; o < co; ++o) {
+    for (Index i = 0; i < n_w; ++i) wo[i] = w[o + co * i];
+    thin_corr(ctx, g, in, wo.data(), false, tmp.data(), false);
+    ctx.parallel_for(P, 2.0, [&](Index p0, Index p1) {
+      for (Index p = p0; p < p1; ++p) out[p * co + o] = tmp[p];
+    });
+  }
+}
+
+/// The weight gradient of a C -> co conv with a few output channels: thin_wgrad once per output
+/// channel on that channel of dy (gathered into a 1-channel buffer), its (C, k...) sums added into
+/// dw's output channel o. The same bits on any thread count, as thin_wgrad.
+template <class S, class Device>
+void thin_wgrad_few(core::Context<Device>& ctx, const ThinGeom& g, Index co, const S* x, const S* dy, S* dw) {
+  const Index n_w = g.C * g.taps(), P = thin_out_positions(g);
+  std::vector<S> dwo(static_cast<std::size_t>(n_w)), dyo(static_cast<std::size_t>(P));
+  for (Index o = 0; o < co; ++o) {
+    ctx.parallel_for(P, 2.0, [&](Index p0, Index p1) {
+      for (Index p = p0; p < p1; ++p) dyo[p] = dy[p * co + o];
+    });
+    std::fill(dwo.begin(), dwo.end(), S(0));
+    thin_wgrad(ctx, g, x, dyo.data(), dwo.data());
+    for (Index i = 0; i < n_w; ++i) dw[o + co * i] += dwo[i];
+  }
 }
 
 }  // namespace dicyc::ops::detail
