@@ -21,7 +21,6 @@
 #pragma once
 
 #include <cstdlib>
-#include <string>
 
 #if defined(__linux__)
 #include <dlfcn.h>
