@@ -296,6 +296,21 @@ if ldd "$T" 2>/dev/null | grep -q libgomp; then
   done
   check "train with the spin set runs" 0 "done at iteration 2" -- env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY \
     "$T" -a "$A" -b "$B" "${TINY[@]}" --max-iters 2 --out "$WORK/spin"
+  # Started through the dynamic loader (the GPU check's bundle runs the tools so, with its own
+  # libraries): /proc/self/exe is then the loader, and the tool must start again through it with the
+  # loader's own arguments (--library-path, --argv0), not fail or run the loader bare.
+  loader=$(ldd "$T" | awk '/ld-linux/ {print $1}' | head -n 1)
+  if [[ -n $loader && -x $loader ]]; then
+    libdir=$(dirname "$(ldd "$T" | awk '/libgomp/ {print $3}')")
+    got=$(spins env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY OMP_DISPLAY_ENV=verbose "$loader" --library-path "$libdir" "$T" --help)
+    [[ $got =~ ^[0-9]+\ 1000\ $ && $got != "1000 1000 " ]] && echo "ok   dicyc-train through $(basename "$loader") starts again with GOMP_SPINCOUNT=1000" \
+      || { echo "FAIL dicyc-train through the loader: libgomp read '$got', expected its default then 1000"; fails=$((fails+1)); }
+    check "train through the dynamic loader (--library-path, --argv0) runs" 0 "done at iteration 2" -- \
+      env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY "$loader" --library-path "$libdir" --argv0 dicyc-train \
+      "$T" -a "$A" -b "$B" "${TINY[@]}" --max-iters 2 --out "$WORK/spin_loader"
+  else
+    echo "skip loader start check: no dynamic loader found in ldd's output"
+  fi
 else
   echo "skip OpenMP spin checks: $(basename "$T") does not load GNU OpenMP"
 fi
