@@ -13,6 +13,7 @@
 // benchmarks/compare_models.py --dim 3 runs these next to the PyTorch reference.
 #include <benchmark/benchmark.h>
 
+#define DICYC_BENCH_DEFAULT_NGF 16  // gen3(): DICYC_BENCH_NGF, else 16
 #include "bench_common.hpp"
 
 #include <cstdlib>

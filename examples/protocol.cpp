@@ -443,6 +443,7 @@ void run_job(core::Context<Dev>& ctx, Data& D, const Job& job, const Width& wd, 
                 .em(job.setting.em == "sequential" ? model::EmMode::Sequential : model::EmMode::Single)
                 .schedule(optim::ScheduleOptions().iterations_per_epoch(1000000));
   if (mo.deformation()) mo.lambda_gan_plain(wd.gan_plain);
+  ctx.set_pool_spinning(model::pool_spinning_pays(mo, ctx.conv_bf16()));
   auto m = model::make_model<2, float, Dev>(ctx, mo);
   train::ModelTrainable<2, float, Dev> trainable(ctx, *m);
   data::SamplerOptions so;  // dicyc-train's sampler: 10 % foreground per crop, affine augmentation

@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE core
 #include "support/test_util.hpp"
 
+#include <mutex>
 #include <set>
 
 using namespace dicyc;
@@ -31,6 +32,38 @@ BOOST_AUTO_TEST_CASE(buffers_round_trip_on_both_cpu_devices) {
   for (double e : z.to_host()) BOOST_CHECK_EQUAL(e, 0.0);
   expect_error<ShapeError>([&] { a.copy_from_host(std::vector<float>(5)); }, "copy of 5 elements into a buffer of 6");
   expect_error<ConfigError>([] { core::Context<Eigen::ThreadPoolDevice> bad(-1); }, "thread count must be >= 0");
+}
+
+// set_pool_spinning re-creates the pool: the same thread count, the context's buffers kept, and
+// the same results from parallel_for and from Eigen expressions on the device.
+BOOST_AUTO_TEST_CASE(pool_spinning_switch_keeps_the_context_working) {
+  core::Context<Eigen::ThreadPoolDevice> pool(2);
+  BOOST_CHECK(pool.pool_spinning());
+  const std::vector<float> v{1, 2, 3, 4, 5, 6};
+  auto a = core::Tensor<float, 2, Eigen::ThreadPoolDevice>::from_host(pool, Shape<2>(2, 3), v);
+  auto run = [&] {
+    double total = 0;
+    std::mutex m;
+    pool.parallel_for(1 << 16, 1e3, [&](Index b, Index e) {
+      double s = 0;
+      for (Index i = b; i < e; ++i) s += static_cast<double>(i);
+      std::lock_guard<std::mutex> g(m);
+      total += s;
+    });
+    return total;
+  };
+  const double want = double(1 << 16) * double((1 << 16) - 1) / 2;
+  for (bool on : {false, false, true, false}) {
+    pool.set_pool_spinning(on);
+    BOOST_CHECK_EQUAL(pool.pool_spinning(), on);
+    BOOST_CHECK_EQUAL(pool.num_threads(), 2);
+    BOOST_CHECK_EQUAL(run(), want);  // integers below 2^53: exact in any order
+    auto b = core::Tensor<float, 2, Eigen::ThreadPoolDevice>::from_host(pool, Shape<2>(2, 3), v);
+    b.map().device(pool.device()) = b.map() * 2.0f + a.map();
+    const auto h = b.to_host();
+    for (std::size_t i = 0; i < v.size(); ++i) BOOST_CHECK_EQUAL(h[i], 3 * v[i]);
+    BOOST_CHECK(a.to_host() == v);  // made before the switch, still there
+  }
 }
 
 BOOST_AUTO_TEST_CASE(allocator_reuses_blocks) {

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <utility>
 
 #include "dicyc/model.hpp"
 #include "support/test_util.hpp"
@@ -369,4 +370,95 @@ void check_bf16_step(const std::array<Index, Dim>& sz) {
 BOOST_AUTO_TEST_CASE(bf16_convolutions_step_like_float) {
   check_bf16_step<2>({32, 32});
   check_bf16_step<3>({16, 16, 16});
+}
+
+// Weights kept in oneDNN's layouts between passes (ContextSettings::reuse_weight_layouts,
+// ops/conv_dnnl.hpp DnnlWeightCache): training steps with the copies reused and with every pass
+// reordering its own give the same bits, losses and parameters, step after step (the optimiser's
+// writes renew the groups' versions, so no pass meets a stale copy); the copies are used (hits)
+// where oneDNN runs convolutions. Then a write through values() between two forwards: the second
+// forward sees the new weights.
+template <int Dim>
+void check_weight_reuse(const std::string& preset, bool bf16, const std::array<Index, Dim>& sz) {
+  auto o = model::ModelOptions::preset(preset)
+               .generator(nn::GeneratorOptions().ngf(16).n_blocks(1))
+               .ndf(16)
+               .n_layers(2)
+               .seed(5)
+               .schedule(optim::ScheduleOptions().lr(2e-3).iterations_per_epoch(4).constant_epochs(50).decay_epochs(50));
+  core::Context<Dev> on, off;
+  on.set_conv_bf16(bf16);
+  off.set_conv_bf16(bf16);
+  off.set_reuse_weight_layouts(false);
+  auto a = model::make_model<Dim, float, Dev>(on, o);
+  auto b = model::make_model<Dim, float, Dev>(off, o);
+  Shape<Dim + 2> s;
+  s[0] = 1;
+  for (int d = 0; d < Dim; ++d) s[d + 1] = sz[d];
+  s[Dim + 1] = 1;
+#if defined(DICYC_DNNL_CONV)
+  const auto before = ops::detail::DnnlWeightCache::instance().stats();
+#endif
+  for (int it = 0; it < 3; ++it) {
+    const auto x = blob<Dim>(sz, 0.3 + 0.5 * it, false), y = blob<Dim>(sz, 1.7 - 0.4 * it, true);
+    ConstTensorMap<float, Dim + 2> xm(x.data(), s), ym(y.data(), s);
+    const auto La = a->train_step(xm, ym), Lb = b->train_step(xm, ym);
+    BOOST_CHECK_EQUAL(La.g_total, Lb.g_total);
+    BOOST_CHECK_EQUAL(La.d_a, Lb.d_a);
+    BOOST_CHECK_EQUAL(La.d_b, Lb.d_b);
+  }
+  for (std::size_t g = 0; g < a->groups().size(); ++g) {
+    const auto& ga = std::as_const(*a->groups()[g]);
+    const auto& gb = std::as_const(*b->groups()[g]);
+    BOOST_CHECK_MESSAGE(std::equal(ga.values(), ga.values() + ga.size(), gb.values()),
+                        preset << " " << Dim << "-D bf16 " << bf16 << ": group " << ga.name() << " differs");
+  }
+#if defined(DICYC_DNNL_CONV)
+  const auto after = ops::detail::DnnlWeightCache::instance().stats();
+  BOOST_TEST_MESSAGE(preset << " " << Dim << "-D bf16 " << bf16 << ": weight copies reused " << after.hits - before.hits
+                            << " times, made " << after.misses - before.misses << " times");
+  BOOST_CHECK_GT(after.misses, before.misses);
+  BOOST_CHECK_GT(after.hits, before.hits);
+#endif
+}
+
+BOOST_AUTO_TEST_CASE(weight_layouts_reused_between_optimiser_steps) {
+  check_weight_reuse<2>("cyclegan", true, {32, 32});
+  check_weight_reuse<2>("cyclegan", false, {32, 32});
+  check_weight_reuse<2>("nmi-dicyc", true, {32, 32});
+  check_weight_reuse<3>("cyclegan", true, {16, 16, 16});
+}
+
+BOOST_AUTO_TEST_CASE(weight_written_between_forwards_is_seen) {
+  // A PatchGAN (its 4x4 layers run on oneDNN) forwarded, its weights scaled through values(),
+  // forwarded again: the second output equals that of a fresh context that never kept a copy.
+  for (bool bf16 : {false, true}) {
+    core::Context<Dev> ctx, fresh;
+    ctx.set_conv_bf16(bf16);
+    fresh.set_conv_bf16(bf16);
+    fresh.set_reuse_weight_layouts(false);
+    nn::ParameterGroup<float, Dev> g("d"), h("d");
+    nn::PatchDiscriminator<2, float, Dev> D(g, "d", 1, 16, 2), E(h, "d", 1, 16, 2);
+    core::Rng r1(3), r2(3);
+    g.allocate(ctx, r1);
+    h.allocate(fresh, r2);
+    const auto x = blob<2>({32, 32}, 0.4, false);
+    ConstTensorMap<float, 4> xm(x.data(), Shape<4>(1, 32, 32, 1));
+    const auto out_shape = D.output_shape(xm.dimensions());
+    auto run = [&](core::Context<Dev>& c, nn::PatchDiscriminator<2, float, Dev>& d) {
+      core::Tensor<float, 4, Dev> y(c, out_shape);
+      auto ym = y.map();
+      typename nn::PatchDiscriminator<2, float, Dev>::Cache cache;
+      d.forward(c, xm, cache, ym);
+      return y.to_host();
+    };
+    (void)run(ctx, D);
+    (void)run(ctx, D);  // the kept copies now exist
+    float* w = g.values();
+    for (Index i = 0; i < g.size(); ++i) w[i] = 2 * w[i] - 0.01f;
+    float* v = h.values();
+    for (Index i = 0; i < h.size(); ++i) v[i] = 2 * v[i] - 0.01f;
+    const auto got = run(ctx, D), want = run(fresh, E);
+    BOOST_CHECK_MESSAGE(got == want, "bf16 " << bf16 << ": the forward after the write used stale weights");
+  }
 }

@@ -18,7 +18,7 @@ inline bool& conv_bf16_requested() {
   return on;
 }
 
-/// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 / DICYC_THIN_DIRECT=0 in the environment switch those convolution paths off in the
+/// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 / DICYC_THIN_DIRECT=0 / DICYC_WEIGHT_REUSE=0 in the environment switch those convolution paths off in the
 /// tools' contexts (ops::plan_conv reads the context's settings), for comparison.
 inline void apply_env_switches(dicyc::core::ContextSettings& s) {
   auto on = [](const char* n) {
@@ -28,10 +28,23 @@ inline void apply_env_switches(dicyc::core::ContextSettings& s) {
   s.set_winograd(on("DICYC_WINOGRAD"));
   s.set_col2im(on("DICYC_COL2IM"));
   s.set_thin_direct(on("DICYC_THIN_DIRECT"));
+  s.set_reuse_weight_layouts(on("DICYC_WEIGHT_REUSE"));
   if (const char* e = std::getenv("DICYC_DNNL_CONV")) s.set_dnnl_conv(dicyc::core::parse_dnnl_conv_mode(e));
   s.set_conv_bf16(conv_bf16_requested() ||
                   (std::getenv("DICYC_CONV_BF16") && std::string(std::getenv("DICYC_CONV_BF16")) == "1"));
 }
+
+/// The CPU pool's spinning for this model (model::pool_spinning_pays), unless DICYC_POOL_SPIN=0
+/// or 1 in the environment says; other devices have no pool.
+template <class Device>
+void apply_pool_spinning(dicyc::core::Context<Device>&, const dicyc::model::ModelOptions&) {}
+#if defined(EIGEN_USE_THREADS)
+inline void apply_pool_spinning(dicyc::core::Context<Eigen::ThreadPoolDevice>& c, const dicyc::model::ModelOptions& mo) {
+  bool on = dicyc::model::pool_spinning_pays(mo, c.conv_bf16());
+  if (const char* e = std::getenv("DICYC_POOL_SPIN")) on = std::string(e) != "0";
+  c.set_pool_spinning(on);
+}
+#endif
 
 template <int Dim, class S, class Device>
 class DeviceModel final : public HostModel<Dim, S> {
@@ -45,6 +58,7 @@ class DeviceModel final : public HostModel<Dim, S> {
       : arg_(arg), mo_(mo), ctx_(std::make_unique<dicyc::core::Context<Device>>(arg)),
         m_(dicyc::model::make_model<Dim, S, Device>(*ctx_, mo)) {
     apply_env_switches(*ctx_);
+    apply_pool_spinning(*ctx_, mo_);
   }
 
   std::size_t probe_memory(bool train, const Shape& s) const override { return probe_fresh(mo_, arg_, train, s); }
@@ -52,6 +66,7 @@ class DeviceModel final : public HostModel<Dim, S> {
   static std::size_t probe_fresh(const dicyc::model::ModelOptions& mo, int arg, bool train, const Shape& s) {
     dicyc::core::Context<Device> ctx(arg);
     apply_env_switches(ctx);
+    apply_pool_spinning(ctx, mo);
     {
       auto m = dicyc::model::make_model<Dim, S, Device>(ctx, mo);
       const auto sh = shape(s);

@@ -16,13 +16,16 @@
 // CPU and a synchronising cudaFree on the GPU. A Context must outlive every Buffer made from it.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "dicyc/core/types.hpp"
 
@@ -54,6 +57,13 @@ inline DnnlConvMode parse_dnnl_conv_mode(const std::string& v) {
   return DnnlConvMode::Always;
 }
 
+/// A new parameter version: every call returns a value no call returned before (process-wide), so
+/// a (memory, version) pair never names two different contents.
+inline std::uint64_t next_parameter_version() {
+  static std::atomic<std::uint64_t> counter{0};
+  return ++counter;
+}
+
 /// Settings shared by every context: the scratch bound of tiled ops, and the switches of the
 /// convolution paths that ops::plan_conv() reads (on by default; the tools set them from
 /// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 / DICYC_THIN_DIRECT=0 / DICYC_DNNL_CONV=0|auto|always in the environment).
@@ -82,6 +92,37 @@ class ContextSettings {
   bool thin_direct() const { return thin_direct_; }
   void set_thin_direct(bool on) { thin_direct_ = on; }
 
+  /// Weights in the layout of a oneDNN convolution primitive (bf16 or float blocked) are kept
+  /// between the passes that use them while their parameter group is unchanged
+  /// (ops/conv_dnnl.hpp, DnnlWeightCache): on by default; off reorders them at every pass
+  /// (DICYC_WEIGHT_REUSE=0 in the tools' environment, for comparison). Same results either way.
+  bool reuse_weight_layouts() const { return reuse_weight_layouts_; }
+  void set_reuse_weight_layouts(bool on) { reuse_weight_layouts_ = on; }
+
+  /// Parameter memory: nn::ParameterGroup registers its values, [begin, begin + bytes), with the
+  /// address of its version (next_parameter_version(), renewed whenever the values may be
+  /// written). Ops that keep a weight tensor in another layout reuse it while the version holds.
+  /// Like the rest of a context, used from one thread at a time.
+  void register_parameters(const void* begin, std::size_t bytes, const std::uint64_t* version) {
+    unregister_parameters(begin);
+    params_.push_back({static_cast<const char*>(begin), bytes, version});
+  }
+  void unregister_parameters(const void* begin) {
+    for (std::size_t i = 0; i < params_.size(); ++i)
+      if (params_[i].begin == begin) {
+        params_.erase(params_.begin() + static_cast<std::ptrdiff_t>(i));
+        return;
+      }
+  }
+  /// The current version of the registered parameters holding [p, p + bytes), or 0 when no
+  /// registered range holds all of it (a temporary, an activation).
+  std::uint64_t parameter_version(const void* p, std::size_t bytes) const {
+    const char* c = static_cast<const char*>(p);
+    for (const auto& r : params_)
+      if (c >= r.begin && c + bytes <= r.begin + r.bytes) return *r.version;
+    return 0;
+  }
+
   /// Upper bound on the scratch memory of one tiled op (im2col columns): large convolutions are
   /// processed in column blocks that fit. Default 64 MiB.
   std::size_t workspace_limit() const { return workspace_limit_; }
@@ -95,6 +136,13 @@ class ContextSettings {
   bool winograd_ = true, col2im_ = true, thin_direct_ = true;
   DnnlConvMode dnnl_conv_ = DnnlConvMode::Auto;
   bool conv_bf16_ = false;
+  bool reuse_weight_layouts_ = true;
+  struct ParamRange {
+    const char* begin;
+    std::size_t bytes;
+    const std::uint64_t* version;
+  };
+  std::vector<ParamRange> params_;
 };
 
 namespace detail {
@@ -235,6 +283,23 @@ class Context<Eigen::ThreadPoolDevice> : public ContextSettings {
     dev_.parallelFor(n, Eigen::TensorOpCost(0, 0, cost_per_item), [&f](Index b, Index e) { f(b, e); });
   }
 
+  /// Whether the pool's idle workers spin before they sleep (Eigen's default, on: about 5000 /
+  /// threads turns of looking for work after each op). Spinning shortens the start of the next op
+  /// when the pool does one op after another (wide float layers: Winograd, GEMM partitions); it
+  /// takes the cores from oneDNN's OpenMP team when the next op is a oneDNN convolution primitive,
+  /// which is most of a step with bf16 convolutions or narrow generators
+  /// (model::pool_spinning_pays() has the rule and its measurements). Changing it re-creates the
+  /// pool with the same thread count: call it only while no work is in flight on this context.
+  void set_pool_spinning(bool on) {
+    if (on == spinning_) return;
+    const int n = pool_->NumThreads();
+    pool_.reset();  // joins the old workers
+    pool_ = std::make_unique<Eigen::ThreadPool>(n, on);
+    dev_ = Device(pool_.get(), n);
+    spinning_ = on;
+  }
+  bool pool_spinning() const { return spinning_; }
+
  private:
   static int pick(int t) {
     DICYC_CHECK(t >= 0, ConfigError, "Context: thread count must be >= 0 (0 = all cores), got " << t);
@@ -244,6 +309,7 @@ class Context<Eigen::ThreadPoolDevice> : public ContextSettings {
   std::unique_ptr<Eigen::ThreadPool> pool_;
   Device dev_;
   detail::BlockCache<Device> cache_;
+  bool spinning_ = true;
 };
 #endif
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 
 #include "dicyc/nn/parameter.hpp"
 #include "dicyc/ops/conv.hpp"
@@ -39,8 +40,8 @@ class ConvModule {
   const ParamRef& bias() const { return bias_; }
 
   void forward(core::Context<Device>& ctx, const ConstTensorMap<S, Rank>& x, TensorMap<S, Rank>& y) const {
-    const auto w = param_cmap<S, Rank>(group_->value(weight_), weight_);
-    const ConstTensorMap<S, 1> b(opts_.bias() ? group_->value(bias_) : nullptr, opts_.out_channels());
+    const auto w = param_cmap<S, Rank>(std::as_const(*group_).value(weight_), weight_);
+    const ConstTensorMap<S, 1> b(opts_.bias() ? std::as_const(*group_).value(bias_) : nullptr, opts_.out_channels());
     const ConstTensorMap<S, 1>* bp = opts_.bias() ? &b : nullptr;
     if constexpr (Transposed)
       ops::conv_transpose_forward<Dim, S>(ctx, opts_, x, w, bp, y);
@@ -49,7 +50,7 @@ class ConvModule {
   }
   void backward(core::Context<Device>& ctx, const ConstTensorMap<S, Rank>& x, const ConstTensorMap<S, Rank>& dy,
                 nondeduced_t<TensorMap<S, Rank>>* dx) const {
-    const auto w = param_cmap<S, Rank>(group_->value(weight_), weight_);
+    const auto w = param_cmap<S, Rank>(std::as_const(*group_).value(weight_), weight_);
     S* gw = group_->grad(weight_);
     auto dwm = param_map<S, Rank>(gw, weight_);
     TensorMap<S, 1> dbm(gw && opts_.bias() ? group_->grad(bias_) : nullptr, opts_.out_channels());
@@ -96,9 +97,9 @@ class Linear {
   void forward(core::Context<Device>& ctx, const ConstTensorMap<S, 2>& x, TensorMap<S, 2>& y) const {
     check(x.dimensions(), y.dimensions());
     const Index N = x.dimension(1);
-    ConstTensorMap<S, 2> b(group_->value(bias_), out_, 1);
+    ConstTensorMap<S, 2> b(std::as_const(*group_).value(bias_), out_, 1);
     y.device(ctx.device()) = b.broadcast(Eigen::array<Index, 2>{1, N});
-    ops::gemm<S>(ctx, false, false, out_, N, in_, group_->value(weight_), x.data(), y.data(), 1.0f, 1.0f);
+    ops::gemm<S>(ctx, false, false, out_, N, in_, std::as_const(*group_).value(weight_), x.data(), y.data(), 1.0f, 1.0f);
   }
   /// dx += W^T dy (null skips); dW += dy x^T, db += sum_n dy when the group requires gradients.
   void backward(core::Context<Device>& ctx, const ConstTensorMap<S, 2>& x, const ConstTensorMap<S, 2>& dy,
@@ -108,7 +109,7 @@ class Linear {
     if (dx) {
       DICYC_CHECK(dx->dimensions() == x.dimensions(), ShapeError,
                   "Linear '" << name_ << "': expected input gradient of shape " << shape_str(x.dimensions()));
-      ops::gemm<S>(ctx, true, false, in_, N, out_, group_->value(weight_), dy.data(), dx->data(), 1.0f, 1.0f);
+      ops::gemm<S>(ctx, true, false, in_, N, out_, std::as_const(*group_).value(weight_), dy.data(), dx->data(), 1.0f, 1.0f);
     }
     if (S* gw = group_->grad(weight_)) {
       ops::gemm<S>(ctx, false, true, out_, in_, N, dy.data(), x.data(), gw, 1.0f, 1.0f);

@@ -37,6 +37,9 @@ class ParameterGroup {
   explicit ParameterGroup(std::string name = "") : name_(std::move(name)) {}
   ParameterGroup(const ParameterGroup&) = delete;
   ParameterGroup& operator=(const ParameterGroup&) = delete;
+  ~ParameterGroup() {
+    if (settings_ != nullptr) settings_->unregister_parameters(values_.data());
+  }
 
   const std::string& name() const { return name_; }
 
@@ -70,6 +73,9 @@ class ParameterGroup {
     grads_ = core::Buffer<S, Device>(ctx, std::max<Index>(total_, 1));
     if (total_ > 0) values_.copy_from_host(host.data(), total_);
     grads_.set_zero();
+    version_ = core::next_parameter_version();
+    settings_ = &ctx;
+    ctx.register_parameters(values_.data(), sizeof(S) * static_cast<std::size_t>(values_.size()), &version_);
   }
   bool allocated() const { return values_.data() != nullptr; }
 
@@ -78,12 +84,19 @@ class ParameterGroup {
   const std::string& name_of(Index i) const { return entries_.at(i).name; }
   const ParamRef& ref_of(Index i) const { return entries_.at(i).ref; }
 
-  S* value(const ParamRef& r) { return checked().values_.data() + r.offset; }
+  /// Writable access (value(r), values()) renews version(): the values may change through the
+  /// pointer, so copies of them in other layouts (ops/conv_dnnl.hpp) are made again. Write only
+  /// through a pointer fetched after the last pass that read the values; read through the const
+  /// overloads (std::as_const), which leave the version alone.
+  S* value(const ParamRef& r) { return changed().values_.data() + r.offset; }
   const S* value(const ParamRef& r) const { return checked().values_.data() + r.offset; }
   /// The gradient destination of r, or null when the group does not require gradients.
   S* grad(const ParamRef& r) { return requires_grad_ ? checked().grads_.data() + r.offset : nullptr; }
 
-  S* values() { return checked().values_.data(); }
+  S* values() { return changed().values_.data(); }
+  const S* values() const { return checked().values_.data(); }
+  /// Changes whenever the values may have been written (see value()); unique in the process.
+  std::uint64_t version() const { return version_; }
   S* grads() { return checked().grads_.data(); }
   void zero_grad() { checked().grads_.set_zero(); }
 
@@ -100,6 +113,10 @@ class ParameterGroup {
     DICYC_CHECK(allocated(), ConfigError, "parameter group '" << name_ << "': used before allocate()");
     return *this;
   }
+  ParameterGroup& changed() {
+    checked().version_ = core::next_parameter_version();
+    return *this;
+  }
   const ParameterGroup& checked() const {
     DICYC_CHECK(allocated(), ConfigError, "parameter group '" << name_ << "': used before allocate()");
     return *this;
@@ -109,6 +126,8 @@ class ParameterGroup {
   Index total_ = 0;
   bool requires_grad_ = true;
   core::Buffer<S, Device> values_, grads_;
+  std::uint64_t version_ = 0;
+  core::ContextSettings* settings_ = nullptr;
 };
 
 /// A view of a parameter (or its gradient) as a rank-R tensor map; null pointer -> null map.

@@ -6,7 +6,9 @@
 //   activations (C, x, y[, z], N) column-major  = nhwc / ndhwc  with W = x, H = y, D = z
 //   conv kernel (Cout, Cin, kx, ky[, kz])       = hwio / dhwio
 // so oneDNN's logical dims are the reverse of ours: {N, C, [z,] y, x}. Each primitive picks its
-// own (blocked) layouts; the user tensors are reordered in and out with each pass, and the
+// own (blocked) layouts; the user tensors are reordered in and out with each pass (but for
+// weights that are a parameter group's values: their copies in the forward's and the input
+// gradient's layouts are kept while the group is unchanged, DnnlWeightCache), and the
 // gradients are accumulated (dicyc's backward contract is +=) by the reorder back, whose sum
 // post-op adds into the user's buffer. Primitives, their reorders and their scratchpad sizes are
 // created once per shape and thread count and kept in a process-wide cache (creation takes
@@ -32,11 +34,14 @@
 
 #if defined(DICYC_DNNL_CONV)
 #include <array>
+#include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <tuple>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -236,6 +241,77 @@ class DnnlConvCache {
   std::map<DnnlConvKey, std::shared_ptr<const DnnlConvPass>> cache_;
 };
 
+/// Weights in a primitive's layout (bf16 blocked, or float blocked), kept while their parameter
+/// group is unchanged: keyed by the weights' address and the pass that wants them (DnnlConvKey),
+/// valid while the version ContextSettings::parameter_version() gives for that address is the one
+/// they were made at (nn::ParameterGroup renews it at every writable access, the optimiser's
+/// step included). A training step passes the same weights through several passes between two
+/// optimiser steps (a generator's forward on the real image and again in the cycle, a
+/// discriminator's three forwards), so each layout is made once per step instead of once per pass.
+/// One entry per key; a new version replaces it. Bounded (kMaxBytes, kMaxEntries: then it starts
+/// over). Process-wide and thread-safe; entries are shared, so a pass keeps its copy while another
+/// thread replaces it.
+class DnnlWeightCache {
+ public:
+  static DnnlWeightCache& instance() {
+    static DnnlWeightCache c;
+    return c;
+  }
+  struct Stats {
+    std::uint64_t hits = 0, misses = 0;
+  };
+  Stats stats() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
+  /// The copy of the weights at `w` for `key` at `version`, `bytes` long, made by fill(dst) on a
+  /// miss; null when no memory could be had for it (the caller reorders as without the cache).
+  template <class Fill>
+  std::shared_ptr<void> get(const float* w, const DnnlConvKey& key, std::uint64_t version, std::size_t bytes,
+                            Fill&& fill) {
+    const auto k = std::make_pair(w, key);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = map_.find(k);
+      if (it != map_.end() && it->second.version == version && it->second.bytes == bytes) {
+        ++stats_.hits;
+        return it->second.data;
+      }
+    }
+    const std::size_t padded = (bytes + 63) / 64 * 64;
+    std::shared_ptr<void> mem(std::aligned_alloc(64, padded), [](void* q) { std::free(q); });
+    if (!mem.get()) return nullptr;
+    fill(mem.get());
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.misses;
+    auto it = map_.find(k);
+    if (it != map_.end()) {
+      total_ -= it->second.bytes;
+      map_.erase(it);
+    }
+    if (map_.size() >= kMaxEntries || total_ + bytes > kMaxBytes) {  // many models or shapes: start over
+      map_.clear();
+      total_ = 0;
+    }
+    map_.emplace(k, Entry{version, bytes, mem});
+    total_ += bytes;
+    return mem;
+  }
+
+ private:
+  static constexpr std::size_t kMaxEntries = 4096;
+  static constexpr std::size_t kMaxBytes = std::size_t(512) << 20;
+  struct Entry {
+    std::uint64_t version;
+    std::size_t bytes;
+    std::shared_ptr<void> data;
+  };
+  mutable std::mutex mu_;
+  std::map<std::pair<const float*, DnnlConvKey>, Entry> map_;
+  std::size_t total_ = 0;
+  Stats stats_;
+};
+
 template <int Dim>
 DnnlConvKey dnnl_conv_key(int pass, const ConvOptions<Dim>& o, const Shape<Dim + 2>& x, bool bias, int threads,
                           bool bf16, bool accumulate) {
@@ -266,20 +342,31 @@ bool dnnl_conv_run(Context<Device>& ctx, int pass, bool bf16, const ConvOptions<
   auto& eng = dnnl_engine();
   dnnl::stream s(eng);
   auto bytes_floats = [](const memory::desc& md) { return Index((md.get_size() + sizeof(float) - 1) / sizeof(float)); };
-  // Owned buffers for the primitive-layout copies (the context's caching allocator).
-  core::Buffer<float, Device> abuf(ctx, p->a_reorder ? bytes_floats(p->a_prim) : 0),
-      bbuf(ctx, p->b_reorder ? bytes_floats(p->b_prim) : 0), obuf(ctx, p->out_reorder ? bytes_floats(p->out_prim) : 0),
-      sbuf(ctx, Index((p->scratch_bytes + sizeof(float) - 1) / sizeof(float)));
   OmpThreadsScope omp(threads);
   memory a_user(p->a_user, eng, const_cast<float*>(a)), b_user(p->b_user, eng, const_cast<float*>(b));
+  // The forward's and the input gradient's b are the weights: when they are a parameter group's
+  // values, their copy in the primitive's layout comes from DnnlWeightCache (made once per version).
+  std::shared_ptr<void> b_kept;
+  if (p->b_reorder && pass != 2 && ctx.reuse_weight_layouts())
+    if (const std::uint64_t version = ctx.parameter_version(b, p->b_user.get_size()))
+      b_kept = DnnlWeightCache::instance().get(b, key, version, p->b_prim.get_size(), [&](void* dst) {
+        memory d(p->b_prim, eng, dst);
+        p->b_in.execute(s, b_user, d);
+        s.wait();
+      });
+  // Owned buffers for the other primitive-layout copies (the context's caching allocator).
+  core::Buffer<float, Device> abuf(ctx, p->a_reorder ? bytes_floats(p->a_prim) : 0),
+      bbuf(ctx, p->b_reorder && !b_kept ? bytes_floats(p->b_prim) : 0),
+      obuf(ctx, p->out_reorder ? bytes_floats(p->out_prim) : 0),
+      sbuf(ctx, Index((p->scratch_bytes + sizeof(float) - 1) / sizeof(float)));
   memory a_prim = p->a_reorder ? memory(p->a_prim, eng, abuf.data()) : a_user;
-  memory b_prim = p->b_reorder ? memory(p->b_prim, eng, bbuf.data()) : b_user;
+  memory b_prim = b_kept ? memory(p->b_prim, eng, b_kept.get()) : p->b_reorder ? memory(p->b_prim, eng, bbuf.data()) : b_user;
   memory o_user(p->out_user, eng, out);
   memory o_prim = p->out_reorder ? memory(p->out_prim, eng, obuf.data()) : o_user;
   memory scratch(dnnl::memory::desc({Index(p->scratch_bytes)}, memory::data_type::u8, memory::format_tag::x), eng,
                  p->scratch_bytes ? static_cast<void*>(sbuf.data()) : nullptr);
   if (p->a_reorder) p->a_in.execute(s, a_user, a_prim);
-  if (p->b_reorder) p->b_in.execute(s, b_user, b_prim);
+  if (p->b_reorder && !b_kept) p->b_in.execute(s, b_user, b_prim);
   std::unordered_map<int, memory> args{{DNNL_ARG_SCRATCHPAD, scratch}};
   if (pass == 0) {
     args.insert({DNNL_ARG_SRC, a_prim});
