@@ -49,11 +49,10 @@ inline dicyc::core::Context<Dev>& ctx() {
     c.set_reuse_weight_layouts(on("DICYC_WEIGHT_REUSE"));
     if (const char* e = std::getenv("DICYC_DNNL_CONV")) c.set_dnnl_conv(dicyc::core::parse_dnnl_conv_mode(e));
     c.set_conv_bf16(std::getenv("DICYC_CONV_BF16") && std::string(std::getenv("DICYC_CONV_BF16")) == "1");
-    // The pool's spinning as the tools set it (model::pool_spinning_pays: off with bf16
-    // convolutions or ngf < 64); DICYC_POOL_SPIN=0 / 1 says otherwise. The ngf is the one
-    // DICYC_BENCH_NGF gives, else the program's default width (bench_model 64, bench_model3d 16;
-    // the op benchmarks count as 64: the pool's default).
-    bool spin = !c.conv_bf16() && env_or("DICYC_BENCH_NGF", default_ngf()) >= 64;
+    // The pool's spinning as the tools set it (core::pool_spinning_pays); DICYC_POOL_SPIN=0 / 1
+    // says otherwise. The ngf is the one DICYC_BENCH_NGF gives, else the program's default width
+    // (bench_model 64, bench_model3d 16; the op benchmarks count as 64: the pool's default).
+    bool spin = dicyc::core::pool_spinning_pays(env_or("DICYC_BENCH_NGF", default_ngf()), c.conv_bf16());
     if (const char* e = std::getenv("DICYC_POOL_SPIN")) spin = std::string(e) != "0";
     c.set_pool_spinning(spin);
     return true;

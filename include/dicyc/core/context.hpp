@@ -64,6 +64,17 @@ inline std::uint64_t next_parameter_version() {
   return ++counter;
 }
 
+/// Whether the CPU thread pool's idle workers should spin (Context<Eigen::ThreadPoolDevice>::
+/// set_pool_spinning) for a model whose generator has `ngf` channels: only for float convolutions
+/// with ngf >= 64. Measured on 2 cores of an Intel Xeon (docs/performance.md, "... the pool's
+/// spinning"): with bf16 convolutions, most of a step runs on oneDNN's OpenMP team, and the
+/// pool's spinning took its cores (CycleGAN step without spinning: 2-D at 96^2, ngf 16, 0.92 of
+/// the time, 3-D at 48^3 0.96); in float at ngf 16 the PatchGAN and the stems run on oneDNN too
+/// (2-D CycleGAN 0.91, NMI-DiCyc 0.93; 3-D the same within the spread); at ngf 32 the same either
+/// way; at ngf 64 the pool does most of the work back to back and spinning pays (without it
+/// 1.02-1.05).
+inline bool pool_spinning_pays(Index ngf, bool conv_bf16) { return !conv_bf16 && ngf >= 64; }
+
 /// Settings shared by every context: the scratch bound of tiled ops, and the switches of the
 /// convolution paths that ops::plan_conv() reads (on by default; the tools set them from
 /// DICYC_WINOGRAD=0 / DICYC_COL2IM=0 / DICYC_THIN_DIRECT=0 / DICYC_DNNL_CONV=0|auto|always in the environment).
@@ -288,7 +299,7 @@ class Context<Eigen::ThreadPoolDevice> : public ContextSettings {
   /// when the pool does one op after another (wide float layers: Winograd, GEMM partitions); it
   /// takes the cores from oneDNN's OpenMP team when the next op is a oneDNN convolution primitive,
   /// which is most of a step with bf16 convolutions or narrow generators
-  /// (model::pool_spinning_pays() has the rule and its measurements). Changing it re-creates the
+  /// (pool_spinning_pays() has the rule and its measurements). Changing it re-creates the
   /// pool with the same thread count: call it only while no work is in flight on this context.
   void set_pool_spinning(bool on) {
     if (on == spinning_) return;

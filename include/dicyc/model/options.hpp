@@ -217,15 +217,10 @@ class ModelOptions {
 using CycleGanOptions = ModelOptions;
 
 /// Whether the CPU thread pool's idle workers should spin for this model
-/// (core::Context<Eigen::ThreadPoolDevice>::set_pool_spinning): only for float convolutions with
-/// ngf >= 64. Measured on 2 cores of an Intel Xeon (docs/performance.md, "Pool spinning"): with
-/// bf16 convolutions, most of a step runs on oneDNN's OpenMP team, and the pool's spinning took
-/// its cores (CycleGAN step without spinning: 2-D at 96^2, ngf 16, 0.92 of the time, 3-D at 48^3
-/// 0.96); in float at ngf 16 the PatchGAN and the stems run on oneDNN too (2-D CycleGAN 0.91,
-/// NMI-DiCyc 0.93; 3-D the same within the spread); at ngf 32 the same either way; at ngf 64 the
-/// pool does most of the work back to back and spinning pays (without it 1.02-1.05).
+/// (core::Context<Eigen::ThreadPoolDevice>::set_pool_spinning): core::pool_spinning_pays for its
+/// generator width.
 inline bool pool_spinning_pays(const ModelOptions& o, bool conv_bf16) {
-  return !conv_bf16 && o.generator().ngf() >= 64;
+  return core::pool_spinning_pays(o.generator().ngf(), conv_bf16);
 }
 
 
