@@ -48,11 +48,12 @@ std::vector<double> run_forward(Ctx<Dev>& ctx, const ConvCase<Dim>& c, const std
   return convert<double>(Y.to_host());
 }
 
-/// Backward; the gradients are pre-filled with `pre` to check that they accumulate.
+/// Backward; the gradients are pre-filled with `pre` to check that they accumulate. With
+/// `overwrite` the input gradient starts as NaN and is asked to be written (dx_overwrite).
 template <int Dim, class S, class Dev>
 void run_backward(Ctx<Dev>& ctx, const ConvCase<Dim>& c, const std::vector<double>& x, const std::vector<double>& w,
                   const std::vector<double>& dy, std::vector<double>& dx, std::vector<double>& dw,
-                  std::vector<double>& db, double pre = 0.0) {
+                  std::vector<double>& db, double pre = 0.0, bool overwrite = false) {
   using namespace dicyc;
   const auto ws = c.transpose ? ops::conv_transpose_weight_shape(c.opts) : ops::conv_weight_shape(c.opts);
   const auto ys = c.transpose ? ops::conv_transpose_output_shape(c.opts, c.in) : ops::conv_output_shape(c.opts, c.in);
@@ -62,14 +63,17 @@ void run_backward(Ctx<Dev>& ctx, const ConvCase<Dim>& c, const std::vector<doubl
   auto fill = [&](auto& t) { t.copy_from_host(std::vector<S>(static_cast<std::size_t>(t.size()), S(pre))); };
   core::Tensor<S, Dim + 2, Dev> DX(ctx, c.in), DW(ctx, ws);
   core::Tensor<S, 1, Dev> DB(ctx, Shape<1>(c.opts.out_channels()));
-  fill(DX);
+  if (overwrite)
+    DX.copy_from_host(std::vector<S>(static_cast<std::size_t>(DX.size()), S(std::numeric_limits<float>::quiet_NaN())));
+  else
+    fill(DX);
   fill(DW);
   fill(DB);
   auto dxm = DX.map();
   auto dwm = DW.map();
   auto dbm = DB.map();
-  if (c.transpose) ops::conv_transpose_backward<Dim>(ctx, c.opts, X.cmap(), W.cmap(), DY.cmap(), &dxm, &dwm, &dbm);
-  else ops::conv_backward<Dim>(ctx, c.opts, X.cmap(), W.cmap(), DY.cmap(), &dxm, &dwm, &dbm);
+  if (c.transpose) ops::conv_transpose_backward<Dim>(ctx, c.opts, X.cmap(), W.cmap(), DY.cmap(), &dxm, &dwm, &dbm, overwrite);
+  else ops::conv_backward<Dim>(ctx, c.opts, X.cmap(), W.cmap(), DY.cmap(), &dxm, &dwm, &dbm, overwrite);
   dx = convert<double>(DX.to_host());
   dw = convert<double>(DW.to_host());
   db = convert<double>(DB.to_host());
@@ -80,6 +84,24 @@ struct CaseData {
   std::vector<double> x, w, b;
   Shape<Dim + 2> ws, ys;
 };
+
+template <int Dim>
+struct CaseData;
+
+/// The input gradient written over NaN (dx_overwrite) equals it added onto zeros, bit for bit, on
+/// whatever path the context plans; the weight and bias gradients are unaffected.
+template <int Dim, class S, class Dev>
+void check_overwrite(Ctx<Dev>& ctx, const ConvCase<Dim>& c, const std::vector<double>& x,
+                     const std::vector<double>& w, const std::vector<double>& g) {
+  std::vector<double> ax, aw, ab, ox, ow, ob;
+  run_backward<Dim, S>(ctx, c, x, w, g, ax, aw, ab, 0.0);
+  run_backward<Dim, S>(ctx, c, x, w, g, ox, ow, ob, 0.0, /*overwrite=*/true);
+  BOOST_TEST_CONTEXT("input gradient written, not added") {
+    BOOST_CHECK(ox == ax);
+    BOOST_CHECK(ow == aw);
+    BOOST_CHECK(ob == ab);
+  }
+}
 
 template <int Dim>
 CaseData<Dim> make_data(const ConvCase<Dim>& c, std::uint64_t seed) {
@@ -147,6 +169,7 @@ void check_backward(const ConvCase<Dim>& c) {
     gradcheck(d.x, dx, loss, c.label + " d/dx");
     gradcheck(d.w, dw, loss, c.label + " d/dw");
     gradcheck(d.b, db, loss, c.label + " d/db");
+    check_overwrite<Dim, double>(cx.cpu, c, d.x, d.w, g);
 
     std::vector<double> fx, fw, fb, px, pw, pb;
     const double sx = std::max(1.0, max_abs(dx)), sw = std::max(1.0, max_abs(dw)), sb = std::max(1.0, max_abs(db));
@@ -162,6 +185,8 @@ void check_backward(const ConvCase<Dim>& c) {
         BOOST_CHECK_LT(max_abs_diff(px, fx), 1e-5 * sx);
         BOOST_CHECK_LT(max_abs_diff(pw, fw), 1e-5 * sw);
         BOOST_CHECK_LT(max_abs_diff(pb, fb), 1e-5 * sb);
+        check_overwrite<Dim, float>(cx.cpu, c, d.x, d.w, g);
+        check_overwrite<Dim, float>(cx.pool, c, d.x, d.w, g);
       }
     }
     dicyc::ops::set_gemm_backend(dicyc::ops::gemm_backend_available(dicyc::ops::GemmBackend::Dnnl)
@@ -172,6 +197,7 @@ void check_backward(const ConvCase<Dim>& c) {
     BOOST_CHECK_LT(max_abs_diff(hx, dx), 1e-2 * sx);
     BOOST_CHECK_LT(max_abs_diff(hw, dw), 1e-2 * sw);
     BOOST_CHECK_LT(max_abs_diff(hb, db), 1e-2 * sb);
+    check_overwrite<Dim, dicyc::half>(cx.pool, c, d.x, d.w, g);
   }
 }
 
@@ -425,6 +451,7 @@ void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
           BOOST_CHECK_LT(max_abs_diff(y1, y[on]), 1e-5 * sy);
           BOOST_CHECK_LT(max_abs_diff(dx1, dx[on]), 1e-5 * sx);
           BOOST_CHECK_LT(max_abs_diff(dw1, dw[on]), 1e-5 * sw);
+          check_overwrite<Dim, float>(cx.pool, c, d.x, d.w, g);
         }
       }
       set_mode(DnnlConvMode::Auto);
@@ -440,6 +467,14 @@ void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
   // products summed in float: 2e-2 of the largest value), and visibly not float (some result off
   // by more than float's 2e-5) where the CPU has bf16 primitives.
   bool bf16_seen = false;
+  long shared_reused = 0;  // input gradients that took dy from the weight gradient's bf16 copy
+  auto shared_reused_now = []() -> long {
+#if defined(DICYC_DNNL_CONV)
+    return dicyc::ops::detail::dnnl_shared_input_stats().reused.load();
+#else
+    return 0;
+#endif
+  };
   for (const auto& c : cs) {
     BOOST_TEST_CONTEXT(c.label << ", bf16") {
       cx.pool.set_conv_bf16(true);
@@ -457,7 +492,10 @@ void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
       std::vector<double> rx, rw, rb, bx, bw, bb;
       run_backward<Dim, double>(cx.cpu, c, d.x, d.w, g, rx, rw, rb, 0.25);
       const auto y = run_forward<Dim, float>(cx.pool, c, d.x, d.w, d.b);
+      const long shared_before = shared_reused_now();
       run_backward<Dim, float>(cx.pool, c, d.x, d.w, g, bx, bw, bb, 0.25);
+      shared_reused += shared_reused_now() - shared_before;
+      check_overwrite<Dim, float>(cx.pool, c, d.x, d.w, g);
       cx.pool.set_conv_bf16(false);
       cx.cpu.set_conv_bf16(false);
       const double sy = std::max(1.0, max_abs(ref)), sx = std::max(1.0, max_abs(rx)), sw = std::max(1.0, max_abs(rw));
@@ -470,6 +508,7 @@ void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
   const std::string support = ops::bf16_conv_support();
   BOOST_TEST_MESSAGE("bf16 convolutions on this CPU: " << support);
   if (have && (support == "amx" || support == "avx512_bf16")) BOOST_CHECK(bf16_seen);
+  if (have) BOOST_CHECK_GT(shared_reused, 0);
   if (!have) BOOST_CHECK(!bf16_seen);
 
   // The Auto rule on the networks' layers ({forward, input gradient, weight gradient}).
@@ -601,6 +640,8 @@ void check_thin_dispatch(const std::vector<ConvCase<Dim>>& on, const std::vector
           BOOST_CHECK_LT(max_abs_diff(y[t], ref), 2e-5 * sy);
           BOOST_CHECK_LT(max_abs_diff(dx[t], rx), 2e-5 * sx);
           BOOST_CHECK_LT(max_abs_diff(dw[t], rw), 2e-5 * sw);
+          check_overwrite<Dim, float>(cx.pool, c, d.x, d.w, g);
+          check_overwrite<Dim, double>(cx.cpu, c, d.x, d.w, g);
           std::vector<double> y1, dx1, dw1, db1;
           y1 = run_forward<Dim, float>(cx.cpu, c, d.x, d.w, d.b);
           run_backward<Dim, float>(cx.cpu, c, d.x, d.w, g, dx1, dw1, db1, pre);

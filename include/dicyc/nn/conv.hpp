@@ -48,8 +48,10 @@ class ConvModule {
     else
       ops::conv_forward<Dim, S>(ctx, opts_, x, w, bp, y);
   }
+  /// dx += d<y, dy>/dx (null skips), or dx = that with dx_overwrite (dx's old content unread: a
+  /// fresh buffer need not be zeroed); parameter gradients added into the group.
   void backward(core::Context<Device>& ctx, const ConstTensorMap<S, Rank>& x, const ConstTensorMap<S, Rank>& dy,
-                nondeduced_t<TensorMap<S, Rank>>* dx) const {
+                nondeduced_t<TensorMap<S, Rank>>* dx, bool dx_overwrite = false) const {
     const auto w = param_cmap<S, Rank>(std::as_const(*group_).value(weight_), weight_);
     S* gw = group_->grad(weight_);
     auto dwm = param_map<S, Rank>(gw, weight_);
@@ -57,9 +59,9 @@ class ConvModule {
     TensorMap<S, Rank>* dwp = gw ? &dwm : nullptr;
     TensorMap<S, 1>* dbp = gw && opts_.bias() ? &dbm : nullptr;
     if constexpr (Transposed)
-      ops::conv_transpose_backward<Dim, S>(ctx, opts_, x, w, dy, dx, dwp, dbp);
+      ops::conv_transpose_backward<Dim, S>(ctx, opts_, x, w, dy, dx, dwp, dbp, dx_overwrite);
     else
-      ops::conv_backward<Dim, S>(ctx, opts_, x, w, dy, dx, dwp, dbp);
+      ops::conv_backward<Dim, S>(ctx, opts_, x, w, dy, dx, dwp, dbp, dx_overwrite);
   }
 
  private:

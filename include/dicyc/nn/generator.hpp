@@ -172,12 +172,12 @@ class ConvUnit {
         convt_->backward(ctx, c.pad.cmap(), gconv, nullptr);
       return;
     }
-    T gp = T::zeros(ctx, c.pad.shape());
+    T gp(ctx, c.pad.shape());  // written by the conv's backward
     auto gpm = gp.map();
     if (conv_)
-      conv_->backward(ctx, c.pad.cmap(), gconv, &gpm);
+      conv_->backward(ctx, c.pad.cmap(), gconv, &gpm, /*dx_overwrite=*/true);
     else
-      convt_->backward(ctx, c.pad.cmap(), gconv, &gpm);
+      convt_->backward(ctx, c.pad.cmap(), gconv, &gpm, /*dx_overwrite=*/true);
     ops::reflection_pad_backward<Dim, S>(ctx, ops::uniform_pad<Dim>(pad_), gp.cmap(), *dx);
   }
 

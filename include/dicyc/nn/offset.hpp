@@ -75,9 +75,9 @@ class OffsetBranch {
     const Index rest = dgrid.size() / Dim;
     TensorMap<S, 2> dg2(dgrid.data(), Dim, rest);
     dg2.device(ctx.device()) = dg2 * geometry(ctx, x.dimensions()).scale.cmap().broadcast(Eigen::array<Index, 2>{1, rest});
-    auto dh = core::Tensor<S, Rank, Device>::zeros(ctx, cache.h.shape());
+    core::Tensor<S, Rank, Device> dh(ctx, cache.h.shape());  // written by the conv's backward
     auto dhm = dh.map();
-    c2_.backward(ctx, cache.h.cmap(), dgrid.cmap(), &dhm);
+    c2_.backward(ctx, cache.h.cmap(), dgrid.cmap(), &dhm, /*dx_overwrite=*/true);
     auto dh0 = core::Tensor<S, Rank, Device>::zeros(ctx, cache.h.shape());
     auto dh0m = dh0.map();
     ops::leaky_relu_backward<S, Rank>(ctx, cache.h.cmap(), dh.cmap(), dh0m, 0.2);

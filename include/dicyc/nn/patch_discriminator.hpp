@@ -133,9 +133,9 @@ class PatchDiscriminator {
       if (l == 0) {
         convs_[0]->backward(ctx, in, gconv.cmap(), dx);
       } else {
-        g = T::zeros(ctx, in.dimensions());
+        g = T(ctx, in.dimensions());  // written by the conv's backward
         auto gm = g.map();
-        convs_[l]->backward(ctx, in, gconv.cmap(), &gm);
+        convs_[l]->backward(ctx, in, gconv.cmap(), &gm, /*dx_overwrite=*/true);
       }
     }
   }

@@ -74,9 +74,9 @@ class ResnetBlock {
     auto dc = T::zeros(ctx, xs);
     auto dcm = dc.map();
     ops::instance_norm_backward<Dim, S>(ctx, c.n2.cmap(), c.invstd2.cmap(), dy, dcm);
-    auto dp = T::zeros(ctx, ps);
+    T dp(ctx, ps);  // written by each conv's backward
     auto dpm = dp.map();
-    c2_.backward(ctx, c.p2.cmap(), dc.cmap(), &dpm);
+    c2_.backward(ctx, c.p2.cmap(), dc.cmap(), &dpm, /*dx_overwrite=*/true);
     auto dr = T::zeros(ctx, xs);
     auto drm = dr.map();
     ops::reflection_pad_backward<Dim, S>(ctx, pad, dp.cmap(), drm);
@@ -86,8 +86,7 @@ class ResnetBlock {
     // Through the first half.
     dc.set_zero();
     ops::instance_norm_backward<Dim, S>(ctx, c.n1.cmap(), c.invstd1.cmap(), dn.cmap(), dcm);
-    dp.set_zero();
-    c1_.backward(ctx, c.p1.cmap(), dc.cmap(), &dpm);
+    c1_.backward(ctx, c.p1.cmap(), dc.cmap(), &dpm, /*dx_overwrite=*/true);
     if (dx) {
       ops::reflection_pad_backward<Dim, S>(ctx, pad, dp.cmap(), *dx);
       dx->device(ctx.device()) = *dx + dy;  // the identity branch

@@ -125,15 +125,15 @@ class Stn {
     auto dh2b = core::Tensor<S, Rank, Device>::zeros(ctx, cache.h2.shape());
     auto dh2bm = dh2b.map();
     ops::leaky_relu_backward<S, Rank>(ctx, cache.h2.cmap(), dh2.cmap(), dh2bm, 0.2);
-    auto dh1 = core::Tensor<S, Rank, Device>::zeros(ctx, cache.h1.shape());
+    core::Tensor<S, Rank, Device> dh1(ctx, cache.h1.shape());  // written by the conv's backward
     auto dh1m = dh1.map();
-    c2_.backward(ctx, cache.h1.cmap(), dh2b.cmap(), &dh1m);
+    c2_.backward(ctx, cache.h1.cmap(), dh2b.cmap(), &dh1m, /*dx_overwrite=*/true);
     auto dh1b = core::Tensor<S, Rank, Device>::zeros(ctx, cache.h1.shape());
     auto dh1bm = dh1b.map();
     ops::leaky_relu_backward<S, Rank>(ctx, cache.h1.cmap(), dh1.cmap(), dh1bm, 0.2);
-    auto dcat = core::Tensor<S, Rank, Device>::zeros(ctx, cache.cat.shape());
+    core::Tensor<S, Rank, Device> dcat(ctx, cache.cat.shape());  // written by the conv's backward
     auto dcm = dcat.map();
-    c1_.backward(ctx, cache.cat.cmap(), dh1b.cmap(), &dcm);
+    c1_.backward(ctx, cache.cat.cmap(), dh1b.cmap(), &dcm, /*dx_overwrite=*/true);
     Eigen::array<Index, Rank> off{}, ext = src.dimensions();
     const auto dcc = dcat.cmap();
     if (dsrc) dsrc->device(d) = *dsrc + dcc.slice(off, ext);

@@ -1250,11 +1250,14 @@ void conv_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTe
 }
 
 /// Accumulates the gradients of <conv(x, w) + bias, dy> into *dx, *dw, *db (each may be null).
+/// With dx_overwrite the input gradient is written to *dx instead (its old content, which may be
+/// anything, is not read): what a caller that would zero a fresh buffer first wants; every path
+/// writes it directly (oneDNN's then skips the reorder that adds its result to the buffer).
 template <int Dim, class S, class Device>
 void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTensorMap<S, Dim + 2>& x,
                    const ConstTensorMap<S, Dim + 2>& w, const ConstTensorMap<S, Dim + 2>& dy,
                    nondeduced_t<TensorMap<S, Dim + 2>>* dx, nondeduced_t<TensorMap<S, Dim + 2>>* dw,
-                   nondeduced_t<TensorMap<S, 1>>* db) {
+                   nondeduced_t<TensorMap<S, 1>>* db, bool dx_overwrite = false) {
   const std::string L = detail::op_label("conv", o);
   const Shape<Dim + 2> out = conv_output_shape(o, x.dimensions());
   detail::check_same<Dim + 2, S>(L, "weight", conv_weight_shape(o), w.dimensions());
@@ -1263,22 +1266,29 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
   if (dw) detail::check_same<Dim + 2, S>(L, "weight gradient", w.dimensions(), dw->dimensions());
   if (db) detail::check_same<1, S>(L, "bias gradient", Shape<1>(o.out_channels()), db->dimensions());
   if (db) detail::sum_bias(ctx, dy.data(), *db, o.out_channels(), num_elements(out) / o.out_channels());
+  const bool dx_add = !dx_overwrite;  // the input gradient's paths: add to *dx, or write it
   if constexpr (detail::cpu_half_v<S, Device>) {
+    if (dx && dx_overwrite) dx->device(ctx.device()) = dx->constant(S(0));  // converted to float and added to
     detail::backward_via_float<Dim + 2>(ctx, x, w, dy, dx, dw, [&](auto xf, auto wf, auto dyf, auto* gx, auto* gw) {
       conv_backward<Dim, float>(ctx, o, xf, wf, dyf, gx, gw, nullptr);
     });
   } else {
-    // oneDNN's passes first (each falls back to the kernels below if oneDNN has no primitive).
+    // oneDNN's passes first (each falls back to the kernels below if oneDNN has no primitive);
+    // the weight gradient's copy of dy in the primitive's layout serves the input gradient too.
 #if defined(DICYC_DNNL_CONV)
     if constexpr (detail::dnnl_conv_capable_v<S, Device>) {
+      detail::DnnlSharedInput dy_copy;
+      dy_copy.user = dy.data();
       if (dw && plan_conv<Dim, S>(ctx, o, ConvPass::WeightGrad, x.dimensions()) == ConvPath::Dnnl &&
           detail::dnnl_conv_run<Dim>(ctx, 2, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::WeightGrad), o, x.dimensions(), out, x.data(), dy.data(), nullptr, dw->data(),
-                                     /*accumulate=*/true))
+                                     /*accumulate=*/true, &dy_copy))
         dw = nullptr;
       if (dx && plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions()) == ConvPath::Dnnl &&
           detail::dnnl_conv_run<Dim>(ctx, 1, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::InputGrad), o, x.dimensions(), out, dy.data(), w.data(), nullptr, dx->data(),
-                                     /*accumulate=*/true))
+                                     /*accumulate=*/dx_add, &dy_copy))
         dx = nullptr;
+      detail::dnnl_shared_input_stats().made += dy_copy.made;
+      detail::dnnl_shared_input_stats().reused += dy_copy.reused;
     }
 #endif
     if constexpr (detail::thin_capable_v<S, Device>) {
@@ -1296,10 +1306,10 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
       if (dx && plan_conv<Dim, S>(ctx, o, ConvPass::InputGrad, x.dimensions()) == ConvPath::ThinDirect) {
         if (o.in_channels() == 1)
           detail::thin_corr(ctx, detail::thin_geom<Dim>(o.out_channels(), out, x.dimensions(), o, true), dy.data(),
-                            w.data(), true, dx->data(), true);
+                            w.data(), true, dx->data(), dx_add);
         else
           detail::thin_spread(ctx, detail::thin_geom<Dim>(o.in_channels(), out, x.dimensions(), o, true), dy.data(),
-                              w.data(), true, dx->data(), true);
+                              w.data(), true, dx->data(), dx_add);
         dx = nullptr;
       }
     }
@@ -1315,7 +1325,7 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
           if (dx)
             detail::winograd_conv2d<S>(
                 ctx, dy.data(), out, o.in_channels(), [&](int a, int b) { return w0 + cc * ((2 - a) + 3 * (2 - b)); },
-                dx->data(), x.dimensions(), 2 - px, 2 - py, true, true);
+                dx->data(), x.dimensions(), 2 - px, 2 - py, dx_add, true);
         } else {
           const Index pz = o.padding()[2];
           if (dw) detail::winograd_wgrad3d<S>(ctx, x.data(), x.dimensions(), dy.data(), out, dw->data(), px, py, pz);
@@ -1323,7 +1333,7 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
             detail::winograd_conv3d<S>(
                 ctx, dy.data(), out, o.in_channels(),
                 [&](int a, int b, int c) { return w0 + cc * ((2 - a) + 3 * (2 - b) + 9 * (2 - c)); }, dx->data(),
-                x.dimensions(), 2 - px, 2 - py, 2 - pz, true, true);
+                x.dimensions(), 2 - px, 2 - py, 2 - pz, dx_add, true);
         }
         return;
       }
@@ -1337,10 +1347,10 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
       if (pdx == ConvPath::TransposedGather || pdx == ConvPath::Dnnl) {
         const auto g = detail::geometry(o, o.out_channels(), out, x.dimensions(), true);
         const auto wt = detail::swap_kernel_axes<Dim>(ctx, w);
-        detail::patch_gemm<Dim>(ctx, g, dy.data(), wt.data(), o.in_channels(), dx->data(), true);
+        detail::patch_gemm<Dim>(ctx, g, dy.data(), wt.data(), o.in_channels(), dx->data(), dx_add);
       } else {
         detail::run_gemm_col2im<Dim>(ctx, detail::col2im_problem(o, x.dimensions(), false), w.data(), dy.data(),
-                                     dx->data(), true);
+                                     dx->data(), dx_add);
       }
     }
   }
@@ -1388,12 +1398,13 @@ void conv_transpose_forward(Context<Device>& ctx, const ConvOptions<Dim>& o, con
   if (bias) detail::add_bias(ctx, *bias, y.data(), o.out_channels(), num_elements(out) / o.out_channels());
 }
 
-/// Accumulates the gradients of <conv_transpose(x, w) + bias, dy> into *dx, *dw, *db.
+/// Accumulates the gradients of <conv_transpose(x, w) + bias, dy> into *dx, *dw, *db; with
+/// dx_overwrite the input gradient is written to *dx instead (as conv_backward's).
 template <int Dim, class S, class Device>
 void conv_transpose_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstTensorMap<S, Dim + 2>& x,
                              const ConstTensorMap<S, Dim + 2>& w, const ConstTensorMap<S, Dim + 2>& dy,
                              nondeduced_t<TensorMap<S, Dim + 2>>* dx, nondeduced_t<TensorMap<S, Dim + 2>>* dw,
-                             nondeduced_t<TensorMap<S, 1>>* db) {
+                             nondeduced_t<TensorMap<S, 1>>* db, bool dx_overwrite = false) {
   const std::string L = detail::op_label("conv_transpose", o);
   const Shape<Dim + 2> out = conv_transpose_output_shape(o, x.dimensions());
   detail::check_same<Dim + 2, S>(L, "weight", conv_transpose_weight_shape(o), w.dimensions());
@@ -1403,30 +1414,38 @@ void conv_transpose_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, co
   if (db) detail::check_same<1, S>(L, "bias gradient", Shape<1>(o.out_channels()), db->dimensions());
   if (db) detail::sum_bias(ctx, dy.data(), *db, o.out_channels(), num_elements(out) / o.out_channels());
   if constexpr (detail::cpu_half_v<S, Device>) {
+    if (dx && dx_overwrite) dx->device(ctx.device()) = dx->constant(S(0));  // converted to float and added to
     detail::backward_via_float<Dim + 2>(ctx, x, w, dy, dx, dw, [&](auto xf, auto wf, auto dyf, auto* gx, auto* gw) {
       conv_transpose_backward<Dim, float>(ctx, o, xf, wf, dyf, gx, gw, nullptr);
     });
   } else {
 #if defined(DICYC_DNNL_CONV)
     // oneDNN first: the input gradient is the forward of the conv from y's grid to x's, the
-    // weight gradient that conv's weight gradient with dy as its input and x as its output's.
+    // weight gradient that conv's weight gradient with dy as its input and x as its output's
+    // (both read dy: one copy in the primitives' layout serves both, as in conv_backward).
     if constexpr (detail::dnnl_conv_capable_v<S, Device>) {
       const auto c = detail::transposed_as_conv(o);
+      detail::DnnlSharedInput dy_copy;
+      dy_copy.user = dy.data();
       if (dw && plan_conv<Dim, S>(ctx, o, ConvPass::TransposedWeightGrad, x.dimensions()) == ConvPath::Dnnl &&
           detail::dnnl_conv_run<Dim>(ctx, 2,
                                      ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::TransposedWeightGrad), c,
-                                     out, x.dimensions(), dy.data(), x.data(), nullptr, dw->data(), /*accumulate=*/true))
+                                     out, x.dimensions(), dy.data(), x.data(), nullptr, dw->data(), /*accumulate=*/true,
+                                     &dy_copy))
         dw = nullptr;
       if (dx && plan_conv<Dim, S>(ctx, o, ConvPass::TransposedInputGrad, x.dimensions()) == ConvPath::Dnnl &&
           detail::dnnl_conv_run<Dim>(ctx, 0,
                                      ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::TransposedInputGrad), c,
-                                     out, x.dimensions(), dy.data(), w.data(), nullptr, dx->data(), /*accumulate=*/true))
+                                     out, x.dimensions(), dy.data(), w.data(), nullptr, dx->data(),
+                                     /*accumulate=*/!dx_overwrite, &dy_copy))
         dx = nullptr;
+      detail::dnnl_shared_input_stats().made += dy_copy.made;
+      detail::dnnl_shared_input_stats().reused += dy_copy.reused;
     }
 #endif
     // Both gradients gather dy onto the input grid, normal mode.
     const auto g = detail::geometry(o, o.out_channels(), out, x.dimensions(), false);
-    if (dx) detail::patch_gemm<Dim>(ctx, g, dy.data(), w.data(), o.in_channels(), dx->data(), true);
+    if (dx) detail::patch_gemm<Dim>(ctx, g, dy.data(), w.data(), o.in_channels(), dx->data(), !dx_overwrite);
     if (dw) detail::patch_gemm_wgrad<Dim>(ctx, g, dy.data(), x.data(), o.in_channels(), dw->data());
   }
 }

@@ -8,9 +8,12 @@
 // so oneDNN's logical dims are the reverse of ours: {N, C, [z,] y, x}. Each primitive picks its
 // own (blocked) layouts; the user tensors are reordered in and out with each pass (but for
 // weights that are a parameter group's values: their copies in the forward's and the input
-// gradient's layouts are kept while the group is unchanged, DnnlWeightCache), and the
-// gradients are accumulated (dicyc's backward contract is +=) by the reorder back, whose sum
-// post-op adds into the user's buffer. Primitives, their reorders and their scratchpad sizes are
+// gradient's layouts are kept while the group is unchanged, DnnlWeightCache; and dy, which a
+// conv's weight and input gradients both read, is reordered once for the two, DnnlSharedInput),
+// and the gradients are accumulated (dicyc's backward contract is +=) by the reorder back, whose
+// sum post-op adds into the user's buffer; an input gradient the caller asks to have written
+// (conv_backward's dx_overwrite: a fresh buffer) goes straight into it where the primitive's
+// layout is the user's (bf16 compute: its diff_src is plain float). Primitives, their reorders and their scratchpad sizes are
 // created once per shape and thread count and kept in a process-wide cache (creation takes
 // milliseconds; a training step meets the same few shapes every iteration). Bias gradients stay
 // with conv.hpp's sum_bias.
@@ -34,6 +37,7 @@
 
 #if defined(DICYC_DNNL_CONV)
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -325,15 +329,38 @@ DnnlConvKey dnnl_conv_key(int pass, const ConvOptions<Dim>& o, const Shape<Dim +
   return k;
 }
 
+/// One input of two passes run back to back (a conv's weight and input gradients both read dy),
+/// in the layout the first pass reordered it to: the second pass uses it instead of reordering
+/// the same tensor again when its primitive wants the same layout (in bf16 both want dy as plain
+/// bf16). `user` names the tensor (set by the caller); the copy is made by the first pass that
+/// reorders it and lives as long as this object.
+struct DnnlSharedInput {
+  const float* user = nullptr;
+  dnnl::memory::desc md;
+  std::shared_ptr<void> data;
+  int made = 0, reused = 0;  // this object's counts
+};
+
+/// Process-wide counts of DnnlSharedInput copies made and reused (what the tests read to see that
+/// the sharing happens).
+struct DnnlSharedInputStats {
+  std::atomic<long> made{0}, reused{0};
+};
+inline DnnlSharedInputStats& dnnl_shared_input_stats() {
+  static DnnlSharedInputStats s;
+  return s;
+}
+
 /// Runs pass `pass` of conv `o` (input shape x, output shape y) with oneDNN, in bf16 if `bf16`:
 /// a and b as DnnlConvPass names them, out written or, if `accumulate` (a conv's gradients),
 /// added to. Returns false, having done nothing, when oneDNN has no primitive for the shape. A transposed conv's passes are those of the conv from its output grid to its input
 /// grid (ops/conv.hpp, transposed_as_conv): its forward is that conv's input gradient, written;
-/// its input gradient that conv's forward, accumulated.
+/// its input gradient that conv's forward, accumulated. With `shared`, the input that is
+/// shared->user (a or b) comes from, or is kept in, *shared (DnnlSharedInput).
 template <int Dim, class Device>
 bool dnnl_conv_run(Context<Device>& ctx, int pass, bool bf16, const ConvOptions<Dim>& o, const Shape<Dim + 2>& x,
                    const Shape<Dim + 2>& y, const float* a, const float* b, const float* bias, float* out,
-                   bool accumulate) {
+                   bool accumulate, DnnlSharedInput* shared = nullptr) {
   const int threads = ctx.num_threads();
   const auto key = dnnl_conv_key<Dim>(pass, o, x, bias != nullptr, threads, bf16, accumulate);
   const std::shared_ptr<const DnnlConvPass> p = DnnlConvCache::instance().get<Dim>(key, o, x, y);
@@ -354,19 +381,37 @@ bool dnnl_conv_run(Context<Device>& ctx, int pass, bool bf16, const ConvOptions<
         p->b_in.execute(s, b_user, d);
         s.wait();
       });
+  // The shared input (DnnlSharedInput): taken from *shared when it holds this tensor in this
+  // pass's layout; otherwise, when this pass reorders it, its copy is kept there.
+  const bool a_shared = shared && a == shared->user && p->a_reorder,
+             b_shared = shared && b == shared->user && p->b_reorder && !b_kept;
+  const bool a_from = a_shared && shared->data && shared->md == p->a_prim,
+             b_from = b_shared && shared->data && shared->md == p->b_prim;
   // Owned buffers for the other primitive-layout copies (the context's caching allocator).
-  core::Buffer<float, Device> abuf(ctx, p->a_reorder ? bytes_floats(p->a_prim) : 0),
-      bbuf(ctx, p->b_reorder && !b_kept ? bytes_floats(p->b_prim) : 0),
+  core::Buffer<float, Device> abuf(ctx, p->a_reorder && !a_from ? bytes_floats(p->a_prim) : 0),
+      bbuf(ctx, p->b_reorder && !b_kept && !b_from ? bytes_floats(p->b_prim) : 0),
       obuf(ctx, p->out_reorder ? bytes_floats(p->out_prim) : 0),
       sbuf(ctx, Index((p->scratch_bytes + sizeof(float) - 1) / sizeof(float)));
-  memory a_prim = p->a_reorder ? memory(p->a_prim, eng, abuf.data()) : a_user;
-  memory b_prim = b_kept ? memory(p->b_prim, eng, b_kept.get()) : p->b_reorder ? memory(p->b_prim, eng, bbuf.data()) : b_user;
+  memory a_prim = a_from ? memory(p->a_prim, eng, shared->data.get())
+                  : p->a_reorder ? memory(p->a_prim, eng, abuf.data()) : a_user;
+  memory b_prim = b_kept ? memory(p->b_prim, eng, b_kept.get())
+                  : b_from ? memory(p->b_prim, eng, shared->data.get())
+                  : p->b_reorder ? memory(p->b_prim, eng, bbuf.data()) : b_user;
   memory o_user(p->out_user, eng, out);
   memory o_prim = p->out_reorder ? memory(p->out_prim, eng, obuf.data()) : o_user;
   memory scratch(dnnl::memory::desc({Index(p->scratch_bytes)}, memory::data_type::u8, memory::format_tag::x), eng,
                  p->scratch_bytes ? static_cast<void*>(sbuf.data()) : nullptr);
-  if (p->a_reorder) p->a_in.execute(s, a_user, a_prim);
-  if (p->b_reorder && !b_kept) p->b_in.execute(s, b_user, b_prim);
+  if (p->a_reorder && !a_from) p->a_in.execute(s, a_user, a_prim);
+  if (p->b_reorder && !b_kept && !b_from) p->b_in.execute(s, b_user, b_prim);
+  auto keep = [&](core::Buffer<float, Device>& buf, const memory::desc& md) {
+    auto owner = std::make_shared<core::Buffer<float, Device>>(std::move(buf));
+    shared->data = std::shared_ptr<void>(owner, owner->data());
+    shared->md = md;
+    ++shared->made;
+  };
+  if (a_from || b_from) ++shared->reused;
+  else if (a_shared) keep(abuf, p->a_prim);
+  else if (b_shared) keep(bbuf, p->b_prim);
   std::unordered_map<int, memory> args{{DNNL_ARG_SCRATCHPAD, scratch}};
   if (pass == 0) {
     args.insert({DNNL_ARG_SRC, a_prim});
