@@ -156,6 +156,11 @@ BOOST_AUTO_TEST_CASE(instance_norm_2d_3d) {
   // More positions than one of the CPU path's 2048-position chunks, the last one partial.
   check_in<2>(Shape<4>(16, 50, 45, 1));
   check_in<3>(Shape<5>(3, 13, 13, 13, 2));
+  // From kNormColumnSumsMinChannels channels the backward's sum of dy * y takes column_sums4 (as
+  // the forward's variance does at any width); position counts that leave 1 and 3 columns after
+  // the groups of four.
+  check_in<2>(Shape<4>(64, 7, 5, 2));
+  check_in<3>(Shape<5>(67, 5, 5, 3, 1));
   core::Context<Cpu>& c = cpu();
   core::Tensor<float, 4, Cpu> x(c, Shape<4>(3, 4, 4, 1)), y(c, Shape<4>(3, 4, 5, 1));
   core::Tensor<float, 2, Cpu> m(c, Shape<2>(3, 1)), i(c, Shape<2>(3, 1));

@@ -46,6 +46,32 @@ std::vector<A> chunked_channel_sums(core::Context<Device>& ctx, Index C, Index S
   return tot;
 }
 
+/// Per-channel sums over the len columns of a C x len block: sum over j of f(j) (an array
+/// expression of C values, column j), with four accumulators over interleaved columns (the
+/// adds of one accumulator wait on each other) summed in a fixed order. Eigen's own rowwise()
+/// sum of an expression such as (X - m)^2 or G * Y reads the block row by row, across the
+/// channels' stride: for C x 2048 blocks it measured 6x (16 channels) to 18x (256) this loop's
+/// time for (X - m)^2, and 2.4x for G * Y at 256 channels (g++ 12 -O3 -march=native, AVX-512).
+/// A plain X.rowwise().sum() is vectorised well by Eigen and stays as it is.
+template <class Vec, class F>
+Vec column_sums4(Index C, Index len, F&& f) {
+  Vec a0 = Vec::Zero(C), a1 = Vec::Zero(C), a2 = Vec::Zero(C), a3 = Vec::Zero(C);
+  Index j = 0;
+  for (; j + 4 <= len; j += 4) {
+    a0.array() += f(j);
+    a1.array() += f(j + 1);
+    a2.array() += f(j + 2);
+    a3.array() += f(j + 3);
+  }
+  for (; j < len; ++j) a0.array() += f(j);
+  return (a0 + a1) + (a2 + a3);
+}
+
+/// From this many channels the instance norm's backward sums dy * y with column_sums4 (measured
+/// on C x 2048 blocks: 0.57x Eigen's rowwise() time at 64 channels, 0.42x at 256; at 16 and 32
+/// channels Eigen's was the faster, 0.57x and 0.95x).
+constexpr Index kNormColumnSumsMinChannels = 64;
+
 /// Runs f(n, s0, len) over the chunks of every sample, on the pool.
 template <class Device, class F>
 void for_each_norm_chunk(core::Context<Device>& ctx, Index C, Index Sp, Index N, F&& f) {
@@ -90,7 +116,8 @@ void instance_norm_forward(core::Context<Device>& ctx, const ConstTensorMap<S, D
     for (std::size_t i = 0; i < m.size(); ++i) m[i] = sum[i] / A(Sp);
     const std::vector<A> sq = detail::chunked_channel_sums<A>(ctx, C, Sp, N, [&](Index n, Index s0, Index len) -> Vec {
       const Eigen::Map<const Vec> mn(m.data() + C * n, C);
-      return (X(n, s0, len).colwise() - mn).array().square().matrix().rowwise().sum();
+      const auto Xb = X(n, s0, len);
+      return detail::column_sums4<Vec>(C, len, [&](Index j) { return (Xb.col(j) - mn).array().square(); });
     });
     for (Index i = 0; i < C * N; ++i) {
       mean.data()[i] = m[static_cast<std::size_t>(i)];
@@ -170,7 +197,11 @@ void instance_norm_backward(core::Context<Device>& ctx, const ConstTensorMap<S, 
       const auto G = blk(dy.data(), n, s0, len);
       Vec r(2 * C);
       r.head(C) = G.rowwise().sum();
-      r.tail(C) = (G.array() * blk(y.data(), n, s0, len).array()).matrix().rowwise().sum();
+      const auto Y = blk(y.data(), n, s0, len);
+      if (C >= detail::kNormColumnSumsMinChannels)
+        r.tail(C) = detail::column_sums4<Vec>(C, len, [&](Index j) { return G.col(j).array() * Y.col(j).array(); });
+      else
+        r.tail(C) = (G.array() * Y.array()).matrix().rowwise().sum();
       return r;
     });
     detail::for_each_norm_chunk(ctx, C, Sp, N, [&](Index n, Index s0, Index len) {
