@@ -132,37 +132,40 @@ class ConvUnit {
     if (norm_ && keep) c.norm = std::move(normed);
   }
 
-  /// dx += d<out, dout>/dx (null skips); parameter gradients into the group.
+  /// dx += d<out, dout>/dx (null skips), or dx = that with dx_overwrite (dx not read);
+  /// parameter gradients into the group.
   void backward(core::Context<Device>& ctx, const ConstTensorMap<S, Rank>& x, const Cache& c,
-                const ConstTensorMap<S, Rank>& dout, nondeduced_t<TensorMap<S, Rank>>* dx) const {
+                const ConstTensorMap<S, Rank>& dout, nondeduced_t<TensorMap<S, Rank>>* dx,
+                bool dx_overwrite = false) const {
     const Shape<Rank> os = c.out.shape();
     DICYC_CHECK(dout.dimensions() == os, ShapeError,
                 "generator unit: expected output gradient of shape " << shape_str(os) << ", but got "
                                                                      << shape_str(dout.dimensions()));
     // Through the activation, then the norm: g is the gradient at the conv's output.
+    // (Each gradient buffer here is written whole by the op that fills it: no zeroing.)
     T g;
     if (act_ != Act::None) {
-      g = T::zeros(ctx, os);
+      g = T(ctx, os);
       auto gm = g.map();
       if (act_ == Act::Relu)
-        ops::relu_backward<S, Rank>(ctx, c.out.cmap(), dout, gm);
+        ops::relu_backward<S, Rank>(ctx, c.out.cmap(), dout, gm, /*overwrite=*/true);
       else
-        ops::tanh_backward<S, Rank>(ctx, c.out.cmap(), dout, gm);
+        ops::tanh_backward<S, Rank>(ctx, c.out.cmap(), dout, gm, /*overwrite=*/true);
     }
     if (norm_) {
       const ConstTensorMap<S, Rank> gin = act_ != Act::None ? g.cmap() : dout;
       const ConstTensorMap<S, Rank> y = act_ != Act::None ? c.norm.cmap() : c.out.cmap();
-      T gn = T::zeros(ctx, os);
+      T gn(ctx, os);
       auto gnm = gn.map();
-      ops::instance_norm_backward<Dim, S>(ctx, y, c.invstd.cmap(), gin, gnm);
+      ops::instance_norm_backward<Dim, S>(ctx, y, c.invstd.cmap(), gin, gnm, /*overwrite=*/true);
       g = std::move(gn);
     }
     const ConstTensorMap<S, Rank> gconv = (act_ != Act::None || norm_) ? g.cmap() : dout;
     if (pad_ == 0) {
       if (conv_)
-        conv_->backward(ctx, x, gconv, dx);
+        conv_->backward(ctx, x, gconv, dx, dx_overwrite);
       else
-        convt_->backward(ctx, x, gconv, dx);
+        convt_->backward(ctx, x, gconv, dx, dx_overwrite);
       return;
     }
     if (!dx) {
@@ -178,7 +181,7 @@ class ConvUnit {
       conv_->backward(ctx, c.pad.cmap(), gconv, &gpm, /*dx_overwrite=*/true);
     else
       convt_->backward(ctx, c.pad.cmap(), gconv, &gpm, /*dx_overwrite=*/true);
-    ops::reflection_pad_backward<Dim, S>(ctx, ops::uniform_pad<Dim>(pad_), gp.cmap(), *dx);
+    ops::reflection_pad_backward<Dim, S>(ctx, ops::uniform_pad<Dim>(pad_), gp.cmap(), *dx, dx_overwrite);
   }
 
  private:
@@ -298,18 +301,22 @@ class ResnetGenerator {
   }
   const T& stage_output(int i, const StageCache& c) const { return i < 3 ? c.unit.out : c.res_out; }
 
-  /// din += d<stage output, dout>/din (null skips); parameter gradients into the group.
+  /// din += d<stage output, dout>/din (null skips), or din = that with din_overwrite (din not
+  /// read); parameter gradients into the group.
   void stage_backward(core::Context<Device>& ctx, int i, const CMap& in, const StageCache& c, const CMap& dout,
-                      nondeduced_t<Map>* din) const {
+                      nondeduced_t<Map>* din, bool din_overwrite = false) const {
     check_input(i, in.dimensions());
     if (i < 3) {
-      enc_[i]->backward(ctx, in, c.unit, dout, din);
+      enc_[i]->backward(ctx, in, c.unit, dout, din, din_overwrite);
       return;
     }
     DICYC_CHECK(c.blocks.size() == blocks_.size(), ConfigError,
                 "ResnetGenerator '" << name_ << "': backward of the residual stage without its forward cache");
     if (blocks_.empty()) {
-      if (din) din->device(ctx.device()) = *din + dout;
+      if (din && din_overwrite)
+        din->device(ctx.device()) = dout;
+      else if (din)
+        din->device(ctx.device()) = *din + dout;
       return;
     }
     T g(ctx, dout.dimensions());
@@ -319,12 +326,12 @@ class ResnetGenerator {
     }
     for (std::size_t b = blocks_.size(); b-- > 0;) {
       if (b == 0) {
-        blocks_[0]->backward(ctx, c.blocks[0], g.cmap(), din);
+        blocks_[0]->backward(ctx, c.blocks[0], g.cmap(), din, din_overwrite);
         break;
       }
-      T gp = T::zeros(ctx, dout.dimensions());
+      T gp(ctx, dout.dimensions());  // written by the block's backward
       auto gpm = gp.map();
-      blocks_[b]->backward(ctx, c.blocks[b], g.cmap(), &gpm);
+      blocks_[b]->backward(ctx, c.blocks[b], g.cmap(), &gpm, /*dx_overwrite=*/true);
       g = std::move(gp);
     }
   }
@@ -347,9 +354,9 @@ class ResnetGenerator {
         stage_backward(ctx, 0, in, c.stage[0], dout, dx);
         break;
       }
-      T gi = T::zeros(ctx, in.dimensions());
+      T gi(ctx, in.dimensions());  // written by the stage's backward
       auto gim = gi.map();
-      stage_backward(ctx, i, in, c.stage[i], dout, &gim);
+      stage_backward(ctx, i, in, c.stage[i], dout, &gim, /*din_overwrite=*/true);
       g = std::move(gi);
     }
   }
@@ -364,19 +371,20 @@ class ResnetGenerator {
   }
   const T& output(const DecoderCache& c) const { return c.unit.back().out; }
 
+  /// df += d<Dec(f), dy>/df (null skips), or df = that with df_overwrite (df not read).
   void decode_backward(core::Context<Device>& ctx, const CMap& f, const DecoderCache& c, const CMap& dy,
-                       nondeduced_t<Map>* df) const {
+                       nondeduced_t<Map>* df, bool df_overwrite = false) const {
     T g;
     for (std::size_t u = dec_.size(); u-- > 0;) {
       const CMap in = u == 0 ? f : c.unit[u - 1].out.cmap();
       const CMap dout = u + 1 == dec_.size() ? dy : g.cmap();
       if (u == 0) {
-        dec_[0]->backward(ctx, in, c.unit[0], dout, df);
+        dec_[0]->backward(ctx, in, c.unit[0], dout, df, df_overwrite);
         break;
       }
-      T gi = T::zeros(ctx, in.dimensions());
+      T gi(ctx, in.dimensions());  // written by the unit's backward
       auto gim = gi.map();
-      dec_[u]->backward(ctx, in, c.unit[u], dout, &gim);
+      dec_[u]->backward(ctx, in, c.unit[u], dout, &gim, /*dx_overwrite=*/true);
       g = std::move(gi);
     }
   }
@@ -388,9 +396,9 @@ class ResnetGenerator {
   }
   void backward(core::Context<Device>& ctx, const CMap& x, const Cache& c, const CMap& dy,
                 nondeduced_t<Map>* dx) const {
-    T df = T::zeros(ctx, latent(c.enc).shape());
+    T df(ctx, latent(c.enc).shape());  // written by the decoder's backward
     auto dfm = df.map();
-    decode_backward(ctx, latent(c.enc).cmap(), c.dec, dy, &dfm);
+    decode_backward(ctx, latent(c.enc).cmap(), c.dec, dy, &dfm, /*df_overwrite=*/true);
     encode_backward(ctx, x, c.enc, df.cmap(), dx);
   }
 

@@ -78,9 +78,9 @@ class OffsetBranch {
     core::Tensor<S, Rank, Device> dh(ctx, cache.h.shape());  // written by the conv's backward
     auto dhm = dh.map();
     c2_.backward(ctx, cache.h.cmap(), dgrid.cmap(), &dhm, /*dx_overwrite=*/true);
-    auto dh0 = core::Tensor<S, Rank, Device>::zeros(ctx, cache.h.shape());
+    core::Tensor<S, Rank, Device> dh0(ctx, cache.h.shape());  // written whole (overwrite)
     auto dh0m = dh0.map();
-    ops::leaky_relu_backward<S, Rank>(ctx, cache.h.cmap(), dh.cmap(), dh0m, 0.2);
+    ops::leaky_relu_backward<S, Rank>(ctx, cache.h.cmap(), dh.cmap(), dh0m, 0.2, /*overwrite=*/true);
     c1_.backward(ctx, x, dh0.cmap(), dx);
   }
 

@@ -119,13 +119,14 @@ class PatchDiscriminator {
         gm.device(ctx.device()) = dy;
       } else {
         const Shape<Rank> os = c.act[l].shape();
-        T ga = T::zeros(ctx, os);
+        T ga(ctx, os);  // written whole (overwrite), as gconv below
         auto gam = ga.map();
-        ops::leaky_relu_backward<S, Rank>(ctx, c.act[l].cmap(), g.cmap(), gam, 0.2);
+        ops::leaky_relu_backward<S, Rank>(ctx, c.act[l].cmap(), g.cmap(), gam, 0.2, /*overwrite=*/true);
         if (norm_[l]) {
-          gconv = T::zeros(ctx, os);
+          gconv = T(ctx, os);
           auto gcm = gconv.map();
-          ops::instance_norm_backward<Dim, S>(ctx, c.norm[l].cmap(), c.invstd[l].cmap(), ga.cmap(), gcm);
+          ops::instance_norm_backward<Dim, S>(ctx, c.norm[l].cmap(), c.invstd[l].cmap(), ga.cmap(), gcm,
+                                              /*overwrite=*/true);
         } else {
           gconv = std::move(ga);
         }

@@ -63,32 +63,34 @@ class ResnetBlock {
     ops::add_forward<S, Rank>(ctx, x, c.n2.cmap(), y);
   }
 
+  /// dx += d<block(x), dy>/dx (null skips), or dx = that with dx_overwrite (dx not read);
+  /// parameter gradients into the group.
   void backward(core::Context<Device>& ctx, const Cache& c, const ConstTensorMap<S, Rank>& dy,
-                nondeduced_t<TensorMap<S, Rank>>* dx) const {
+                nondeduced_t<TensorMap<S, Rank>>* dx, bool dx_overwrite = false) const {
     const auto pad = ops::uniform_pad<Dim>(1);
     const Shape<Rank> xs = c.n1.shape(), ps = c.p1.shape();
     if (dx)
       DICYC_CHECK(dx->dimensions() == xs, ShapeError,
                   "ResnetBlock '" << name_ << "': expected input gradient of shape " << shape_str(xs));
+    // Each buffer below is written whole by the op that fills it (overwrite): no zeroing.
     // Through the second half.
-    auto dc = T::zeros(ctx, xs);
+    T dc(ctx, xs);
     auto dcm = dc.map();
-    ops::instance_norm_backward<Dim, S>(ctx, c.n2.cmap(), c.invstd2.cmap(), dy, dcm);
-    T dp(ctx, ps);  // written by each conv's backward
+    ops::instance_norm_backward<Dim, S>(ctx, c.n2.cmap(), c.invstd2.cmap(), dy, dcm, /*overwrite=*/true);
+    T dp(ctx, ps);
     auto dpm = dp.map();
     c2_.backward(ctx, c.p2.cmap(), dc.cmap(), &dpm, /*dx_overwrite=*/true);
-    auto dr = T::zeros(ctx, xs);
+    T dr(ctx, xs);
     auto drm = dr.map();
-    ops::reflection_pad_backward<Dim, S>(ctx, pad, dp.cmap(), drm);
-    auto dn = T::zeros(ctx, xs);
+    ops::reflection_pad_backward<Dim, S>(ctx, pad, dp.cmap(), drm, /*overwrite=*/true);
+    T dn(ctx, xs);
     auto dnm = dn.map();
-    ops::relu_backward<S, Rank>(ctx, c.r.cmap(), dr.cmap(), dnm);
+    ops::relu_backward<S, Rank>(ctx, c.r.cmap(), dr.cmap(), dnm, /*overwrite=*/true);
     // Through the first half.
-    dc.set_zero();
-    ops::instance_norm_backward<Dim, S>(ctx, c.n1.cmap(), c.invstd1.cmap(), dn.cmap(), dcm);
+    ops::instance_norm_backward<Dim, S>(ctx, c.n1.cmap(), c.invstd1.cmap(), dn.cmap(), dcm, /*overwrite=*/true);
     c1_.backward(ctx, c.p1.cmap(), dc.cmap(), &dpm, /*dx_overwrite=*/true);
     if (dx) {
-      ops::reflection_pad_backward<Dim, S>(ctx, pad, dp.cmap(), *dx);
+      ops::reflection_pad_backward<Dim, S>(ctx, pad, dp.cmap(), *dx, dx_overwrite);
       dx->device(ctx.device()) = *dx + dy;  // the identity branch
     }
   }

@@ -122,15 +122,15 @@ class Stn {
         (dpc.reshape(Shape<3>(C2, 1, N)).broadcast(Eigen::array<Index, 3>{1, P2, 1}).template cast<acc_t<S>>() /
          acc_t<S>(P2))
             .template cast<S>();
-    auto dh2b = core::Tensor<S, Rank, Device>::zeros(ctx, cache.h2.shape());
+    core::Tensor<S, Rank, Device> dh2b(ctx, cache.h2.shape());  // written whole (overwrite)
     auto dh2bm = dh2b.map();
-    ops::leaky_relu_backward<S, Rank>(ctx, cache.h2.cmap(), dh2.cmap(), dh2bm, 0.2);
+    ops::leaky_relu_backward<S, Rank>(ctx, cache.h2.cmap(), dh2.cmap(), dh2bm, 0.2, /*overwrite=*/true);
     core::Tensor<S, Rank, Device> dh1(ctx, cache.h1.shape());  // written by the conv's backward
     auto dh1m = dh1.map();
     c2_.backward(ctx, cache.h1.cmap(), dh2b.cmap(), &dh1m, /*dx_overwrite=*/true);
-    auto dh1b = core::Tensor<S, Rank, Device>::zeros(ctx, cache.h1.shape());
+    core::Tensor<S, Rank, Device> dh1b(ctx, cache.h1.shape());  // written whole (overwrite)
     auto dh1bm = dh1b.map();
-    ops::leaky_relu_backward<S, Rank>(ctx, cache.h1.cmap(), dh1.cmap(), dh1bm, 0.2);
+    ops::leaky_relu_backward<S, Rank>(ctx, cache.h1.cmap(), dh1.cmap(), dh1bm, 0.2, /*overwrite=*/true);
     core::Tensor<S, Rank, Device> dcat(ctx, cache.cat.shape());  // written by the conv's backward
     auto dcm = dcat.map();
     c1_.backward(ctx, cache.cat.cmap(), dh1b.cmap(), &dcm, /*dx_overwrite=*/true);

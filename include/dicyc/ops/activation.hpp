@@ -1,6 +1,7 @@
 // dicyc/ops/activation.hpp -- elementwise activations and add, forward and backward.
 //
-// Contract: any rank; y and x have the same shape. Backward ACCUMULATES into dx and is written in
+// Contract: any rank; y and x have the same shape. Backward ACCUMULATES into dx (or, with
+// overwrite, writes it without reading it: a fresh buffer needs no zeroing) and is written in
 // terms of the output y where that suffices (ReLU, LeakyReLU with a positive slope, Tanh), so a
 // cache needs to keep only y:
 //   relu:        dx += dy * (y > 0)            (subgradient 0 at 0, as PyTorch)
@@ -28,10 +29,13 @@ void relu_forward(core::Context<Device>& ctx, const ConstTensorMap<S, R>& x, Ten
 }
 template <class S, int R, class Device>
 void relu_backward(core::Context<Device>& ctx, const ConstTensorMap<S, R>& y, const ConstTensorMap<S, R>& dy,
-                   TensorMap<S, R>& dx) {
+                   TensorMap<S, R>& dx, bool overwrite = false) {
   detail::check_same_shape<S, R>("relu", y.dimensions(), dy.dimensions(), "output gradient");
   detail::check_same_shape<S, R>("relu", y.dimensions(), dx.dimensions(), "input gradient");
-  dx.device(ctx.device()) = dx + (y > y.constant(S(0))).select(dy, dy.constant(S(0)));
+  if (overwrite)
+    dx.device(ctx.device()) = (y > y.constant(S(0))).select(dy, dy.constant(S(0)));
+  else
+    dx.device(ctx.device()) = dx + (y > y.constant(S(0))).select(dy, dy.constant(S(0)));
 }
 
 template <class S, int R, class Device>
@@ -43,10 +47,13 @@ void leaky_relu_forward(core::Context<Device>& ctx, const ConstTensorMap<S, R>& 
 }
 template <class S, int R, class Device>
 void leaky_relu_backward(core::Context<Device>& ctx, const ConstTensorMap<S, R>& y, const ConstTensorMap<S, R>& dy,
-                         TensorMap<S, R>& dx, double slope = 0.2) {
+                         TensorMap<S, R>& dx, double slope = 0.2, bool overwrite = false) {
   detail::check_same_shape<S, R>("leaky_relu", y.dimensions(), dy.dimensions(), "output gradient");
   detail::check_same_shape<S, R>("leaky_relu", y.dimensions(), dx.dimensions(), "input gradient");
-  dx.device(ctx.device()) = dx + (y > y.constant(S(0))).select(dy, dy * S(slope));
+  if (overwrite)
+    dx.device(ctx.device()) = (y > y.constant(S(0))).select(dy, dy * S(slope));
+  else
+    dx.device(ctx.device()) = dx + (y > y.constant(S(0))).select(dy, dy * S(slope));
 }
 
 template <class S, int R, class Device>
@@ -56,13 +63,16 @@ void tanh_forward(core::Context<Device>& ctx, const ConstTensorMap<S, R>& x, Ten
 }
 template <class S, int R, class Device>
 void tanh_backward(core::Context<Device>& ctx, const ConstTensorMap<S, R>& y, const ConstTensorMap<S, R>& dy,
-                   TensorMap<S, R>& dx) {
+                   TensorMap<S, R>& dx, bool overwrite = false) {
   detail::check_same_shape<S, R>("tanh", y.dimensions(), dy.dimensions(), "output gradient");
   detail::check_same_shape<S, R>("tanh", y.dimensions(), dx.dimensions(), "input gradient");
   using A = acc_t<S>;
   auto ya = y.template cast<A>();
-  dx.device(ctx.device()) =
-      (dx.template cast<A>() + dy.template cast<A>() * (ya.constant(A(1)) - ya * ya)).template cast<S>();
+  if (overwrite)
+    dx.device(ctx.device()) = (dy.template cast<A>() * (ya.constant(A(1)) - ya * ya)).template cast<S>();
+  else
+    dx.device(ctx.device()) =
+        (dx.template cast<A>() + dy.template cast<A>() * (ya.constant(A(1)) - ya * ya)).template cast<S>();
 }
 
 template <class S, int R, class Device>

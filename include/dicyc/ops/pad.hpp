@@ -2,7 +2,7 @@
 //
 // Contract: x (C, s_1..s_Dim, N) -> y (C, s_d + 2 p_d, N), mirrored without repeating the edge
 // (PyTorch's ReflectionPad): y(o) = x(r(o)) with r(o) = |o - p| reflected into [0, s - 1].
-// Requires p_d < s_d. Backward ACCUMULATES the fold of dy into dx.
+// Requires p_d < s_d. Backward ACCUMULATES the fold of dy into dx (or writes it, with overwrite: dx is not read).
 //
 // On the GPU both directions are gathers written as generate() functors (EIGEN_DEVICE_FUNC): the
 // forward reads one source per output; the backward sums, per input element, the at most three
@@ -121,7 +121,7 @@ void reflect_pad_rows(core::Context<Device>& ctx, const std::array<Index, Dim>& 
 
 template <int Dim, class S, class Device>
 void reflect_fold_rows(core::Context<Device>& ctx, const std::array<Index, Dim>& pad, const S* dy,
-                       const Shape<Dim + 2>& ys, S* dx, const Shape<Dim + 2>& xs) {
+                       const Shape<Dim + 2>& ys, S* dx, const Shape<Dim + 2>& xs, bool overwrite = false) {
   using A = typename ::dicyc::acc<S>::type;
   const Index C = xs[0], n1 = xs[1], p1 = pad[0], xrow = C * n1, yrow = C * ys[1];
   const Index rows = num_elements(xs) / std::max<Index>(xrow, 1);
@@ -164,7 +164,10 @@ void reflect_fold_rows(core::Context<Device>& ctx, const std::array<Index, Dim>&
         if (d == Dim - 1) break;
       }
       S* o = dx + xrow * r;
-      for (Index k = 0; k < xrow; ++k) o[k] = S(A(o[k]) + acc[k]);
+      if (overwrite)
+        for (Index k = 0; k < xrow; ++k) o[k] = S(acc[k]);
+      else
+        for (Index k = 0; k < xrow; ++k) o[k] = S(A(o[k]) + acc[k]);
     }
   });
 }
@@ -213,7 +216,7 @@ void reflection_pad_forward(core::Context<Device>& ctx, const std::array<Index, 
 /// dx += fold(dy).
 template <int Dim, class S, class Device>
 void reflection_pad_backward(core::Context<Device>& ctx, const std::array<Index, Dim>& pad,
-                             const ConstTensorMap<S, Dim + 2>& dy, TensorMap<S, Dim + 2>& dx) {
+                             const ConstTensorMap<S, Dim + 2>& dy, TensorMap<S, Dim + 2>& dx, bool overwrite = false) {
   const auto out = reflection_pad_output_shape<Dim>(dx.dimensions(), pad);
   DICYC_CHECK(out == dy.dimensions(), ShapeError,
               "reflection_pad" << Dim << "d: expected output gradient of shape " << shape_str(out) << ", but got "
@@ -222,9 +225,12 @@ void reflection_pad_backward(core::Context<Device>& ctx, const std::array<Index,
     detail::ReflectFoldGenerator<Dim, S> gen{dy.data(), {}, {}};
     for (int d = 0; d < Dim + 2; ++d) gen.out[d] = dy.dimension(d);
     for (int d = 0; d < Dim; ++d) gen.pad[d] = pad[d];
-    dx.device(ctx.device()) = dx + dx.generate(gen);
+    if (overwrite)
+      dx.device(ctx.device()) = dx.generate(gen);
+    else
+      dx.device(ctx.device()) = dx + dx.generate(gen);
   } else {
-    detail::reflect_fold_rows<Dim>(ctx, pad, dy.data(), out, dx.data(), dx.dimensions());
+    detail::reflect_fold_rows<Dim>(ctx, pad, dy.data(), out, dx.data(), dx.dimensions(), overwrite);
   }
 }
 
