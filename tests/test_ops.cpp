@@ -111,17 +111,27 @@ std::vector<double> naive_in(const Shape<Dim + 2>& xs, const std::vector<double>
   return y;
 }
 
+/// An instance norm forward on the device: its output Y and statistics (mean M, invstd I).
+template <int Dim, class S, class D>
+struct InForward {
+  core::Tensor<S, Dim + 2, D> Y;
+  core::Tensor<acc_t<S>, 2, D> M, I;
+  InForward(Ctx<D>& ctx, const Shape<Dim + 2>& xs, const std::vector<double>& x)
+      : Y(ctx, xs), M(ctx, Shape<2>(xs[0], xs[Dim + 1])), I(ctx, Shape<2>(xs[0], xs[Dim + 1])) {
+    auto X = dev<S, Dim + 2>(ctx, xs, x);
+    auto ym = Y.map();
+    auto mm = M.map();
+    auto im = I.map();
+    ops::instance_norm_forward<Dim>(ctx, X.cmap(), ym, mm, im);
+  }
+};
+
 template <int Dim, class S, class D>
 std::vector<double> in_fwd(Ctx<D>& ctx, const Shape<Dim + 2>& xs, const std::vector<double>& x,
                            std::vector<double>* dy_in = nullptr, std::vector<double>* dx_out = nullptr) {
-  using A = acc_t<S>;
-  auto X = dev<S, Dim + 2>(ctx, xs, x);
-  core::Tensor<S, Dim + 2, D> Y(ctx, xs);
-  core::Tensor<A, 2, D> M(ctx, Shape<2>(xs[0], xs[Dim + 1])), I(ctx, Shape<2>(xs[0], xs[Dim + 1]));
-  auto ym = Y.map();
-  auto mm = M.map();
-  auto im = I.map();
-  ops::instance_norm_forward<Dim>(ctx, X.cmap(), ym, mm, im);
+  const InForward<Dim, S, D> f(ctx, xs, x);
+  const auto& Y = f.Y;
+  const auto& I = f.I;
   if (dy_in) {
     auto DY = dev<S, Dim + 2>(ctx, xs, *dy_in);
     auto DX = dev<S, Dim + 2>(ctx, xs, std::vector<double>(x.size(), 0.125));
@@ -236,17 +246,10 @@ void check_overwrite_ops(Ctx<D>& ctx) {
   // Instance norm: the statistics from a forward.
   auto norm = [&](auto dim_tag, const auto& xs) {
     constexpr int Dim = decltype(dim_tag)::value;
-    using A = acc_t<S>;
-    auto X = dev<S, Dim + 2>(ctx, xs, random_vec<double>(num_elements(xs), 34, -2.0, 3.0));
-    core::Tensor<S, Dim + 2, D> Y(ctx, xs);
-    core::Tensor<A, 2, D> M(ctx, Shape<2>(xs[0], xs[Dim + 1])), I(ctx, Shape<2>(xs[0], xs[Dim + 1]));
-    auto ym = Y.map();
-    auto mm = M.map();
-    auto im = I.map();
-    ops::instance_norm_forward<Dim>(ctx, X.cmap(), ym, mm, im);
+    const InForward<Dim, S, D> f(ctx, xs, random_vec<double>(num_elements(xs), 34, -2.0, 3.0));
     auto G = dev<S, Dim + 2>(ctx, xs, random_vec<double>(num_elements(xs), 35));
     check_overwrite_op<S, Dim + 2>(ctx, xs, "instance_norm", [&](auto& dx, bool ow) {
-      ops::instance_norm_backward<Dim>(ctx, Y.cmap(), I.cmap(), G.cmap(), dx, ow);
+      ops::instance_norm_backward<Dim>(ctx, f.Y.cmap(), f.I.cmap(), G.cmap(), dx, ow);
     });
   };
   norm(std::integral_constant<int, 2>(), Shape<4>(16, 50, 45, 1));
