@@ -470,7 +470,7 @@ void check_dnnl_dispatch(const std::vector<ConvCase<Dim>>& cs) {
   long shared_reused = 0;  // input gradients that took dy from the weight gradient's bf16 copy
   auto shared_reused_now = []() -> long {
 #if defined(DICYC_DNNL_CONV)
-    return dicyc::ops::detail::dnnl_shared_input_stats().reused.load();
+    return dicyc::ops::detail::dnnl_shared_input_reuses().load();
 #else
     return 0;
 #endif

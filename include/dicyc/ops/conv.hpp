@@ -1287,8 +1287,6 @@ void conv_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, const ConstT
           detail::dnnl_conv_run<Dim>(ctx, 1, ctx.conv_bf16() && detail::dnnl_conv_bf16(o, ConvPass::InputGrad), o, x.dimensions(), out, dy.data(), w.data(), nullptr, dx->data(),
                                      /*accumulate=*/dx_add, &dy_copy))
         dx = nullptr;
-      detail::dnnl_shared_input_stats().made += dy_copy.made;
-      detail::dnnl_shared_input_stats().reused += dy_copy.reused;
     }
 #endif
     if constexpr (detail::thin_capable_v<S, Device>) {
@@ -1439,8 +1437,6 @@ void conv_transpose_backward(Context<Device>& ctx, const ConvOptions<Dim>& o, co
                                      out, x.dimensions(), dy.data(), w.data(), nullptr, dx->data(),
                                      /*accumulate=*/!dx_overwrite, &dy_copy))
         dx = nullptr;
-      detail::dnnl_shared_input_stats().made += dy_copy.made;
-      detail::dnnl_shared_input_stats().reused += dy_copy.reused;
     }
 #endif
     // Both gradients gather dy onto the input grid, normal mode.

@@ -338,17 +338,13 @@ struct DnnlSharedInput {
   const float* user = nullptr;
   dnnl::memory::desc md;
   std::shared_ptr<void> data;
-  int made = 0, reused = 0;  // this object's counts
 };
 
-/// Process-wide counts of DnnlSharedInput copies made and reused (what the tests read to see that
-/// the sharing happens).
-struct DnnlSharedInputStats {
-  std::atomic<long> made{0}, reused{0};
-};
-inline DnnlSharedInputStats& dnnl_shared_input_stats() {
-  static DnnlSharedInputStats s;
-  return s;
+/// How many passes took their input from a DnnlSharedInput, process-wide (what the tests read to
+/// see that the sharing happens).
+inline std::atomic<long>& dnnl_shared_input_reuses() {
+  static std::atomic<long> n{0};
+  return n;
 }
 
 /// Runs pass `pass` of conv `o` (input shape x, output shape y) with oneDNN, in bf16 if `bf16`:
@@ -407,9 +403,8 @@ bool dnnl_conv_run(Context<Device>& ctx, int pass, bool bf16, const ConvOptions<
     auto owner = std::make_shared<core::Buffer<float, Device>>(std::move(buf));
     shared->data = std::shared_ptr<void>(owner, owner->data());
     shared->md = md;
-    ++shared->made;
   };
-  if (a_from || b_from) ++shared->reused;
+  if (a_from || b_from) ++dnnl_shared_input_reuses();
   else if (a_shared) keep(abuf, p->a_prim);
   else if (b_shared) keep(bbuf, p->b_prim);
   std::unordered_map<int, memory> args{{DNNL_ARG_SCRATCHPAD, scratch}};
